@@ -1,0 +1,77 @@
+"""`PipelineConfig`: every setting of a run, one typed tree with defaults that work.
+
+Each stage owns its section (`tasks/<stage>.py`); this module composes them, loads YAML
+presets from `configs/`, and applies `--set a.b.c=value` overrides. Unknown keys and wrong
+types fail with the full dotted name of the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from flows.raw_config import ConfigFileError, load_raw
+from tasks.data import DataConfig
+from tasks.errors import PipelineInputError
+from tasks.evaluate import EvaluateConfig
+from tasks.finetune import FinetuneConfig
+from tasks.pretrain import PretrainConfig
+from tasks.register import RegisterConfig
+from tasks.tokenizer import TokenizerConfig
+from tasks.tracking import TrackingConfig
+from tasks.workspace import Workspace
+
+
+class PipelineConfig(BaseModel):
+    """All settings of one pipeline run. The defaults train the tiny demo model on the demo data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: Workspace = Workspace()
+    tracking: TrackingConfig = TrackingConfig()
+    data: DataConfig = DataConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegisterConfig = RegisterConfig()
+
+    @model_validator(mode="after")
+    def _encoder_source(self) -> PipelineConfig:
+        if not self.pretrain.enabled and not self.finetune.base_model:
+            raise ValueError("pretrain.enabled=false needs finetune.base_model (a checkpoint to fine-tune)")
+        return self
+
+    def tokenizer_for_run(self) -> TokenizerConfig:
+        """Fine-tuning an existing checkpoint without pretraining: use that checkpoint's tokenizer."""
+        if not self.pretrain.enabled and self.tokenizer.pretrained is None:
+            return self.tokenizer.model_copy(update={"pretrained": self.finetune.base_model})
+        return self.tokenizer
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validate(data: dict, source: str = "config") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = _dotted(err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{key}: unknown key")
+            else:
+                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+        raise PipelineInputError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Defaults, then the YAML file, then the `--set` overrides, validated together."""
+    try:
+        data = load_raw(path, overrides)
+    except ConfigFileError as e:
+        raise PipelineInputError(str(e)) from None
+    return validate(data, source=str(path) if path else "config")

@@ -1,0 +1,105 @@
+"""The `pipeline` flow: data -> tokenizer -> pretrain -> finetune -> evaluate -> register.
+
+Thin on purpose: it only wires stages. Each stage is a plain function in `tasks/`, wrapped as
+a retryable, cached Prefect task; stages hand each other URIs and small typed results, so each
+can run on a different worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect import flow
+from pydantic import BaseModel
+
+from flows.config import PipelineConfig
+from tasks import reporting
+from tasks.data import PreparedData, prepare_data
+from tasks.evaluate import EvalReport, evaluate
+from tasks.fingerprint import code_version, hash_json
+from tasks.finetune import FinetunedModel, finetune
+from tasks.orchestration import RetryPolicy, stage_task
+from tasks.pretrain import EncoderArtifact, pretrain
+from tasks.register import Lineage, RegisteredModel, register
+from tasks.tokenizer import TokenizerArtifact, train_tokenizer
+from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run
+
+
+class PipelineResult(BaseModel):
+    """Where everything a run produced is, and how good the model is."""
+
+    data: PreparedData
+    tokenizer: TokenizerArtifact
+    encoder: EncoderArtifact | None
+    model: FinetunedModel
+    evaluation: EvalReport
+    registered: RegisteredModel
+    reused_stages: list[str]
+    mlflow_run_id: str
+    tracking_uri: str
+    workspace: str
+
+
+class _Stages:
+    """Runs stage functions as Prefect tasks and remembers which ones came from the cache."""
+
+    def __init__(self, config: PipelineConfig):
+        self.ws = config.workspace.resolved()
+        self.reused: list[str] = []
+
+    def __call__(self, fn: Callable, policy: RetryPolicy, *args, cache: bool = True, **kwargs):
+        state = stage_task(fn, fn.__name__, policy, cache=cache)(*args, return_state=True, **kwargs)
+        if state.name == "Cached":
+            self.reused.append(fn.__name__)
+        return state.result()
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
+    """Train, evaluate and register a text classifier from `config` (see configs/*.yaml)."""
+    stage = _Stages(config)
+    ws = stage.ws
+    tracking = Tracking.resolve(config.tracking, ws)
+    lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
+    run_id = open_pipeline_run(
+        tracking, "pipeline", {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
+        {"zero2one.config_hash": lineage.config_hash},
+    )
+    ok = False
+    try:
+        # Data is re-read every run (cheap) so that a changed file is noticed; later stages key on its fingerprint.
+        data = stage(prepare_data, config.data.retry, config.data, ws, cache=False)
+        tok_cfg = config.tokenizer_for_run()
+        tokenizer = stage(train_tokenizer, tok_cfg.retry, tok_cfg, data, ws)
+        encoder = None
+        if config.pretrain.enabled:
+            encoder = stage(pretrain, config.pretrain.retry, config.pretrain, data, tokenizer, tracking, ws,
+                            parent_run_id=run_id)
+        model = stage(finetune, config.finetune.retry, config.finetune, data, tokenizer, encoder, tracking, ws,
+                      parent_run_id=run_id)
+        report = stage(evaluate, config.evaluate.retry, config.evaluate, data, model, tracking, ws,
+                       parent_run_id=run_id)
+        registered = stage(register, config.registry.retry, config.registry, data, model, report, lineage,
+                           tracking, ws, parent_run_id=run_id)
+        ok = True
+    finally:
+        close_pipeline_run(tracking, run_id, ok)
+    result = PipelineResult(
+        data=data, tokenizer=tokenizer, encoder=encoder, model=model, evaluation=report, registered=registered,
+        reused_stages=stage.reused, mlflow_run_id=run_id, tracking_uri=tracking.uri, workspace=ws.root,
+    )
+    reporting.markdown("pipeline-summary", summary_markdown(result), description="What this run produced")
+    return result
+
+
+def summary_markdown(result: PipelineResult) -> str:
+    from tasks.evaluate import comparison_rows
+
+    reg = result.registered
+    return (
+        f"# {reg.name} v{reg.version} ({', '.join(reg.aliases)})\n\n"
+        f"{reporting.md_table(comparison_rows(result.evaluation))}\n\n"
+        f"Evaluation {'passed' if result.evaluation.passed else 'failed: ' + '; '.join(result.evaluation.reasons)}"
+        f"\n\nLoad it: `mlflow.pyfunc.load_model(\"{reg.model_uri}\")`  \n"
+        f"Reused from earlier runs: {', '.join(result.reused_stages) or 'nothing'}\n"
+    )

@@ -1,0 +1,51 @@
+"""`TextClassifier`: texts in, label names and probabilities out.
+
+One predictor for every consumer - evaluation, the MLflow pyfunc, serving - so the numbers
+we report are the numbers users get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+
+class TextClassifier:
+    """A saved Hugging Face sequence classifier (directory with config, weights and tokenizer)."""
+
+    def __init__(self, model_dir: str | Path, max_length: int | None = None, device: str = "cpu"):
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
+        self.device = device
+        self.max_length = max_length or self.model.config.max_position_embeddings
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Logits for `texts`; batches are sorted by length so padding stays short."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            enc = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            out[idx] = self.model(**enc).logits.float().cpu().numpy()
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits = self.logits(texts, batch_size)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]

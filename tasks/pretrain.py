@@ -1,0 +1,125 @@
+"""Stage 3, pretrain: masked-LM pretraining of a BERT-style encoder with the transformers Trainer.
+
+From scratch (shape from config) or continued from `init_from`. Checkpoints every `save_steps`
+land in the workspace, keyed by inputs and code; when the task is retried, training resumes from
+the newest checkpoint instead of step 0. Loss and perplexity go to MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import DataCollatorForLanguageModeling, Trainer
+
+from models.device import describe_device
+from models.encoder import EncoderShape, build_masked_lm, count_parameters, load_masked_lm
+from tasks import reporting
+from tasks.data import PreparedData, load_corpus, load_splits
+from tasks.errors import PipelineInputError
+from tasks.faults import maybe_fail, step_fault_callback
+from tasks.fingerprint import code_fingerprint, hash_json
+from tasks.orchestration import RetryPolicy
+from tasks.storage import publish_dir
+from tasks.tokenizer import TokenizerArtifact, load_tokenizer
+from tasks.tracking import Tracking, stage_run
+from tasks.training import OptimConfig, last_checkpoint, training_arguments
+from tasks.workspace import Workspace
+
+
+class PretrainConfig(BaseModel):
+    """Masked-LM pretraining. Switch off with `enabled: false` to fine-tune an existing checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    init_from: str | None = Field(None, description="Continue from this checkpoint (path or hub name).")
+    shape: EncoderShape = EncoderShape()
+    max_steps: int = Field(300, gt=0)
+    save_steps: int = Field(100, gt=0, description="Checkpoint every N steps (resume point on retry).")
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    optim: OptimConfig = OptimConfig(batch_size=64, learning_rate=1e-3, warmup_steps=30)
+    retry: RetryPolicy = RetryPolicy()
+
+
+class EncoderArtifact(BaseModel):
+    uri: str
+    global_step: int
+    resumed_from_step: int
+    eval_loss: float
+    perplexity: float
+    parameters: int
+    mlflow_run_id: str
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    data: PreparedData,
+    tokenizer: TokenizerArtifact,
+    tracking: Tracking,
+    ws: Workspace,
+    parent_run_id: str | None = None,
+) -> EncoderArtifact:
+    log = reporting.logger()
+    maybe_fail("pretrain", ws.local_dir("faults"))
+    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
+    workdir = ws.local_dir("pretrain", key)
+    tok = load_tokenizer(tokenizer)
+    if cfg.init_from:
+        model = load_masked_lm(cfg.init_from)
+        if len(tok) > model.config.vocab_size:
+            raise PipelineInputError(
+                f"pretrain.init_from='{cfg.init_from}' has {model.config.vocab_size} token embeddings but the "
+                f"tokenizer has {len(tok)} tokens; use the checkpoint's own tokenizer (tokenizer.pretrained)"
+            )
+    else:
+        model = build_masked_lm(cfg.shape, len(tok), tok.pad_token_id)
+    max_length = model.config.max_position_embeddings
+
+    def tokenize(batch):
+        return tok(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
+
+    train_set = load_corpus(data).map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing corpus")
+    eval_set = load_splits(data)["validation"].map(
+        tokenize, batched=True, remove_columns=["text", "label"], desc="tokenizing validation"
+    )
+    resume, resume_step = last_checkpoint(workdir)
+    args = training_arguments(
+        workdir, cfg.optim, max_steps=cfg.max_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        logging_steps=max(1, min(50, cfg.max_steps // 10)), eval_strategy="no", include_num_input_tokens_seen=True,
+    )
+    callbacks = [cb for cb in [step_fault_callback("pretrain", ws.local_dir("faults"))] if cb]
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tok,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=cfg.mlm_probability),
+        callbacks=callbacks,
+    )
+    log.info(
+        "pretraining a %.2fM-parameter encoder on %s for %d steps%s",
+        count_parameters(model) / 1e6, describe_device(), cfg.max_steps,
+        f", resuming from step {resume_step}" if resume else "",
+    )
+    with stage_run(tracking, "pretrain", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}) as run:
+        mlflow.log_params({"resumed_from_step": resume_step, "parameters": count_parameters(model)})
+        trainer.train(resume_from_checkpoint=resume)
+        metrics = trainer.evaluate()
+        perplexity = math.exp(min(metrics["eval_loss"], 50))
+        mlflow.log_metrics({"eval_loss": metrics["eval_loss"], "perplexity": perplexity},
+                           step=trainer.state.global_step)
+        model_dir = workdir / "model"
+        trainer.save_model(str(model_dir))  # safetensors + config + tokenizer
+    uri = publish_dir(model_dir, ws.uri("pretrain", key, "model"))
+    result = EncoderArtifact(
+        uri=uri, global_step=trainer.state.global_step, resumed_from_step=resume_step,
+        eval_loss=metrics["eval_loss"], perplexity=perplexity, parameters=count_parameters(model),
+        mlflow_run_id=run.info.run_id,
+    )
+    reporting.markdown(
+        "pretrain",
+        f"# Pretraining\n\n{result.parameters / 1e6:.2f}M parameters, {result.global_step} steps"
+        f"{f' (resumed from step {resume_step})' if resume_step else ''}\n\n"
+        f"validation MLM loss {result.eval_loss:.3f}, perplexity {perplexity:.1f}\n\nEncoder: `{uri}`  \n"
+        f"MLflow run: [{run.info.run_id}]({tracking.run_url(run.info.run_id)})\n",
+    )
+    return result

@@ -1,0 +1,146 @@
+"""Stage 6, register: the fine-tuned model as a new version in the MLflow model registry.
+
+Logged as a "models from code" pyfunc (`models/pyfunc_model.py`): weights and tokenizer are
+plain files (safetensors), nothing is pickled. `mlflow.pyfunc.load_model("models:/NAME/V")`
+maps a DataFrame with a `text` column to labels and class probabilities. The version gets the
+`challenger` alias and lineage tags; the first version that passes evaluation while there is no
+champion also becomes `champion`. If anything fails after the version was created, the version
+is deleted again, so the registry never holds a half-registered model.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from pydantic import BaseModel, ConfigDict, Field
+
+import models
+from tasks import reporting
+from tasks.data import PreparedData, load_splits
+from tasks.evaluate import EvalReport, comparison_rows
+from tasks.faults import maybe_fail
+from tasks.finetune import FinetunedModel
+from tasks.orchestration import RetryPolicy
+from tasks.storage import materialize
+from tasks.tracking import Tracking, flow_run_id, stage_run
+from tasks.workspace import Workspace
+
+PYFUNC_CODE = Path(models.__file__).parent / "pyfunc_model.py"
+
+
+class RegisterConfig(BaseModel):
+    """Which registered model to add a version to, and the aliases to use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field("zero2one-classifier", min_length=1)
+    challenger_alias: str = "challenger"
+    champion_alias: str = "champion"
+    retry: RetryPolicy = RetryPolicy()
+
+
+class Lineage(BaseModel):
+    """Where a model came from, beyond what the stage results carry."""
+
+    config_hash: str
+    code_version: str
+
+
+class RegisteredModel(BaseModel):
+    name: str
+    version: str
+    aliases: list[str]
+    model_uri: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def signature(labels: list[str]) -> ModelSignature:
+    outputs = [ColSpec("string", "label"), ColSpec("double", "score")]
+    outputs += [ColSpec("double", f"prob_{lab}") for lab in labels]
+    return ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema(outputs))
+
+
+def _requirements() -> list[str]:
+    """Pinned explicitly: MLflow's inference would load the model in a subprocess just to guess them."""
+    return [f"{p}=={pkg_version(p).split('+')[0]}" for p in ("mlflow", "torch", "transformers", "pandas", "numpy")]
+
+
+def register(
+    cfg: RegisterConfig,
+    data: PreparedData,
+    model: FinetunedModel,
+    report: EvalReport,
+    lineage: Lineage,
+    tracking: Tracking,
+    ws: Workspace,
+    parent_run_id: str | None = None,
+) -> RegisteredModel:
+    maybe_fail("register", ws.local_dir("faults"))
+    tags = {
+        "zero2one.data_fingerprint": data.fingerprint,
+        "zero2one.data_uri": data.uri,
+        "zero2one.config_hash": lineage.config_hash,
+        "zero2one.code_version": lineage.code_version,
+        "zero2one.pretrain_run_id": model.pretrain_run_id or "none",
+        "zero2one.finetune_run_id": model.mlflow_run_id,
+        "zero2one.eval_run_id": report.mlflow_run_id,
+        "zero2one.checkpoint_uri": model.uri,
+        "zero2one.base_model": model.base_model,
+        "zero2one.eval_passed": str(report.passed).lower(),
+        "zero2one.test_macro_f1": f"{report.model.macro_f1:.4f}",
+        "zero2one.test_accuracy": f"{report.model.accuracy:.4f}",
+        "prefect.flow_run_id": flow_run_id() or "none",
+    }
+    example = pd.DataFrame({"text": load_splits(data)["test"]["text"][:2]})
+    client = MlflowClient(tracking_uri=tracking.uri)
+    with stage_run(tracking, "register", parent_run_id, tags) as run:
+        mlflow.log_metrics({"test_macro_f1": report.model.macro_f1, "test_accuracy": report.model.accuracy})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"model": str(materialize(model.uri))},
+            code_paths=[str(PYFUNC_CODE.parent)],
+            signature=signature(data.labels),
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
+        mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
+    try:
+        aliases = [cfg.challenger_alias]
+        client.set_registered_model_alias(cfg.model_name, cfg.challenger_alias, mv.version)
+        if report.passed and not _alias_exists(client, cfg.model_name, cfg.champion_alias):
+            client.set_registered_model_alias(cfg.model_name, cfg.champion_alias, mv.version)
+            aliases.append(cfg.champion_alias)
+        maybe_fail("register-aliases", ws.local_dir("faults"))
+    except BaseException:
+        client.delete_model_version(cfg.model_name, mv.version)  # no half-registered version stays behind
+        raise
+    result = RegisteredModel(
+        name=cfg.model_name, version=str(mv.version), aliases=aliases,
+        model_uri=f"models:/{cfg.model_name}/{mv.version}", run_id=run.info.run_id, tags=tags,
+    )
+    reporting.markdown(
+        "register",
+        f"# Registered `{result.model_uri}`\n\nAliases: {', '.join(aliases)}\n\n"
+        f"{reporting.md_table(comparison_rows(report))}\n\n"
+        + "\n".join(f"- `{k}`: {v}" for k, v in tags.items()),
+    )
+    reporting.link("mlflow-model", f"{tracking.ui_url}/#/models/{cfg.model_name}/versions/{mv.version}",
+                   f"{cfg.model_name} v{mv.version} in MLflow")
+    return result
+
+
+def _alias_exists(client: MlflowClient, name: str, alias: str) -> bool:
+    try:
+        client.get_model_version_by_alias(name, alias)
+        return True
+    except MlflowException:
+        return False

@@ -1,0 +1,64 @@
+"""Prefect artifacts that summarise each stage in the UI.
+
+The stage functions call these unconditionally; outside a Prefect run (a plain call in a test
+or a benchmark) they do nothing, so the functions stay usable without a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger("zero2one")
+
+
+def _in_prefect_run() -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+
+
+def _key(text: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def logger():
+    """Prefect's run logger inside a run (shows in the UI), the `zero2one` logger outside."""
+    if _in_prefect_run():
+        from prefect.logging import get_run_logger
+
+        return get_run_logger()
+    return log
+
+
+def markdown(key: str, text: str, description: str | None = None) -> None:
+    if _in_prefect_run():
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(markdown=text, key=_key(key), description=description)
+
+
+def table(key: str, rows: list[dict], description: str | None = None) -> None:
+    if _in_prefect_run():
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(table=rows, key=_key(key), description=description)
+
+
+def link(key: str, url: str, text: str, description: str | None = None) -> None:
+    if _in_prefect_run():
+        from prefect.artifacts import create_link_artifact
+
+        create_link_artifact(link=url, link_text=text, key=_key(key), description=description)
+
+
+def md_table(rows: list[dict]) -> str:
+    """A markdown table from a list of same-keyed dicts (floats to 4 places)."""
+    if not rows:
+        return "_(empty)_"
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Stage 2, train_tokenizer: a WordPiece vocabulary trained on the pretraining corpus.
+
+Or, with `pretrained` set, an existing tokenizer loaded by path or hub name. Either way it is
+saved with `save_pretrained`, so every later stage loads it with `AutoTokenizer`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, BertTokenizerFast
+
+from tasks import reporting
+from tasks.data import PreparedData, load_corpus
+from tasks.errors import PipelineInputError
+from tasks.orchestration import RetryPolicy
+from tasks.fingerprint import hash_json
+from tasks.storage import materialize, publish_dir
+from tasks.workspace import Workspace
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+class TokenizerConfig(BaseModel):
+    """Train a WordPiece vocabulary, or reuse an existing tokenizer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pretrained: str | None = Field(None, description="Path or hub name of a tokenizer to use instead of training.")
+    vocab_size: int = Field(4000, ge=len(SPECIAL_TOKENS) + 26)
+    min_frequency: int = Field(2, ge=1)
+    lowercase: bool = True
+    retry: RetryPolicy = RetryPolicy(retries=1)
+
+
+class TokenizerArtifact(BaseModel):
+    uri: str
+    vocab_size: int
+    trained: bool
+
+
+def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
+    """The BERT recipe with the `tokenizers` library: normalise, split on whitespace/punctuation, WordPiece."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    tok.decoder = decoders.WordPiece()
+    return BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase)
+
+
+def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> TokenizerArtifact:
+    """Train (or load) the tokenizer and save it under `<workspace>/tokenizers/<key>/`."""
+    log = reporting.logger()
+    uri = ws.uri("tokenizers", hash_json(cfg, data.fingerprint))
+    if cfg.pretrained:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained)
+        except (OSError, ValueError) as e:
+            raise PipelineInputError(f"tokenizer.pretrained='{cfg.pretrained}' could not be loaded: {e}") from e
+    else:
+        corpus = load_corpus(data)["text"]
+        tokenizer = _train_wordpiece(corpus, cfg)
+        log.info("trained a WordPiece vocabulary of %d tokens on %d texts", len(tokenizer), len(corpus))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        publish_dir(Path(tmp), uri)
+    reporting.markdown(
+        "train-tokenizer",
+        f"# Tokenizer\n\n{'Loaded `' + cfg.pretrained + '`' if cfg.pretrained else 'Trained WordPiece'}: "
+        f"{len(tokenizer)} tokens -> `{uri}`\n",
+    )
+    return TokenizerArtifact(uri=uri, vocab_size=len(tokenizer), trained=cfg.pretrained is None)
+
+
+def load_tokenizer(artifact: TokenizerArtifact):
+    return AutoTokenizer.from_pretrained(str(materialize(artifact.uri)))

@@ -1,0 +1,115 @@
+"""MLflow runs for stages, and the Prefect context they are tagged with.
+
+Each stage logs to its own MLflow run, nested under the flow's pipeline run, tagged with the
+Prefect flow run id - so one can go from the Prefect UI to the numbers and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import mlflow
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.workspace import Workspace
+
+
+class TrackingConfig(BaseModel):
+    """Where MLflow lives. By default: SQLite and a local artifact store in the workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite in the workspace."
+    )
+    experiment: str = Field("zero2one", description="MLflow experiment for all stage runs.")
+    ui_url: str = Field("http://127.0.0.1:5000", description="Where the MLflow UI is, for links in Prefect.")
+
+
+class Tracking(BaseModel):
+    """Resolved tracking settings, handed to every task."""
+
+    uri: str
+    experiment: str
+    artifact_location: str | None
+    ui_url: str
+
+    @classmethod
+    def resolve(cls, cfg: TrackingConfig, ws: Workspace) -> Tracking:
+        uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.tracking_uri()
+        local_default = uri == ws.tracking_uri() if not cfg.uri else False
+        return cls(
+            uri=uri,
+            experiment=cfg.experiment,
+            artifact_location=ws.artifact_location() if local_default else None,
+            ui_url=cfg.ui_url,
+        )
+
+    def activate(self) -> str:
+        """Point MLflow here; create the experiment on first use. Returns its id."""
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        exp = mlflow.get_experiment_by_name(self.experiment)
+        if exp is None:
+            try:
+                return mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
+            except mlflow.exceptions.MlflowException:  # created concurrently by another task
+                exp = mlflow.get_experiment_by_name(self.experiment)
+        mlflow.set_experiment(experiment_id=exp.experiment_id)
+        return exp.experiment_id
+
+    def run_url(self, run_id: str) -> str:
+        exp = mlflow.get_run(run_id).info.experiment_id
+        return f"{self.ui_url}/#/experiments/{exp}/runs/{run_id}"
+
+
+def flow_run_id() -> str | None:
+    """The id of the Prefect flow run we are in, if any."""
+    try:
+        from prefect.context import FlowRunContext, TaskRunContext
+    except ImportError:  # pragma: no cover - Prefect is a dependency
+        return None
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None and task_ctx.task_run.flow_run_id:
+        return str(task_ctx.task_run.flow_run_id)
+    flow_ctx = FlowRunContext.get()
+    return str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
+
+
+@contextlib.contextmanager
+def stage_run(
+    tracking: Tracking, stage: str, parent_run_id: str | None = None, tags: dict[str, str] | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run for one attempt of one stage, nested under the pipeline's run."""
+    tracking.activate()
+    all_tags = {"zero2one.stage": stage, **(tags or {})}
+    if run_id := flow_run_id():
+        all_tags["prefect.flow_run_id"] = run_id
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    # Our own run, not a nested `start_run`: a task may run on a worker where the parent is not active.
+    with mlflow.start_run(run_name=stage, tags=all_tags) as run:
+        yield run
+    mlflow.flush_async_logging()
+
+
+def open_pipeline_run(tracking: Tracking, run_name: str, params: dict, tags: dict[str, str]) -> str:
+    """The parent MLflow run of one flow run; stage runs nest under it."""
+    experiment_id = tracking.activate()
+    client = mlflow.MlflowClient(tracking_uri=tracking.uri)
+    all_tags = {"zero2one.stage": "pipeline", **tags}
+    if run_id := flow_run_id():
+        all_tags["prefect.flow_run_id"] = run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    return run.info.run_id
+
+
+def close_pipeline_run(tracking: Tracking, run_id: str, ok: bool, metrics: dict[str, float] | None = None) -> None:
+    client = mlflow.MlflowClient(tracking_uri=tracking.uri)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, value)
+    client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
