@@ -16,8 +16,8 @@ from flows.config import PipelineConfig
 from tasks import reporting
 from tasks.data import PreparedData, prepare_data
 from tasks.evaluate import EvalReport, evaluate
-from tasks.fingerprint import code_version, hash_json
 from tasks.finetune import FinetunedModel, finetune
+from tasks.fingerprint import code_version, hash_json
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import EncoderArtifact, pretrain
 from tasks.register import Lineage, RegisteredModel, register
@@ -62,7 +62,9 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     tracking = Tracking.resolve(config.tracking, ws)
     lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
     run_id = open_pipeline_run(
-        tracking, "pipeline", {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
+        tracking,
+        "pipeline",
+        {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
         {"zero2one.config_hash": lineage.config_hash},
     )
     ok = False
@@ -73,20 +75,49 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         tokenizer = stage(train_tokenizer, tok_cfg.retry, tok_cfg, data, ws)
         encoder = None
         if config.pretrain.enabled:
-            encoder = stage(pretrain, config.pretrain.retry, config.pretrain, data, tokenizer, tracking, ws,
-                            parent_run_id=run_id)
-        model = stage(finetune, config.finetune.retry, config.finetune, data, tokenizer, encoder, tracking, ws,
-                      parent_run_id=run_id)
-        report = stage(evaluate, config.evaluate.retry, config.evaluate, data, model, tracking, ws,
-                       parent_run_id=run_id)
-        registered = stage(register, config.registry.retry, config.registry, data, model, report, lineage,
-                           tracking, ws, parent_run_id=run_id)
+            encoder = stage(
+                pretrain, config.pretrain.retry, config.pretrain, data, tokenizer, tracking, ws, parent_run_id=run_id
+            )
+        model = stage(
+            finetune,
+            config.finetune.retry,
+            config.finetune,
+            data,
+            tokenizer,
+            encoder,
+            tracking,
+            ws,
+            parent_run_id=run_id,
+        )
+        report = stage(
+            evaluate, config.evaluate.retry, config.evaluate, data, model, tracking, ws, parent_run_id=run_id
+        )
+        registered = stage(
+            register,
+            config.registry.retry,
+            config.registry,
+            data,
+            model,
+            report,
+            lineage,
+            tracking,
+            ws,
+            parent_run_id=run_id,
+        )
         ok = True
     finally:
         close_pipeline_run(tracking, run_id, ok)
     result = PipelineResult(
-        data=data, tokenizer=tokenizer, encoder=encoder, model=model, evaluation=report, registered=registered,
-        reused_stages=stage.reused, mlflow_run_id=run_id, tracking_uri=tracking.uri, workspace=ws.root,
+        data=data,
+        tokenizer=tokenizer,
+        encoder=encoder,
+        model=model,
+        evaluation=report,
+        registered=registered,
+        reused_stages=stage.reused,
+        mlflow_run_id=run_id,
+        tracking_uri=tracking.uri,
+        workspace=ws.root,
     )
     reporting.markdown("pipeline-summary", summary_markdown(result), description="What this run produced")
     return result
@@ -100,6 +131,6 @@ def summary_markdown(result: PipelineResult) -> str:
         f"# {reg.name} v{reg.version} ({', '.join(reg.aliases)})\n\n"
         f"{reporting.md_table(comparison_rows(result.evaluation))}\n\n"
         f"Evaluation {'passed' if result.evaluation.passed else 'failed: ' + '; '.join(result.evaluation.reasons)}"
-        f"\n\nLoad it: `mlflow.pyfunc.load_model(\"{reg.model_uri}\")`  \n"
+        f'\n\nLoad it: `mlflow.pyfunc.load_model("{reg.model_uri}")`  \n'
         f"Reused from earlier runs: {', '.join(result.reused_stages) or 'nothing'}\n"
     )

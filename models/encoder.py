@@ -28,9 +28,7 @@ class EncoderShape(BaseModel):
 
     def to_bert_config(self, vocab_size: int, **extra) -> BertConfig:
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}"
-            )
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         return BertConfig(
             vocab_size=vocab_size,
             hidden_size=self.hidden_size,

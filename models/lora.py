@@ -19,7 +19,10 @@ class LoraSettings(BaseModel):
 def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
     """Freeze the encoder, add adapters; the classification head stays trainable (peft SEQ_CLS)."""
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+        task_type=TaskType.SEQ_CLS,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
     )
     return get_peft_model(model, config)

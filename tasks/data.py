@@ -29,8 +29,14 @@ from tasks.orchestration import RetryPolicy
 from tasks.workspace import Workspace, exists, is_remote
 
 SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation",
-                  "val": "validation", "test": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "val": "validation",
+    "test": "test",
+}
 _TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"}
 _DEMO_FILES = {"reviews": "reviews.csv", "reviews_shifted": "reviews_shifted.csv", "corpus": "corpus.txt"}
 
@@ -96,7 +102,7 @@ def _check_utf8(path: str) -> None:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise PipelineInputError(
-            f"{path}: undecodable bytes at line {line} (byte offset {e.start}, {raw[e.start:e.start + 4]!r}): "
+            f"{path}: undecodable bytes at line {line} (byte offset {e.start}, {raw[e.start : e.start + 4]!r}): "
             "not valid UTF-8. Re-save the file as UTF-8."
         ) from None
 
@@ -199,8 +205,9 @@ def _bad_rows(
     if cfg.on_invalid == "error":
         bad = df[mask]
         example = bad[column].iloc[0]
+        shown = cfg.text_column if column == "text" else cfg.label_column  # the user's column name
         raise PipelineInputError(
-            f"{_where(bad, column)}: {what} (value {example!r}; {int(mask.sum())} such rows). "
+            f"{_where(bad, shown)}: {what} (value {example!r}; {int(mask.sum())} such rows). "
             f"{fix} or set data.on_invalid=drop to drop and count them."
         )
     dropped[what] = dropped.get(what, 0) + int(mask.sum())
@@ -223,13 +230,26 @@ def _validate_frame(df: pd.DataFrame, cfg: DataConfig, labels: list[str] | None,
     df = df.rename(columns={cfg.text_column: "text", cfg.label_column: "label"})[["text", "label", "_line", "_file"]]
     for column in ("text", "label"):
         df[column] = df[column].map(_as_str)
-    df = _bad_rows(df, df["text"].str.strip() == "", "empty or whitespace-only text", "text",
-                   "Fill in or remove those rows", cfg, dropped)
-    df = _bad_rows(df, df["label"].str.strip() == "", "missing label", "label",
-                   "Label those rows", cfg, dropped)
+    df = _bad_rows(
+        df,
+        df["text"].str.strip() == "",
+        "empty or whitespace-only text",
+        "text",
+        "Fill in or remove those rows",
+        cfg,
+        dropped,
+    )
+    df = _bad_rows(df, df["label"].str.strip() == "", "missing label", "label", "Label those rows", cfg, dropped)
     if labels is not None:
-        df = _bad_rows(df, ~df["label"].isin(labels), f"label not one of {labels}", "label",
-                       "Fix the label or add it to data.labels", cfg, dropped)
+        df = _bad_rows(
+            df,
+            ~df["label"].isin(labels),
+            f"label not one of {labels}",
+            "label",
+            "Fix the label or add it to data.labels",
+            cfg,
+            dropped,
+        )
     return df
 
 
@@ -340,22 +360,35 @@ def prepare_data(cfg: DataConfig, ws: Workspace) -> PreparedData:
     fingerprint = _fingerprint(frames, corpus, labels)
     uri = ws.uri("data", fingerprint)
     result = PreparedData(
-        uri=uri, fingerprint=fingerprint, labels=labels, sizes={s: len(frames[s]) for s in SPLITS},
-        corpus_size=len(corpus), dropped=dropped, source=cfg.source,
+        uri=uri,
+        fingerprint=fingerprint,
+        labels=labels,
+        sizes={s: len(frames[s]) for s in SPLITS},
+        corpus_size=len(corpus),
+        dropped=dropped,
+        source=cfg.source,
     )
     if not exists(result.splits_uri + "/dataset_dict.json"):
         features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=labels)})
-        dd = datasets.DatasetDict({
-            s: datasets.Dataset.from_dict(
-                {"text": frames[s]["text"].tolist(), "label": [labels.index(v) for v in frames[s]["label"]]},
-                features=features,
-            )
-            for s in SPLITS
-        })
+        dd = datasets.DatasetDict(
+            {
+                s: datasets.Dataset.from_dict(
+                    {"text": frames[s]["text"].tolist(), "label": [labels.index(v) for v in frames[s]["label"]]},
+                    features=features,
+                )
+                for s in SPLITS
+            }
+        )
         datasets.Dataset.from_dict({"text": corpus}).save_to_disk(result.corpus_uri)
         dd.save_to_disk(result.splits_uri)  # written last: its presence marks the folder complete
-    log.info("prepared %s: %s, corpus %d texts, dropped %s -> %s", cfg.source, result.sizes, len(corpus),
-             dropped or "nothing", uri)
+    log.info(
+        "prepared %s: %s, corpus %d texts, dropped %s -> %s",
+        cfg.source,
+        result.sizes,
+        len(corpus),
+        dropped or "nothing",
+        uri,
+    )
     _report(result, frames)
     return result
 

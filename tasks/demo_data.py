@@ -203,9 +203,7 @@ def _clause(rng: random.Random, style: Style, subject: str, plural: bool) -> tup
         polarity = -polarity
     if rng.random() < 0.2:
         return f"{'I never found' if negated else 'I found'} {subject} {word}", polarity
-    verb, *rest = (
-        rng.choice(style.negations) if negated else rng.choice(["is", "was", "feels", "seems"])
-    ).split()
+    verb, *rest = (rng.choice(style.negations) if negated else rng.choice(["is", "was", "feels", "seems"])).split()
     if plural:
         verb = PLURAL[verb]
     return " ".join([subject, verb, *rest, word]), polarity

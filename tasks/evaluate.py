@@ -121,8 +121,10 @@ def evaluate(
     if scores["model"].macro_f1 < cfg.min_macro_f1:
         reasons.append(f"macro-F1 {scores['model'].macro_f1:.4f} < evaluate.min_macro_f1={cfg.min_macro_f1}")
 
-    with stage_run(tracking, "evaluate", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}) as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        stage_run(tracking, "evaluate", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for name, s in scores.items():
             prefix = "test" if name == "model" else f"baseline_{name}"
             mlflow.log_metrics({f"{prefix}_accuracy": s.accuracy, f"{prefix}_macro_f1": s.macro_f1})
@@ -143,8 +145,11 @@ def evaluate(
 def comparison_rows(report: EvalReport) -> list[dict]:
     return [
         {"model": name, "accuracy": round(s.accuracy, 4), "macro_f1": round(s.macro_f1, 4)}
-        for name, s in (("fine-tuned", report.model), ("tf-idf + logreg", report.tfidf_logreg),
-                        ("majority class", report.majority))
+        for name, s in (
+            ("fine-tuned", report.model),
+            ("tf-idf + logreg", report.tfidf_logreg),
+            ("majority class", report.majority),
+        )
     ]
 
 
@@ -159,4 +164,3 @@ def _report(report: EvalReport, tracking: Tracking) -> None:
         f"MLflow run: [{report.mlflow_run_id}]({tracking.run_url(report.mlflow_run_id)})\n",
     )
     reporting.logger().info("evaluation %s: %s", verdict, comparison_rows(report))
-

@@ -30,7 +30,7 @@ from tasks.storage import materialize, publish_dir
 from tasks.tokenizer import TokenizerArtifact, load_tokenizer
 from tasks.tracking import Tracking, stage_run
 from tasks.training import OptimConfig, last_checkpoint, training_arguments
-from tasks.workspace import Workspace
+from tasks.workspace import Workspace, is_remote
 
 
 class FinetuneConfig(BaseModel):
@@ -69,6 +69,12 @@ def classification_metrics(eval_pred) -> dict[str, float]:
     return {"accuracy": accuracy_score(labels, preds), "macro_f1": f1_score(labels, preds, average="macro")}
 
 
+def _tokenize(batch, tok, max_length: int):
+    enc = tok(batch["text"], truncation=True, max_length=max_length)
+    enc["length"] = [len(ids) for ids in enc["input_ids"]]  # for length-grouped batches
+    return enc
+
+
 def finetune(
     cfg: FinetuneConfig,
     data: PreparedData,
@@ -87,7 +93,7 @@ def finetune(
     workdir = ws.local_dir("finetune", key)
     tok = load_tokenizer(tokenizer)
     try:
-        model = build_classifier(str(materialize(base)) if "://" in base else base, data.labels)
+        model = build_classifier(str(materialize(base)) if is_remote(base) else base, data.labels)
     except OSError as e:
         raise PipelineInputError(f"finetune base model '{base}' could not be loaded: {e}") from e
     if len(tok) > model.config.vocab_size:
@@ -99,17 +105,24 @@ def finetune(
         model = apply_lora(model, cfg.lora)
     max_length = min(cfg.max_length or 10**9, model.config.max_position_embeddings)
 
-    def tokenize(batch):
-        enc = tok(batch["text"], truncation=True, max_length=max_length)
-        enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        return enc
-
-    splits = load_splits(data).map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
+    splits = load_splits(data).map(
+        _tokenize,
+        batched=True,
+        remove_columns=["text"],
+        fn_kwargs={"tok": tok, "max_length": max_length},
+        desc="tokenizing",
+    )
     splits = splits.rename_column("label", "labels")
     resume, resume_step = last_checkpoint(workdir)
     args = training_arguments(
-        workdir, cfg.optim, num_train_epochs=cfg.epochs, eval_strategy="epoch", save_strategy="epoch",
-        logging_strategy="epoch", load_best_model_at_end=True, metric_for_best_model=cfg.metric,
+        workdir,
+        cfg.optim,
+        num_train_epochs=cfg.epochs,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model=cfg.metric,
         greater_is_better=True,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
     )
@@ -117,13 +130,22 @@ def finetune(
     if fault := step_fault_callback("finetune", ws.local_dir("faults")):
         callbacks.append(fault)
     trainer = Trainer(
-        model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
-        processing_class=tok, data_collator=DataCollatorWithPadding(tok), compute_metrics=classification_metrics,
+        model=model,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        processing_class=tok,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=classification_metrics,
         callbacks=callbacks,
     )
     log.info(
         "fine-tuning (%s) %s on %s: %d train / %d validation texts%s",
-        cfg.method, base, describe_device(), len(splits["train"]), len(splits["validation"]),
+        cfg.method,
+        base,
+        describe_device(),
+        len(splits["train"]),
+        len(splits["validation"]),
         f", resuming from step {resume_step}" if resume else "",
     )
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
@@ -138,9 +160,16 @@ def finetune(
         tok.save_pretrained(str(model_dir))
     uri = publish_dir(model_dir, ws.uri("finetune", key, "model"))
     result = FinetunedModel(
-        uri=uri, base_model=base, method=cfg.method, labels=data.labels, global_step=trainer.state.global_step,
-        resumed_from_step=resume_step, best_metric=best[f"eval_{cfg.metric}"], metric=cfg.metric,
-        mlflow_run_id=run.info.run_id, pretrain_run_id=encoder.mlflow_run_id if encoder else None,
+        uri=uri,
+        base_model=base,
+        method=cfg.method,
+        labels=data.labels,
+        global_step=trainer.state.global_step,
+        resumed_from_step=resume_step,
+        best_metric=best[f"eval_{cfg.metric}"],
+        metric=cfg.metric,
+        mlflow_run_id=run.info.run_id,
+        pretrain_run_id=encoder.mlflow_run_id if encoder else None,
     )
     reporting.markdown(
         "finetune",

@@ -18,7 +18,9 @@ from tasks.errors import PipelineInputError
 from tasks.fingerprint import code_fingerprint
 
 # `parent_run_id` changes with every flow run and says nothing about the work: keep it out of the key.
-STAGE_CACHE = (INPUTS - "parent_run_id") + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=lambda ctx, params: code_fingerprint())
+STAGE_CACHE = (
+    (INPUTS - "parent_run_id") + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=lambda ctx, params: code_fingerprint())
+)
 
 
 class RetryPolicy(BaseModel):
@@ -62,5 +64,4 @@ def stage_task(fn: Callable, name: str, policy: RetryPolicy, cache: bool = True)
         timeout_seconds=policy.timeout_seconds,
         cache_policy=STAGE_CACHE if cache else None,
         persist_result=True,
-        log_prints=True,
     )

@@ -53,6 +53,10 @@ class EncoderArtifact(BaseModel):
     mlflow_run_id: str
 
 
+def _tokenize(batch, tok, max_length: int):
+    return tok(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
+
+
 def pretrain(
     cfg: PretrainConfig,
     data: PreparedData,
@@ -77,27 +81,39 @@ def pretrain(
         model = build_masked_lm(cfg.shape, len(tok), tok.pad_token_id)
     max_length = model.config.max_position_embeddings
 
-    def tokenize(batch):
-        return tok(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
-
-    train_set = load_corpus(data).map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing corpus")
+    kwargs = {"tok": tok, "max_length": max_length}
+    train_set = load_corpus(data).map(
+        _tokenize, batched=True, remove_columns=["text"], fn_kwargs=kwargs, desc="tokenizing corpus"
+    )
     eval_set = load_splits(data)["validation"].map(
-        tokenize, batched=True, remove_columns=["text", "label"], desc="tokenizing validation"
+        _tokenize, batched=True, remove_columns=["text", "label"], fn_kwargs=kwargs, desc="tokenizing validation"
     )
     resume, resume_step = last_checkpoint(workdir)
     args = training_arguments(
-        workdir, cfg.optim, max_steps=cfg.max_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        logging_steps=max(1, min(50, cfg.max_steps // 10)), eval_strategy="no", include_num_input_tokens_seen=True,
+        workdir,
+        cfg.optim,
+        max_steps=cfg.max_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        logging_steps=max(1, min(50, cfg.max_steps // 10)),
+        eval_strategy="no",
+        include_num_input_tokens_seen=True,
     )
     callbacks = [cb for cb in [step_fault_callback("pretrain", ws.local_dir("faults"))] if cb]
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tok,
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tok,
         data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=cfg.mlm_probability),
         callbacks=callbacks,
     )
     log.info(
         "pretraining a %.2fM-parameter encoder on %s for %d steps%s",
-        count_parameters(model) / 1e6, describe_device(), cfg.max_steps,
+        count_parameters(model) / 1e6,
+        describe_device(),
+        cfg.max_steps,
         f", resuming from step {resume_step}" if resume else "",
     )
     with stage_run(tracking, "pretrain", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}) as run:
@@ -105,14 +121,19 @@ def pretrain(
         trainer.train(resume_from_checkpoint=resume)
         metrics = trainer.evaluate()
         perplexity = math.exp(min(metrics["eval_loss"], 50))
-        mlflow.log_metrics({"eval_loss": metrics["eval_loss"], "perplexity": perplexity},
-                           step=trainer.state.global_step)
+        mlflow.log_metrics(
+            {"eval_loss": metrics["eval_loss"], "perplexity": perplexity}, step=trainer.state.global_step
+        )
         model_dir = workdir / "model"
         trainer.save_model(str(model_dir))  # safetensors + config + tokenizer
     uri = publish_dir(model_dir, ws.uri("pretrain", key, "model"))
     result = EncoderArtifact(
-        uri=uri, global_step=trainer.state.global_step, resumed_from_step=resume_step,
-        eval_loss=metrics["eval_loss"], perplexity=perplexity, parameters=count_parameters(model),
+        uri=uri,
+        global_step=trainer.state.global_step,
+        resumed_from_step=resume_step,
+        eval_loss=metrics["eval_loss"],
+        perplexity=perplexity,
+        parameters=count_parameters(model),
         mlflow_run_id=run.info.run_id,
     )
     reporting.markdown(

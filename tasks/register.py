@@ -124,17 +124,23 @@ def register(
         client.delete_model_version(cfg.model_name, mv.version)  # no half-registered version stays behind
         raise
     result = RegisteredModel(
-        name=cfg.model_name, version=str(mv.version), aliases=aliases,
-        model_uri=f"models:/{cfg.model_name}/{mv.version}", run_id=run.info.run_id, tags=tags,
+        name=cfg.model_name,
+        version=str(mv.version),
+        aliases=aliases,
+        model_uri=f"models:/{cfg.model_name}/{mv.version}",
+        run_id=run.info.run_id,
+        tags=tags,
     )
     reporting.markdown(
         "register",
         f"# Registered `{result.model_uri}`\n\nAliases: {', '.join(aliases)}\n\n"
-        f"{reporting.md_table(comparison_rows(report))}\n\n"
-        + "\n".join(f"- `{k}`: {v}" for k, v in tags.items()),
+        f"{reporting.md_table(comparison_rows(report))}\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in tags.items()),
     )
-    reporting.link("mlflow-model", f"{tracking.ui_url}/#/models/{cfg.model_name}/versions/{mv.version}",
-                   f"{cfg.model_name} v{mv.version} in MLflow")
+    reporting.link(
+        "mlflow-model",
+        f"{tracking.ui_url}/#/models/{cfg.model_name}/versions/{mv.version}",
+        f"{cfg.model_name} v{mv.version} in MLflow",
+    )
     return result
 
 

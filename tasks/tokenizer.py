@@ -16,8 +16,8 @@ from transformers import AutoTokenizer, BertTokenizerFast
 from tasks import reporting
 from tasks.data import PreparedData, load_corpus
 from tasks.errors import PipelineInputError
-from tasks.orchestration import RetryPolicy
 from tasks.fingerprint import hash_json
+from tasks.orchestration import RetryPolicy
 from tasks.storage import materialize, publish_dir
 from tasks.workspace import Workspace
 
@@ -48,13 +48,17 @@ def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
     tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS,
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=SPECIAL_TOKENS,
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     tok.decoder = decoders.WordPiece()
     return BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase)

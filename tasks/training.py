@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainingArguments
 
@@ -28,7 +29,8 @@ class OptimConfig(BaseModel):
 def last_checkpoint(folder: Path) -> tuple[str | None, int]:
     """The newest `checkpoint-<step>` in `folder` and its step, for resuming after a failure."""
     steps = [
-        (int(m.group(1)), p) for p in folder.glob("checkpoint-*")
+        (int(m.group(1)), p)
+        for p in folder.glob("checkpoint-*")
         if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").exists()
     ]
     if not steps:
@@ -53,5 +55,6 @@ def training_arguments(output_dir: Path, optim: OptimConfig, **overrides) -> Tra
         report_to=["mlflow"],
         save_total_limit=2,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         **overrides,
     )

@@ -1,0 +1,160 @@
+"""`zero2one`: the command line.
+
+Heavy modules (Prefect, torch, MLflow) are imported inside the commands: `--help` stays fast,
+and the embedded defaults (Prefect's home in the workspace) are set before Prefect is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.environment import configure_environment
+from flows.raw_config import ConfigFileError, load_raw, workspace_root
+
+app = typer.Typer(
+    help="zero2one: data -> tokenizer -> pretraining -> fine-tuning -> evaluation -> MLflow registry, "
+    "as retryable Prefect tasks. Everything lives in one workspace folder (default ./.zero2one).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML preset, e.g. configs/tiny.yaml.", exists=True)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one setting, e.g. --set finetune.epochs=2 (repeatable)."),
+]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _prepare(config: Path | None, overrides: list[str] | None):
+    """Read the config, set up the embedded environment, then validate with the full model."""
+    try:
+        raw = load_raw(config, overrides or [])
+    except ConfigFileError as e:
+        _fail(str(e))
+    configure_environment(workspace_root(raw))
+    from flows.config import validate
+    from tasks.errors import PipelineInputError
+
+    try:
+        return validate(raw, source=str(config) if config else "config")
+    except PipelineInputError as e:
+        _fail(str(e))
+
+
+@app.command()
+def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Run the whole pipeline and print where the model is and how good it is.
+
+    Stages that already completed with the same inputs and code are reused, so re-running after a
+    failure continues where it stopped.
+    """
+    cfg = _prepare(config, set_)
+    from flows.pipeline import pipeline
+    from flows.summary import print_summary
+    from tasks.errors import PipelineInputError
+
+    try:
+        result = pipeline(cfg)
+    except PipelineInputError as e:
+        _fail(str(e))
+    print_summary(result)
+
+
+@app.command("show-config")
+def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Print the complete, validated configuration (defaults + file + overrides) as YAML."""
+    import yaml
+
+    cfg = _prepare(config, set_)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@app.command("demo-data")
+def demo_data(out: Annotated[Path, typer.Argument(help="Folder to write the demo CSVs and corpus to.")]) -> None:
+    """Write the bundled synthetic review data (reviews, shifted reviews, pretraining corpus)."""
+    from tasks.demo_data import write_demo_data
+
+    paths = write_demo_data(out)
+    for name, path in paths.model_dump().items():
+        typer.echo(f"{name:16s} {path}")
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+    model: Annotated[str, typer.Option(help="Registered model and alias or version: NAME@alias or NAME/3.")] = (
+        "zero2one-classifier@champion"
+    ),
+    workspace: Annotated[str, typer.Option(help="Workspace whose MLflow registry to use.")] = ".zero2one",
+) -> None:
+    """Classify texts with a registered model (loaded the way any MLflow user would)."""
+    configure_environment(workspace)
+    import mlflow
+
+    from tasks.tracking import Tracking, TrackingConfig
+    from tasks.workspace import Workspace
+
+    Tracking.resolve(TrackingConfig(), Workspace(root=workspace).resolved()).activate()
+    import pandas as pd
+
+    out = mlflow.pyfunc.load_model(f"models:/{model}").predict(pd.DataFrame({"text": texts}))
+    typer.echo(out.to_string(index=False))
+
+
+@app.command()
+def ui(
+    workspace: Annotated[str, typer.Option(help="Workspace folder.")] = ".zero2one",
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect UI.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+) -> None:
+    """Start the Prefect and MLflow UIs on 127.0.0.1 for the workspace (Ctrl-C stops both)."""
+    configure_environment(workspace)
+    from tasks.workspace import Workspace
+
+    ws = Workspace(root=workspace).resolved()
+    env = {**os.environ}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            env=env,
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "ui",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--backend-store-uri",
+                ws.tracking_uri(),
+            ],
+            env=env,
+        ),
+    ]
+    typer.echo(f"Prefect UI: http://127.0.0.1:{prefect_port}   MLflow UI: http://127.0.0.1:{mlflow_port}")
+    try:
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,34 @@
+"""The final summary a person can act on: where the model is, how good it is, where to look."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from flows.pipeline import PipelineResult
+from tasks.evaluate import comparison_rows
+
+
+def print_summary(result: PipelineResult, console: Console | None = None) -> None:
+    console = console or Console()
+    reg, ev = result.registered, result.evaluation
+    table = Table(title=f"Test split ({ev.test_size} texts)")
+    for col in ("model", "accuracy", "macro_f1"):
+        table.add_column(col)
+    for row in comparison_rows(ev):
+        table.add_row(row["model"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}")
+    console.print(table)
+    verdict = "[green]passed[/]" if ev.passed else "[red]failed[/]: " + "; ".join(ev.reasons)
+    console.print(f"Evaluation {verdict}")
+    console.print(f"Registered [bold]{reg.model_uri}[/] with aliases {', '.join(reg.aliases)}")
+    console.print(f"  weights:     {result.model.uri}")
+    console.print(f"  data:        {result.data.uri} (fingerprint {result.data.fingerprint})")
+    if result.reused_stages:
+        console.print(f"  reused:      {', '.join(result.reused_stages)} (same inputs and code as an earlier run)")
+    console.print(
+        f'  load it:     mlflow.pyfunc.load_model("{reg.model_uri}")  (MLFLOW_TRACKING_URI={result.tracking_uri})'
+    )
+    console.print(
+        f'  try it:      zero2one predict --workspace {result.workspace} --model {reg.name}/{reg.version} "great phone"'
+    )
+    console.print("  look at it:  zero2one ui   -> Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000")

@@ -1,0 +1,71 @@
+"""Shared fixtures: one real Prefect test server per session, a fresh workspace per test.
+
+The environment is set before Prefect is imported (it reads its settings at import time).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="zero2one-tests-"))
+os.environ["PREFECT_HOME"] = str(_HOME / "prefect")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("ZERO2ONE_FAULTS", None)
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+import pytest  # noqa: E402
+
+# Small enough for CI (2 cores), large enough that the tiny model clearly beats the majority class.
+FAST = [
+    "pretrain.max_steps=60",
+    "pretrain.save_steps=20",
+    "pretrain.optim.warmup_steps=5",
+    "finetune.epochs=4",
+    "finetune.optim.learning_rate=0.001",
+    "pretrain.retry.delay_seconds=0",
+    "finetune.retry.delay_seconds=0",
+    "evaluate.retry.delay_seconds=0",
+    "registry.retry.delay_seconds=0",
+]
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real (temporary) Prefect API server shared by every test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def make_config(workspace):
+    """`make_config(*overrides)`: the tiny preset, shrunk for tests, in this test's workspace."""
+    from flows.config import load_config
+
+    root = Path(__file__).resolve().parent.parent
+
+    def make(*overrides: str):
+        return load_config(root / "configs" / "tiny.yaml", [f"workspace.root={workspace}", *FAST, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def faults(monkeypatch):
+    """`faults("evaluate", "pretrain@step=20")`: inject failures through the environment."""
+
+    def set_faults(*specs: str) -> None:
+        monkeypatch.setenv("ZERO2ONE_FAULTS", ",".join(specs))
+
+    return set_faults

@@ -1,0 +1,62 @@
+"""The config: every preset loads, overrides apply, mistakes name the full dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.config import PipelineConfig, load_config
+from tasks.errors import PipelineInputError
+
+PRESETS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_every_preset_loads(preset):
+    cfg = load_config(preset)
+    assert isinstance(cfg, PipelineConfig)
+    assert cfg.pretrain.shape.hidden_size % cfg.pretrain.shape.num_heads == 0
+
+
+def test_presets_have_the_documented_sizes():
+    from models.encoder import build_masked_lm, count_parameters
+
+    tiny = load_config(PRESETS[0].parent / "tiny.yaml")
+    n = count_parameters(build_masked_lm(tiny.pretrain.shape, vocab_size=1500, pad_token_id=0))
+    assert 0.8e6 < n < 2e6
+    base = load_config(PRESETS[0].parent / "base.yaml").pretrain.shape
+    assert (base.hidden_size, base.num_layers, base.num_heads) == (768, 12, 12)
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["finetune.epochs=2", "finetune.method=lora", "data.labels=[a, b]", "data.corpus=null"])
+    assert cfg.finetune.epochs == 2 and cfg.finetune.method == "lora"
+    assert cfg.data.labels == ["a", "b"] and cfg.data.corpus is None
+
+
+def test_unknown_key_and_wrong_type_name_the_dotted_key():
+    with pytest.raises(PipelineInputError) as err:
+        load_config(None, ["finetune.epoch=2", "pretrain.shape.hidden_size=wide"])
+    message = str(err.value)
+    assert "finetune.epoch: unknown key" in message
+    assert "pretrain.shape.hidden_size" in message and "'wide'" in message
+
+
+def test_bad_literal_is_rejected():
+    with pytest.raises(PipelineInputError, match="finetune.method"):
+        load_config(None, ["finetune.method=qlora"])
+
+
+def test_pretraining_off_needs_a_checkpoint():
+    with pytest.raises(PipelineInputError, match="finetune.base_model"):
+        load_config(None, ["pretrain.enabled=false"])
+    cfg = load_config(None, ["pretrain.enabled=false", "finetune.base_model=some/ckpt"])
+    assert cfg.tokenizer_for_run().pretrained == "some/ckpt"
+
+
+def test_malformed_override_and_missing_file():
+    with pytest.raises(PipelineInputError, match="key=value"):
+        load_config(None, ["finetune.epochs"])
+    with pytest.raises(PipelineInputError, match="does not exist"):
+        load_config("nope.yaml")
