@@ -100,7 +100,7 @@ def register(
         "prefect.flow_run_id": flow_run_id() or "none",
     }
     example = pd.DataFrame({"text": load_splits(data)["test"]["text"][:2]})
-    client = MlflowClient(tracking_uri=tracking.uri)
+    client = tracking.client()
     with stage_run(tracking, "register", parent_run_id, tags) as run:
         mlflow.log_metrics({"test_macro_f1": report.model.macro_f1, "test_accuracy": report.model.accuracy})
         info = mlflow.pyfunc.log_model(

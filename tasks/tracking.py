@@ -22,7 +22,7 @@ class TrackingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uri: str | None = Field(
-        None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite in the workspace."
+        None, description="MLflow tracking URI; default $ZERO2ONE_TRACKING_URI, else SQLite in the workspace."
     )
     experiment: str = Field("zero2one", description="MLflow experiment for all stage runs.")
     ui_url: str = Field("http://127.0.0.1:5000", description="Where the MLflow UI is, for links in Prefect.")
@@ -38,12 +38,15 @@ class Tracking(BaseModel):
 
     @classmethod
     def resolve(cls, cfg: TrackingConfig, ws: Workspace) -> Tracking:
-        uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.tracking_uri()
-        local_default = uri == ws.tracking_uri() if not cfg.uri else False
+        # Not $MLFLOW_TRACKING_URI: `mlflow.set_tracking_uri` writes that variable, so in a long-lived
+        # worker it would carry one run's workspace into the next.
+        uri = cfg.uri or os.environ.get("ZERO2ONE_TRACKING_URI")
+        if uri:  # a tracking server or database: it decides where artifacts go
+            return cls(uri=uri, experiment=cfg.experiment, artifact_location=None, ui_url=cfg.ui_url)
         return cls(
-            uri=uri,
+            uri=ws.tracking_uri(),
             experiment=cfg.experiment,
-            artifact_location=ws.artifact_location() if local_default else None,
+            artifact_location=ws.artifact_location(),
             ui_url=cfg.ui_url,
         )
 
@@ -59,6 +62,10 @@ class Tracking(BaseModel):
                 exp = mlflow.get_experiment_by_name(self.experiment)
         mlflow.set_experiment(experiment_id=exp.experiment_id)
         return exp.experiment_id
+
+    def client(self) -> mlflow.MlflowClient:
+        """A client bound to this tracking server and its registry (not to MLflow's global URIs)."""
+        return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def run_url(self, run_id: str) -> str:
         exp = mlflow.get_run(run_id).info.experiment_id
@@ -98,7 +105,7 @@ def stage_run(
 def open_pipeline_run(tracking: Tracking, run_name: str, params: dict, tags: dict[str, str]) -> str:
     """The parent MLflow run of one flow run; stage runs nest under it."""
     experiment_id = tracking.activate()
-    client = mlflow.MlflowClient(tracking_uri=tracking.uri)
+    client = tracking.client()
     all_tags = {"zero2one.stage": "pipeline", **tags}
     if run_id := flow_run_id():
         all_tags["prefect.flow_run_id"] = run_id
@@ -109,7 +116,7 @@ def open_pipeline_run(tracking: Tracking, run_name: str, params: dict, tags: dic
 
 
 def close_pipeline_run(tracking: Tracking, run_id: str, ok: bool, metrics: dict[str, float] | None = None) -> None:
-    client = mlflow.MlflowClient(tracking_uri=tracking.uri)
+    client = tracking.client()
     for key, value in (metrics or {}).items():
         client.log_metric(run_id, key, value)
     client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")

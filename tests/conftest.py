@@ -20,17 +20,25 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 import pytest  # noqa: E402
 
-# Small enough for CI (2 cores), large enough that the tiny model clearly beats the majority class.
+# Mechanics tests (retries, caching, failures) need a real run, not a good model: keep it small.
 FAST = [
+    "data.max_rows=900",
     "pretrain.max_steps=60",
     "pretrain.save_steps=20",
     "pretrain.optim.warmup_steps=5",
-    "finetune.epochs=4",
-    "finetune.optim.learning_rate=0.001",
+    "finetune.epochs=2",
     "pretrain.retry.delay_seconds=0",
     "finetune.retry.delay_seconds=0",
     "evaluate.retry.delay_seconds=0",
     "registry.retry.delay_seconds=0",
+]
+# Enough training for the tiny model to clearly beat the majority class (measured: test macro-F1 ~0.76 vs 0.19).
+QUALITY = [
+    "data.max_rows=null",
+    "pretrain.max_steps=300",
+    "pretrain.save_steps=100",
+    "pretrain.optim.warmup_steps=40",
+    "finetune.epochs=6",
 ]
 
 

@@ -60,7 +60,10 @@ def test_missing_column_names_the_columns(tmp_path, ws):
     [
         ({"body": "   ", "tag": "neg"}, r"line 5, column 'body': empty or whitespace-only text"),
         ({"body": "fine text", "tag": ""}, r"line 5, column 'tag': missing label"),
-        ({"body": "fine text", "tag": "postive"}, r"line 5, column 'tag': label not one of \['neg', 'pos'\] \(value 'postive'"),
+        (
+            {"body": "fine text", "tag": "postive"},
+            r"line 5, column 'tag': label not one of \['neg', 'pos'\] \(value 'postive'",
+        ),
     ],
 )
 def test_bad_rows_name_file_line_column_and_value(tmp_path, ws, row, expected):
@@ -73,7 +76,12 @@ def test_bad_rows_name_file_line_column_and_value(tmp_path, ws, row, expected):
 
 
 def test_drop_policy_counts_what_it_dropped(tmp_path, ws):
-    rows = [*_rows(), {"body": "", "tag": "neg"}, {"body": "x", "tag": "maybe"}, {"body": "text number 0 is bad", "tag": "neg"}]
+    rows = [
+        *_rows(),
+        {"body": "", "tag": "neg"},
+        {"body": "x", "tag": "maybe"},
+        {"body": "text number 0 is bad", "tag": "neg"},
+    ]
     prepared = prepare_data(_cfg(_csv(tmp_path / "d.csv", rows), labels=LABELS, on_invalid="drop"), ws)
     assert prepared.dropped == {
         "empty or whitespace-only text": 1,

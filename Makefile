@@ -1,0 +1,50 @@
+# zero2one: `make demo` runs the pipeline end to end, `make test` runs the test suite.
+# Both set up a virtual environment first (Python 3.10+ is all a fresh machine needs).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+CONFIG ?= configs/tiny.yaml
+
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint format bench ui clean help
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## Create .venv and install the project with pinned dependencies
+
+demo: setup  ## Run the whole pipeline on the demo data, then classify two texts with the champion
+	$(BIN)/zero2one run --config $(CONFIG)
+	$(BIN)/zero2one predict "the battery is great and the screen is excellent" "the hinge is not sturdy at all"
+
+test: setup  ## Lint, then run the test suite (real Prefect server, real MLflow, tiny models)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+lint: setup  ## ruff check + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup  ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+bench: setup  ## Run the benchmarks (numbers go to docs/benchmarks.md)
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/train_throughput.py
+
+ui: setup  ## Start the Prefect (4200) and MLflow (5000) UIs on 127.0.0.1
+	$(BIN)/zero2one ui
+
+clean:  ## Remove the workspace (.zero2one) - models, data and run history
+	rm -rf .zero2one

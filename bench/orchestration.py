@@ -1,0 +1,89 @@
+"""What does Prefect cost? The same six stages as plain function calls vs through the `pipeline` flow.
+
+Runs alternate (plain, flow, plain, flow, ...) on fresh workspaces so that machine noise hits both
+sides alike; prints each pair and the median ratio flow/plain. The ephemeral server's start-up is
+measured separately (a trivial flow before anything else) and is not part of the ratio.
+
+    python bench/orchestration.py [--pairs 2] [--set pretrain.max_steps=100 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, SCRATCH, median  # noqa: E402  (sets the environment before Prefect loads)
+
+DEFAULT_SET = ["pretrain.max_steps=100", "pretrain.save_steps=50", "finetune.epochs=2"]
+
+
+def plain_run(config) -> None:
+    """The pipeline without Prefect: each stage function called directly, in order."""
+    from tasks.data import prepare_data
+    from tasks.evaluate import evaluate
+    from tasks.finetune import finetune
+    from tasks.fingerprint import code_version, hash_json
+    from tasks.pretrain import pretrain
+    from tasks.register import Lineage, register
+    from tasks.tokenizer import train_tokenizer
+    from tasks.tracking import Tracking
+
+    ws = config.workspace.resolved()
+    tracking = Tracking.resolve(config.tracking, ws)
+    data = prepare_data(config.data, ws)
+    tok = train_tokenizer(config.tokenizer, data, ws)
+    enc = pretrain(config.pretrain, data, tok, tracking, ws)
+    model = finetune(config.finetune, data, tok, enc, tracking, ws)
+    report = evaluate(config.evaluate, data, model, tracking, ws)
+    register(
+        config.registry,
+        data,
+        model,
+        report,
+        Lineage(config_hash=hash_json(config), code_version=code_version()),
+        tracking,
+        ws,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], help="config override (repeatable)")
+    args = parser.parse_args()
+
+    from prefect import flow
+
+    from flows.config import load_config
+    from flows.pipeline import pipeline
+
+    @flow
+    def noop() -> int:
+        return 1
+
+    t0 = time.perf_counter()
+    noop()
+    server_start = time.perf_counter() - t0
+    print(f"ephemeral Prefect server start + first flow: {server_start:.1f} s (not in the ratio)")
+
+    overrides = [*DEFAULT_SET, *args.set]
+    ratios = []
+    for i in range(args.pairs):
+        times = {}
+        for mode in ("plain", "flow"):
+            config = load_config(
+                ROOT / "configs" / "tiny.yaml", [f"workspace.root={SCRATCH / f'{mode}-{i}'}", *overrides]
+            )
+            t0 = time.perf_counter()
+            plain_run(config) if mode == "plain" else pipeline(config)
+            times[mode] = time.perf_counter() - t0
+        ratios.append(times["flow"] / times["plain"])
+        print(f"pair {i + 1}: plain {times['plain']:.1f} s, flow {times['flow']:.1f} s, ratio {ratios[-1]:.3f}")
+    print(f"\nflow/plain ratio (median of {args.pairs}): {median(ratios):.3f}   target <= 1.05")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Training throughput, side by side in one run.
+
+1. Pretraining: tokens/s of our `pretrain` task vs a plain Trainer script with the same model,
+   data, batch size and steps (target >= 1.0: the pipeline adds no overhead to the hot loop).
+2. Fine-tuning: samples/s with our batching (dynamic padding + length-grouped batches) vs padding
+   every batch to the model's max length (target >= 1.5).
+
+    python bench/train_throughput.py [--steps 60] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, SCRATCH, median  # noqa: E402
+
+
+def _plain_pretrain(config, data, tok_artifact, steps: int) -> float:
+    """What a user would write without the pipeline: the Trainer on the same corpus."""
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    from models.encoder import build_masked_lm
+    from tasks.data import load_corpus
+    from tasks.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tok_artifact)
+    model = build_masked_lm(config.pretrain.shape, len(tok), tok.pad_token_id)
+    ds = load_corpus(data).map(
+        lambda b: tok(b["text"], truncation=True, max_length=64), batched=True, remove_columns=["text"]
+    )
+    args = TrainingArguments(
+        output_dir=str(SCRATCH / "plain-pretrain"),
+        max_steps=steps,
+        per_device_train_batch_size=64,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorForLanguageModeling(tok))
+    t0 = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - t0
+
+
+def _our_pretrain(config, data, tok_artifact, steps: int, tag: str) -> float:
+    from tasks.pretrain import pretrain
+    from tasks.tracking import Tracking
+
+    ws = config.workspace.resolved().model_copy(update={"root": str(SCRATCH / f"ours-{tag}")})
+    cfg = config.pretrain.model_copy(update={"max_steps": steps, "save_steps": steps})
+    t0 = time.perf_counter()
+    pretrain(cfg, data, tok_artifact, Tracking.resolve(config.tracking, ws), ws)
+    return time.perf_counter() - t0
+
+
+def _finetune_samples_per_s(encoder_dir: str, data, tok_artifact, pad_to_max: bool, epochs: int) -> float:
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from models.encoder import build_classifier
+    from tasks.data import load_splits
+    from tasks.finetune import _tokenize
+    from tasks.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tok_artifact)
+    model = build_classifier(encoder_dir, data.labels)
+    train = (
+        load_splits(data)["train"]
+        .map(_tokenize, batched=True, remove_columns=["text"], fn_kwargs={"tok": tok, "max_length": 64})
+        .rename_column("label", "labels")
+    )
+    collator = (
+        DataCollatorWithPadding(tok, padding="max_length", max_length=64)
+        if pad_to_max
+        else DataCollatorWithPadding(tok)
+    )
+    args = TrainingArguments(
+        output_dir=str(SCRATCH / "ft"),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=32,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        seed=0,
+        train_sampling_strategy="random" if pad_to_max else "group_by_length",
+    )
+    out = Trainer(model=model, args=args, train_dataset=train, data_collator=collator).train()
+    return out.metrics["train_samples_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    from flows.config import load_config
+    from tasks.data import load_corpus, prepare_data
+    from tasks.tokenizer import load_tokenizer, train_tokenizer
+
+    config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={SCRATCH / 'ws'}"])
+    ws = config.workspace.resolved()
+    data = prepare_data(config.data, ws)
+    tok_artifact = train_tokenizer(config.tokenizer, data, ws)
+    tok = load_tokenizer(tok_artifact)
+    mean_len = sum(len(ids) for ids in tok(load_corpus(data)["text"][:2000])["input_ids"]) / 2000
+    tokens = args.steps * config.pretrain.optim.batch_size * mean_len
+
+    print(f"1. pretraining, {args.steps} steps x batch {config.pretrain.optim.batch_size} (~{tokens:,.0f} tokens)")
+    ratios = []
+    for i in range(args.repeats):
+        plain = _plain_pretrain(config, data, tok_artifact, args.steps)
+        ours = _our_pretrain(config, data, tok_artifact, args.steps, str(i))
+        ratios.append(plain / ours)
+        print(
+            f"   run {i + 1}: plain Trainer {tokens / plain:,.0f} tok/s, pretrain task {tokens / ours:,.0f} tok/s"
+            f" -> ratio {ratios[-1]:.3f}"
+        )
+    print(f"   pretrain task / plain Trainer tokens/s (median): {median(ratios):.3f}   target >= 1.0")
+
+    from models.encoder import build_masked_lm
+
+    encoder_dir = SCRATCH / "encoder"
+    build_masked_lm(config.pretrain.shape, len(tok), tok.pad_token_id).save_pretrained(encoder_dir)
+    tok.save_pretrained(encoder_dir)
+    print("2. fine-tuning samples/s, dynamic padding + length grouping vs padding to max length (64)")
+    ratios = []
+    for i in range(args.repeats):
+        ours = _finetune_samples_per_s(str(encoder_dir), data, tok_artifact, pad_to_max=False, epochs=1)
+        padded = _finetune_samples_per_s(str(encoder_dir), data, tok_artifact, pad_to_max=True, epochs=1)
+        ratios.append(ours / padded)
+        print(f"   run {i + 1}: ours {ours:.0f} samples/s, pad-to-max {padded:.0f} samples/s -> ratio {ratios[-1]:.2f}")
+    print(f"   ours / pad-to-max samples/s (median): {median(ratios):.2f}   target >= 1.5")
+
+
+if __name__ == "__main__":
+    main()

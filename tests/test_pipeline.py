@@ -1,0 +1,106 @@
+"""The whole `pipeline` flow on a real Prefect server, a real MLflow registry and a tiny real model."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.pipeline import pipeline
+from tasks.errors import PipelineInputError
+from tasks.faults import InjectedFault
+from tests.conftest import QUALITY
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
+
+LINEAGE_TAGS = {
+    "zero2one.data_fingerprint",
+    "zero2one.config_hash",
+    "zero2one.code_version",
+    "zero2one.pretrain_run_id",
+    "prefect.flow_run_id",
+    "zero2one.finetune_run_id",
+}
+
+
+def _client(result) -> MlflowClient:
+    mlflow.set_tracking_uri(result.tracking_uri)
+    return MlflowClient(result.tracking_uri, registry_uri=result.tracking_uri)
+
+
+def test_pipeline_end_to_end_registers_a_champion(make_config):
+    result = pipeline(make_config(*QUALITY))
+
+    ev = result.evaluation
+    assert ev.passed and ev.model.macro_f1 > ev.majority.macro_f1 + 0.2
+    assert set(ev.model.per_class) == {"negative", "neutral", "positive"}
+    assert result.encoder.global_step == 300 and result.encoder.resumed_from_step == 0
+
+    reg = result.registered
+    assert (reg.name, reg.version) == ("zero2one-classifier", "1")
+    client = _client(result)
+    version = client.get_model_version_by_alias(reg.name, "champion")
+    assert str(version.version) == "1"
+    assert str(client.get_model_version_by_alias(reg.name, "challenger").version) == "1"
+    assert set(version.tags) >= LINEAGE_TAGS
+    assert version.tags["zero2one.data_fingerprint"] == result.data.fingerprint
+    assert version.tags["zero2one.pretrain_run_id"] == result.encoder.mlflow_run_id
+    assert float(version.tags["zero2one.test_macro_f1"]) == pytest.approx(ev.model.macro_f1, abs=1e-4)
+    eval_run = client.get_run(ev.mlflow_run_id)
+    assert eval_run.data.metrics["test_macro_f1"] == pytest.approx(ev.model.macro_f1)
+    assert "baseline_tfidf_logreg_macro_f1" in eval_run.data.metrics
+    assert "evaluation/confusion_matrix.png" in [a.path for a in client.list_artifacts(ev.mlflow_run_id, "evaluation")]
+
+    # Anyone can load it from the registry: DataFrame of texts in, labels and probabilities out.
+    model = mlflow.pyfunc.load_model(f"models:/{reg.name}/{reg.version}")
+    out = model.predict(pd.DataFrame({"text": ["the battery is great and the screen is excellent", "it broke"]}))
+    assert list(out.columns) == ["label", "score", "prob_negative", "prob_neutral", "prob_positive"]
+    assert out[["prob_negative", "prob_neutral", "prob_positive"]].sum(axis=1).round(5).eq(1).all()
+    assert set(out["label"]) <= {"negative", "neutral", "positive"}
+    # No pickled Python objects in the artifact: code + safetensors + tokenizer files.
+    files = {a.path for a in client.list_artifacts(version.run_id, "model")}
+    assert not any(f.endswith((".pkl", ".pickle", "python_model.pkl")) for f in files)
+
+
+def test_bad_input_fails_before_training_and_registers_nothing(make_config, tmp_path, workspace):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("review,sentiment\ngreat phone,positive\nawful phone,negatve\n" + "ok phone,neutral\n" * 3)
+    config = make_config(f"data.source={bad}", "data.corpus=null", "data.labels=[negative, neutral, positive]")
+    with pytest.raises(PipelineInputError, match=r"bad\.csv, line 3, column 'sentiment'.*'negatve'"):
+        pipeline(config)
+    assert not (workspace / "pretrain").exists()
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    assert client.search_registered_models() == []
+
+
+def test_retry_resumes_pretraining_from_its_checkpoint(make_config, faults):
+    faults("pretrain@step=40", "finetune")
+    result = pipeline(make_config("pretrain.retry.retries=1", "finetune.retry.retries=1"))
+    # The first attempt died right after the checkpoint at step 40; the retry picked it up there.
+    assert result.encoder.resumed_from_step == 40
+    assert result.encoder.global_step == 60
+    assert result.model.resumed_from_step == 0  # finetune failed at its start, before any checkpoint
+    assert result.registered.version == "1"
+
+
+def test_rerun_after_evaluate_failure_reuses_training(make_config, faults, monkeypatch):
+    config = make_config("evaluate.retry.retries=0")
+    faults("evaluate")
+    with pytest.raises(InjectedFault):
+        pipeline(config)
+    monkeypatch.delenv("ZERO2ONE_FAULTS")
+    result = pipeline(config)
+    assert {"train_tokenizer", "pretrain", "finetune"} <= set(result.reused_stages)
+    assert "evaluate" not in result.reused_stages
+    assert result.registered.version == "1"
+
+
+def test_failure_after_registration_leaves_no_half_registered_version(make_config, faults, workspace):
+    faults("register-aliases")
+    with pytest.raises(InjectedFault):
+        pipeline(make_config("registry.retry.retries=0"))
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    assert client.search_model_versions("name='zero2one-classifier'") == []
