@@ -1,0 +1,1 @@
+"""The inference service for the registered champion (`zero2one serve`)."""

@@ -1,0 +1,26 @@
+"""Settings of the inference service, with defaults that serve the demo's champion on 127.0.0.1."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field("zero2one-classifier", description="Registered model to serve.")
+    alias: str = Field("champion", description="Alias to follow; the service reloads when it moves.")
+    workspace: str = Field(".zero2one", description="Workspace (MLflow registry and prediction log).")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: the workspace's SQLite.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token: str | None = Field(None, description="If set, requests need `Authorization: Bearer <token>`.")
+    max_batch_size: int = Field(32, ge=1, description="Most texts the model sees in one forward pass.")
+    max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill up.")
+    max_texts: int = Field(256, ge=1, description="Most texts in one request (413 beyond).")
+    max_text_chars: int = Field(5000, ge=1, description="Longest text accepted.")
+    on_too_long: Literal["truncate", "reject"] = Field("truncate", description="Truncate long texts, or 413.")
+    poll_seconds: float = Field(10.0, gt=0, description="How often to check whether the alias moved.")
+    prediction_log: str | None = Field(None, description="Prediction log URI; default <workspace>/predictions.")

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the service, in a registry of its own (several apps can live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "zero2one_requests", "Prediction requests by status code", ["status"], registry=self.registry
+        )
+        self.texts = Counter("zero2one_texts", "Texts classified", registry=self.registry)
+        self.errors = Counter("zero2one_errors", "Requests that failed inside the service", registry=self.registry)
+        self.latency = Histogram(
+            "zero2one_request_latency_seconds",
+            "Time from request to response",
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.batch_size = Histogram(
+            "zero2one_batch_size",
+            "Texts per forward pass",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.model_version = Gauge(
+            "zero2one_model_version", "Registered version being served", ["model"], registry=self.registry
+        )

@@ -1,0 +1,68 @@
+"""The served model, and switching to a new one when the alias moves.
+
+The new version is loaded in the background; the swap is one reference assignment, so a batch
+that already took the old model finishes on it and no request ever sees a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+log = logging.getLogger("zero2one.serving")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    pyfunc: mlflow.pyfunc.PyFuncModel
+
+    def predict(self, texts: list[str]) -> pd.DataFrame:
+        return self.pyfunc.predict(pd.DataFrame({"text": texts}))
+
+
+class ModelHolder:
+    """Follows `models:/<name>@<alias>` in the MLflow registry."""
+
+    def __init__(self, client: mlflow.MlflowClient, name: str, alias: str):
+        self.client, self.name, self.alias = client, name, alias
+        self.current: LoadedModel | None = None
+        self._lock = asyncio.Lock()
+
+    def _target_version(self) -> str:
+        return str(self.client.get_model_version_by_alias(self.name, self.alias).version)
+
+    def _load(self, version: str) -> LoadedModel:
+        # The pyfunc picks the ONNX artifact when the optimization stage chose one, PyTorch otherwise.
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+        return LoadedModel(self.name, version, pyfunc)
+
+    async def refresh(self) -> bool:
+        """Load the alias's version if it is not the one being served. True if the model changed."""
+        async with self._lock:
+            try:
+                version = await asyncio.to_thread(self._target_version)
+            except MlflowException as e:
+                log.warning("cannot resolve %s@%s: %s", self.name, self.alias, e)
+                return False
+            if self.current is not None and self.current.version == version:
+                return False
+            log.info("loading %s version %s (%s)", self.name, version, self.alias)
+            loaded = await asyncio.to_thread(self._load, version)
+            previous, self.current = self.current, loaded
+            log.info("now serving %s v%s (was %s)", self.name, version, previous.version if previous else "none")
+            return True
+
+    async def watch(self, every_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # a broken new version must not take the service down
+                log.exception("reload failed; still serving version %s", self.current and self.current.version)

@@ -1,0 +1,155 @@
+"""The inference service over real HTTP on loopback, serving a real registered model."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+
+from flows.config import load_config
+from flows.pipeline import pipeline
+from serving.app import create_app
+from serving.config import ServeConfig
+from tasks.prediction_log import read_window
+from tests.conftest import FAST, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
+
+
+@pytest.fixture(scope="module")
+def registered(prefect_server, tmp_path_factory):
+    """One trained and registered model; the tests point `champion` where they need it."""
+    ws = tmp_path_factory.mktemp("serving") / "ws"
+    result = pipeline(load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={ws}", *FAST]))
+    client = result.registered
+    from tasks.tracking import Tracking, TrackingConfig
+    from tasks.workspace import Workspace
+
+    tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
+    mlflow_client = tracking.client()
+    mlflow_client.set_registered_model_alias(client.name, "champion", client.version)
+    return ws, client, mlflow_client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn on a free loopback port in a thread; always shut down."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.port = cfg.port
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(cfg), host="127.0.0.1", port=cfg.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{cfg.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("service did not become ready")
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _cfg(ws, **kw) -> ServeConfig:
+    return ServeConfig(workspace=str(ws), port=_free_port(), **kw)
+
+
+def test_predict_metrics_and_prediction_log(registered):
+    ws, reg, _ = registered
+    with Server(_cfg(ws, token="s3cret", max_texts=4, max_text_chars=50, on_too_long="reject")) as srv:
+        auth = {"Authorization": "Bearer s3cret"}
+        texts = ["the battery is great", "the screen is awful and the price is not fair"]
+        r = httpx.post(f"{srv.url}/predict", json={"texts": texts}, headers=auth)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model_version"] == reg.version and len(body["predictions"]) == 2
+        for p in body["predictions"]:
+            assert p["label"] in {"negative", "neutral", "positive"}
+            assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+        assert httpx.post(f"{srv.url}/predict", json={"texts": texts}).status_code == 401
+        assert httpx.post(f"{srv.url}/predict", json={"texts": []}, headers=auth).status_code == 400
+        wrong = httpx.post(f"{srv.url}/predict", json={"texts": "not a list"}, headers=auth)
+        assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "texts"]
+        bad_json = httpx.post(
+            f"{srv.url}/predict", content=b"{not json", headers={**auth, "Content-Type": "application/json"}
+        )
+        assert bad_json.status_code == 422
+        assert httpx.post(f"{srv.url}/predict", json={"texts": ["a"] * 5}, headers=auth).status_code == 413
+        assert httpx.post(f"{srv.url}/predict", json={"texts": ["x" * 51]}, headers=auth).status_code == 413
+        assert httpx.get(f"{srv.url}/health").json() == {"status": "ok"}
+
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        assert 'zero2one_requests_total{status="200"} 1.0' in metrics
+        assert 'zero2one_requests_total{status="422"} 2.0' in metrics
+        assert f'zero2one_model_version{{model="{reg.name}"}} {float(reg.version)}' in metrics
+        assert "zero2one_batch_size_bucket" in metrics
+
+    logged = read_window(str(ws / "predictions"))
+    assert list(logged["text"]) == texts  # only the accepted request was logged
+    assert set(logged["model_version"].astype(str)) == {reg.version}
+
+
+def test_micro_batching_and_truncation(registered):
+    ws, _, _ = registered
+    with Server(_cfg(ws, max_wait_ms=50, max_text_chars=20)) as srv:
+        with ThreadPoolExecutor(16) as pool:
+            codes = list(
+                pool.map(
+                    lambda i: (
+                        httpx.post(f"{srv.url}/predict", json={"texts": [f"text {i} " * 10]}, timeout=30).status_code
+                    ),
+                    range(32),
+                )
+            )
+        assert codes == [200] * 32
+        metrics = httpx.get(f"{srv.url}/metrics").text
+    # 32 concurrent one-text requests took fewer than 32 forward passes.
+    batches = float(
+        next(line.split()[-1] for line in metrics.splitlines() if line.startswith("zero2one_batch_size_count"))
+    )
+    assert batches < 32
+    logged = read_window(str(ws / "predictions"), last_n=32)
+    assert sorted(logged["text"]) == sorted((f"text {i} " * 10)[:20] for i in range(32))  # truncated, all logged
+
+
+def test_hot_reload_switches_version_without_failed_requests(registered):
+    ws, reg, client = registered
+    source = client.get_model_version(reg.name, reg.version)
+    v2 = client.create_model_version(reg.name, source.source, run_id=source.run_id, tags=source.tags)
+    with Server(_cfg(ws, poll_seconds=0.5)) as srv:
+        seen, codes = [], []
+        stop = time.time() + 60
+        moved = False
+        while time.time() < stop:
+            r = httpx.post(f"{srv.url}/predict", json={"texts": ["great phone"]}, timeout=30)
+            codes.append(r.status_code)
+            seen.append(r.json()["model_version"])
+            if not moved and len(seen) >= 3:
+                client.set_registered_model_alias(reg.name, "champion", v2.version)
+                moved = True
+            if seen[-1] == str(v2.version):
+                break
+        assert set(codes) == {200}
+        assert seen[0] == reg.version and seen[-1] == str(v2.version)
+    client.set_registered_model_alias(reg.name, "champion", reg.version)
