@@ -3,7 +3,8 @@
 MLflow executes this file when the model is loaded; nothing is pickled. The weights and
 tokenizer are plain files in the `model` artifact (safetensors), and `models/` is shipped as
 code, so `mlflow.pyfunc.load_model("models:/NAME@champion")` needs neither this repository
-nor the Prefect stack.
+nor the Prefect stack. When the version also carries an `onnx` artifact (the graph that passed
+the optimize stage's parity gate), predictions run on ONNX Runtime and torch is never imported.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from models.classifier import TextClassifier
-
 
 class TextClassifierPyfunc(PythonModel):
     """DataFrame with a `text` column in; `label`, `score` and one `prob_<label>` column per class out."""
 
     def load_context(self, context):
-        self.classifier = TextClassifier(context.artifacts["model"])
+        # Imported here, not at the top: the ONNX path must not load torch.
+        if "onnx" in context.artifacts:
+            from models.onnx_classifier import OnnxClassifier
+
+            self.classifier = OnnxClassifier(context.artifacts["onnx"], context.artifacts["model"])
+        else:
+            from models.classifier import TextClassifier
+
+            self.classifier = TextClassifier(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.Series):

@@ -1,0 +1,87 @@
+"""`OnnxClassifier`: `TextClassifier`'s interface on ONNX Runtime, without PyTorch.
+
+Serving an ONNX graph should not pull in a 700 MB framework, so this module imports neither
+torch nor transformers: the tokenizer is the model directory's `tokenizer.json` read by the
+`tokenizers` library, and labels and lengths come from its `config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+
+def load_tokenizer(model_dir: str | Path, max_length: int) -> Tokenizer:
+    """The fast tokenizer of a saved HF model, set up as `TextClassifier` calls it: truncate, pad to the longest."""
+    model_dir = Path(model_dir)
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    pad_token = "[PAD]"
+    tok_config = model_dir / "tokenizer_config.json"
+    if tok_config.exists():
+        pad = json.loads(tok_config.read_text()).get("pad_token") or pad_token
+        pad_token = pad["content"] if isinstance(pad, dict) else pad
+    pad_id = tokenizer.token_to_id(pad_token)
+    if pad_id is None:
+        raise ValueError(f"{model_dir}/tokenizer.json has no padding token '{pad_token}'")
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+    return tokenizer
+
+
+class OnnxClassifier:
+    """An ONNX classifier graph plus the saved HF model directory it was exported from (tokenizer, labels)."""
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        model_dir: str | Path,
+        max_length: int | None = None,
+        threads: int | None = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ):
+        config = json.loads(Path(model_dir, "config.json").read_text())
+        self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+        self.max_length = max_length or config["max_position_embeddings"]
+        self.tokenizer = load_tokenizer(model_dir, self.max_length)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=list(providers))
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The graph's inputs for `texts` (int64, padded to the longest text)."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+        return {name: np.asarray(columns[name], dtype=np.int64) for name in self.input_names}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for already encoded inputs."""
+        return self.session.run(["logits"], {name: feeds[name] for name in self.input_names})[0]
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Logits for `texts`; batches are sorted by length so padding stays short."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self.run(self.encode([texts[i] for i in idx]))
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits = self.logits(texts, batch_size)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]
