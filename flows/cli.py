@@ -114,6 +114,60 @@ def predict(
     typer.echo(out.to_string(index=False))
 
 
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registered model name, e.g. zero2one-classifier.")]
+WorkspaceOpt = Annotated[str, typer.Option(help="Workspace whose MLflow registry to use.")]
+
+
+@app.command()
+def promote(
+    model: ModelOpt,
+    version: Annotated[str, typer.Option(help="Version number or alias (e.g. 3 or challenger).")],
+    force: Annotated[bool, typer.Option(help="Promote even if the version did not pass the gate.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; required with --force, kept in the history.")] = None,
+    workspace: WorkspaceOpt = ".zero2one",
+) -> None:
+    """Make a version the champion; the current champion becomes `previous-champion`."""
+    if force and not (reason or "").strip():
+        _fail("--force needs --reason TEXT: a forced promotion skips the gate, and the history must say why")
+    configure_environment(workspace)
+    from flows.promote import promote_flow
+    from tasks.errors import PipelineInputError
+
+    try:
+        result = promote_flow(model=model, version=version, force=force, reason=reason, workspace=workspace)
+    except PipelineInputError as e:
+        _fail(str(e))
+    _print_move(result)
+
+
+@app.command()
+def rollback(
+    model: ModelOpt,
+    reason: Annotated[str | None, typer.Option(help="Why, kept in the history.")] = None,
+    workspace: WorkspaceOpt = ".zero2one",
+) -> None:
+    """Give `champion` back to the `previous-champion` (one step; the two aliases swap)."""
+    configure_environment(workspace)
+    from flows.promote import rollback_flow
+    from tasks.errors import PipelineInputError
+
+    try:
+        result = rollback_flow(model=model, reason=reason, workspace=workspace)
+    except PipelineInputError as e:
+        _fail(str(e))
+    _print_move(result)
+
+
+def _print_move(result) -> None:
+    if not result.changed:
+        typer.echo(f"{result.model}: {result.reason}; nothing changed")
+        return
+    typer.echo(
+        f"{result.model}: champion v{result.previous_version or '-'} -> v{result.version} "
+        f"({result.action} #{result.seq}{', forced' if result.forced else ''}: {result.reason})"
+    )
+
+
 @app.command()
 def ui(
     workspace: Annotated[str, typer.Option(help="Workspace folder.")] = ".zero2one",

@@ -16,6 +16,7 @@ from tasks.data import DataConfig
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvaluateConfig
 from tasks.finetune import FinetuneConfig
+from tasks.gate import GateConfig
 from tasks.pretrain import PretrainConfig
 from tasks.register import RegisterConfig
 from tasks.tokenizer import TokenizerConfig
@@ -36,6 +37,7 @@ class PipelineConfig(BaseModel):
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegisterConfig = RegisterConfig()
+    gate: GateConfig = GateConfig()
 
     @model_validator(mode="after")
     def _encoder_source(self) -> PipelineConfig:

@@ -1,8 +1,9 @@
-"""The `pipeline` flow: data -> tokenizer -> pretrain -> finetune -> evaluate -> register.
+"""The `pipeline` flow: data -> tokenizer -> pretrain -> finetune -> evaluate -> register -> gate -> promote.
 
 Thin on purpose: it only wires stages. Each stage is a plain function in `tasks/`, wrapped as
 a retryable, cached Prefect task; stages hand each other URIs and small typed results, so each
-can run on a different worker.
+can run on a different worker. The gate judges the new version against the champion and the
+model card records the verdict; only a version that passes is promoted to `champion`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from tasks.data import PreparedData, prepare_data
 from tasks.evaluate import EvalReport, evaluate
 from tasks.finetune import FinetunedModel, finetune
 from tasks.fingerprint import code_version, hash_json
+from tasks.gate import GateVerdict, gate
+from tasks.model_card import write_model_card
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import EncoderArtifact, pretrain
+from tasks.promotion import Promotion, promote
 from tasks.register import Lineage, RegisteredModel, register
 from tasks.tokenizer import TokenizerArtifact, train_tokenizer
 from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run
@@ -34,10 +38,23 @@ class PipelineResult(BaseModel):
     model: FinetunedModel
     evaluation: EvalReport
     registered: RegisteredModel
+    verdict: GateVerdict
+    promotion: Promotion | None
     reused_stages: list[str]
     mlflow_run_id: str
     tracking_uri: str
     workspace: str
+
+    @property
+    def aliases(self) -> list[str]:
+        """The version's aliases after this run: `champion` only when the gate passed and it was promoted."""
+        return self.registered.aliases + (["champion"] if self.promotion else [])
+
+    @property
+    def gate_summary(self) -> str:
+        if self.verdict.passed:
+            return "passed" + ("" if self.promotion else " (gate.promote=false: not promoted)")
+        return "failed: " + "; ".join(self.verdict.reasons)
 
 
 class _Stages:
@@ -104,6 +121,26 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             ws,
             parent_run_id=run_id,
         )
+        # Gate, card and promotion read the registry as it is now: never reuse them from a cache.
+        verdict = stage(
+            gate,
+            config.gate.retry,
+            config.gate,
+            data,
+            registered,
+            report,
+            tracking,
+            ws,
+            parent_run_id=run_id,
+            cache=False,
+        )
+        card_config = config.model_dump(mode="json")
+        stage(
+            write_model_card, config.gate.retry, card_config, data, registered, report, verdict, tracking, cache=False
+        )
+        promotion = None
+        if verdict.passed and config.gate.promote:
+            promotion = stage(promote, config.gate.retry, registered.name, registered.version, tracking, cache=False)
         ok = True
     finally:
         close_pipeline_run(tracking, run_id, ok)
@@ -114,6 +151,8 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         model=model,
         evaluation=report,
         registered=registered,
+        verdict=verdict,
+        promotion=promotion,
         reused_stages=stage.reused,
         mlflow_run_id=run_id,
         tracking_uri=tracking.uri,
@@ -128,9 +167,10 @@ def summary_markdown(result: PipelineResult) -> str:
 
     reg = result.registered
     return (
-        f"# {reg.name} v{reg.version} ({', '.join(reg.aliases)})\n\n"
+        f"# {reg.name} v{reg.version} ({', '.join(result.aliases)})\n\n"
         f"{reporting.md_table(comparison_rows(result.evaluation))}\n\n"
         f"Evaluation {'passed' if result.evaluation.passed else 'failed: ' + '; '.join(result.evaluation.reasons)}"
+        f"  \nGate {result.gate_summary}"
         f'\n\nLoad it: `mlflow.pyfunc.load_model("{reg.model_uri}")`  \n'
         f"Reused from earlier runs: {', '.join(result.reused_stages) or 'nothing'}\n"
     )

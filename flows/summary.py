@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.pipeline import PipelineResult
@@ -20,7 +21,16 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     console.print(table)
     verdict = "[green]passed[/]" if ev.passed else "[red]failed[/]: " + "; ".join(ev.reasons)
     console.print(f"Evaluation {verdict}")
-    console.print(f"Registered [bold]{reg.model_uri}[/] with aliases {', '.join(reg.aliases)}")
+    gate_reasons = escape("; ".join(result.verdict.reasons))
+    gate = "[green]passed[/]" if result.verdict.passed else f"[red]failed[/]: {gate_reasons}"
+    champion = result.verdict.champion_version
+    console.print(f"Gate {gate}" + (f" (against champion v{champion})" if champion else ""))
+    if not result.verdict.passed:
+        console.print(
+            f"  promote anyway: zero2one promote --workspace {result.workspace} --model {reg.name} "
+            f'--version {reg.version} --force --reason "..."'
+        )
+    console.print(f"Registered [bold]{reg.model_uri}[/] with aliases {', '.join(result.aliases)}")
     console.print(f"  weights:     {result.model.uri}")
     console.print(f"  data:        {result.data.uri} (fingerprint {result.data.fingerprint})")
     if result.reused_stages:

@@ -118,7 +118,7 @@ def _read_file(path: str) -> pd.DataFrame:
     if suffix in (".csv", ".tsv"):
         df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
     elif suffix in (".jsonl", ".json"):
-        df = pd.read_json(path, lines=True, dtype=False)
+        df = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         first_line = 1
     elif suffix == ".parquet":
         df = pd.read_parquet(path)

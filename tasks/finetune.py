@@ -4,22 +4,24 @@ Dynamic padding (`DataCollatorWithPadding`) and length-grouped batches keep padd
 early stopping watches the validation metric and the best epoch is kept. `method: lora` trains
 low-rank adapters through `peft` and merges them into the weights at the end, so what is saved
 is always a plain Hugging Face classifier. A retried task resumes from the newest checkpoint.
+With `nproc_per_node > 1` the Trainer loop runs data-parallel under torchrun (`tasks/distributed.py`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import mlflow
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
 from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
 from models.lora import LoraSettings, apply_lora, merge_lora
-from tasks import reporting
+from tasks import distributed, reporting
 from tasks.data import PreparedData, load_splits
 from tasks.errors import PipelineInputError
 from tasks.faults import maybe_fail, step_fault_callback
@@ -28,8 +30,8 @@ from tasks.orchestration import RetryPolicy
 from tasks.pretrain import EncoderArtifact
 from tasks.storage import materialize, publish_dir
 from tasks.tokenizer import TokenizerArtifact, load_tokenizer
-from tasks.tracking import Tracking, stage_run
-from tasks.training import OptimConfig, last_checkpoint, training_arguments
+from tasks.tracking import Tracking, flow_run_id, stage_run
+from tasks.training import OptimConfig, check_divisible, last_checkpoint, training_arguments
 from tasks.workspace import Workspace, is_remote
 
 
@@ -47,7 +49,15 @@ class FinetuneConfig(BaseModel):
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     lora: LoraSettings = LoraSettings()
     optim: OptimConfig = OptimConfig(batch_size=32, learning_rate=5e-4, warmup_steps=10)
+    nproc_per_node: int = Field(
+        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
+    )
     retry: RetryPolicy = RetryPolicy()
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> FinetuneConfig:
+        check_divisible(self.optim, self.nproc_per_node)
+        return self
 
 
 class FinetunedModel(BaseModel):
@@ -75,48 +85,46 @@ def _tokenize(batch, tok, max_length: int):
     return enc
 
 
-def finetune(
-    cfg: FinetuneConfig,
-    data: PreparedData,
-    tokenizer: TokenizerArtifact,
-    encoder: EncoderArtifact | None,
-    tracking: Tracking,
-    ws: Workspace,
-    parent_run_id: str | None = None,
-) -> FinetunedModel:
-    log = reporting.logger()
-    maybe_fail("finetune", ws.local_dir("faults"))
-    base = cfg.base_model or (encoder.uri if encoder else None)
-    if base is None:
-        raise PipelineInputError("finetune.base_model is required when pretrain.enabled=false")
-    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base, code_fingerprint())
-    workdir = ws.local_dir("finetune", key)
-    tok = load_tokenizer(tokenizer)
+class FinetuneJob(BaseModel):
+    """What one training process needs; JSON, so it can cross to torchrun's processes."""
+
+    cfg: FinetuneConfig
+    data: PreparedData
+    tokenizer: TokenizerArtifact
+    base: str
+    workdir: str
+    resume: str | None
+    resume_step: int
+    faults_dir: str
+
+
+class TrainedClassifier(BaseModel):
+    global_step: int
+    best_metric: float
+    parameters: int
+    processes: int  # that really trained together (data-parallel)
+
+
+def train_classifier(job: FinetuneJob) -> TrainedClassifier:
+    """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
+    cfg, base = job.cfg, job.base
+    tok = load_tokenizer(job.tokenizer)
     try:
-        model = build_classifier(str(materialize(base)) if is_remote(base) else base, data.labels)
+        model = build_classifier(base, job.data.labels)
     except OSError as e:
         raise PipelineInputError(f"finetune base model '{base}' could not be loaded: {e}") from e
     if len(tok) > model.config.vocab_size:
         raise PipelineInputError(
-            f"tokenizer ({len(tok)} tokens, {tokenizer.uri}) does not match model '{base}' "
+            f"tokenizer ({len(tok)} tokens, {job.tokenizer.uri}) does not match model '{base}' "
             f"({model.config.vocab_size} embeddings); use the model's own tokenizer"
         )
     if cfg.method == "lora":
         model = apply_lora(model, cfg.lora)
     max_length = min(cfg.max_length or 10**9, model.config.max_position_embeddings)
-
-    splits = load_splits(data).map(
-        _tokenize,
-        batched=True,
-        remove_columns=["text"],
-        fn_kwargs={"tok": tok, "max_length": max_length},
-        desc="tokenizing",
-    )
-    splits = splits.rename_column("label", "labels")
-    resume, resume_step = last_checkpoint(workdir)
     args = training_arguments(
-        workdir,
+        Path(job.workdir),
         cfg.optim,
+        cfg.nproc_per_node,
         num_train_epochs=cfg.epochs,
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -126,8 +134,17 @@ def finetune(
         greater_is_better=True,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
     )
+    with args.main_process_first(desc="tokenizing"):  # one process tokenizes, the others read its cache
+        splits = load_splits(job.data).map(
+            _tokenize,
+            batched=True,
+            remove_columns=["text"],
+            fn_kwargs={"tok": tok, "max_length": max_length},
+            desc="tokenizing",
+        )
+    splits = splits.rename_column("label", "labels")
     callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
-    if fault := step_fault_callback("finetune", ws.local_dir("faults")):
+    if fault := step_fault_callback("finetune", Path(job.faults_dir)):
         callbacks.append(fault)
     trainer = Trainer(
         model=model,
@@ -139,41 +156,84 @@ def finetune(
         compute_metrics=classification_metrics,
         callbacks=callbacks,
     )
-    log.info(
-        "fine-tuning (%s) %s on %s: %d train / %d validation texts%s",
-        cfg.method,
-        base,
-        describe_device(),
-        len(splits["train"]),
-        len(splits["validation"]),
-        f", resuming from step {resume_step}" if resume else "",
+    if trainer.is_world_process_zero():
+        reporting.logger().info(
+            "fine-tuning (%s) %s on %s: %d train / %d validation texts%s",
+            cfg.method,
+            base,
+            describe_device(cfg.nproc_per_node),
+            len(splits["train"]),
+            len(splits["validation"]),
+            f", resuming from step {job.resume_step}" if job.resume else "",
+        )
+    trainer.train(resume_from_checkpoint=job.resume)
+    best = trainer.evaluate()
+    final = merge_lora(trainer.model) if cfg.method == "lora" else trainer.model
+    if trainer.is_world_process_zero():
+        model_dir = Path(job.workdir) / "model"
+        final.save_pretrained(str(model_dir))
+        tok.save_pretrained(str(model_dir))
+    return TrainedClassifier(
+        global_step=trainer.state.global_step,
+        best_metric=best[f"eval_{cfg.metric}"],
+        parameters=count_parameters(final),
+        processes=trainer.accelerator.num_processes,
+    )
+
+
+def finetune(
+    cfg: FinetuneConfig,
+    data: PreparedData,
+    tokenizer: TokenizerArtifact,
+    encoder: EncoderArtifact | None,
+    tracking: Tracking,
+    ws: Workspace,
+    parent_run_id: str | None = None,
+) -> FinetunedModel:
+    maybe_fail("finetune", ws.local_dir("faults"))
+    base = cfg.base_model or (encoder.uri if encoder else None)
+    if base is None:
+        raise PipelineInputError("finetune.base_model is required when pretrain.enabled=false")
+    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base, code_fingerprint())
+    workdir = ws.local_dir("finetune", key)
+    resume, resume_step = last_checkpoint(workdir)
+    job = FinetuneJob(
+        cfg=cfg,
+        data=data,
+        tokenizer=tokenizer,
+        base=str(materialize(base)) if is_remote(base) else base,
+        workdir=str(workdir),
+        resume=resume,
+        resume_step=resume_step,
+        # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
+        faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
     )
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
     with stage_run(tracking, "finetune", parent_run_id, tags) as run:
-        mlflow.log_params({"method": cfg.method, "resumed_from_step": resume_step})
-        trainer.train(resume_from_checkpoint=resume)
-        best = trainer.evaluate()
-        mlflow.log_metrics({f"best_{cfg.metric}": best[f"eval_{cfg.metric}"]}, step=trainer.state.global_step)
-        final = merge_lora(trainer.model) if cfg.method == "lora" else trainer.model
-        model_dir = workdir / "model"
-        final.save_pretrained(str(model_dir))
-        tok.save_pretrained(str(model_dir))
-    uri = publish_dir(model_dir, ws.uri("finetune", key, "model"))
+        mlflow.log_params(
+            {"method": cfg.method, "resumed_from_step": resume_step, "nproc_per_node": cfg.nproc_per_node}
+        )
+        trained = distributed.run(
+            train_classifier, job, cfg.nproc_per_node, env=distributed.mlflow_env(tracking.uri, run.info.run_id)
+        )
+        mlflow.log_params({"training_processes": trained.processes})
+        mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
+    uri = publish_dir(workdir / "model", ws.uri("finetune", key, "model"))
     result = FinetunedModel(
         uri=uri,
         base_model=base,
         method=cfg.method,
         labels=data.labels,
-        global_step=trainer.state.global_step,
+        global_step=trained.global_step,
         resumed_from_step=resume_step,
-        best_metric=best[f"eval_{cfg.metric}"],
+        best_metric=trained.best_metric,
         metric=cfg.metric,
         mlflow_run_id=run.info.run_id,
         pretrain_run_id=encoder.mlflow_run_id if encoder else None,
     )
     reporting.markdown(
         "finetune",
-        f"# Fine-tuning ({cfg.method})\n\n{count_parameters(final) / 1e6:.2f}M parameters, "
+        f"# Fine-tuning ({cfg.method})\n\n{trained.parameters / 1e6:.2f}M parameters, "
         f"{result.global_step} steps; best validation {cfg.metric} {result.best_metric:.4f}\n\n"
         f"Model: `{uri}`  \nMLflow run: [{run.info.run_id}]({tracking.run_url(run.info.run_id)})\n",
     )

@@ -2,20 +2,22 @@
 
 From scratch (shape from config) or continued from `init_from`. Checkpoints every `save_steps`
 land in the workspace, keyed by inputs and code; when the task is retried, training resumes from
-the newest checkpoint instead of step 0. Loss and perplexity go to MLflow.
+the newest checkpoint instead of step 0. Loss and perplexity go to MLflow. With `nproc_per_node > 1`
+the Trainer loop runs data-parallel under torchrun (`tasks/distributed.py`); the result is the same.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mlflow
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import DataCollatorForLanguageModeling, Trainer
 
 from models.device import describe_device
 from models.encoder import EncoderShape, build_masked_lm, count_parameters, load_masked_lm
-from tasks import reporting
+from tasks import distributed, reporting
 from tasks.data import PreparedData, load_corpus, load_splits
 from tasks.errors import PipelineInputError
 from tasks.faults import maybe_fail, step_fault_callback
@@ -23,8 +25,8 @@ from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.orchestration import RetryPolicy
 from tasks.storage import publish_dir
 from tasks.tokenizer import TokenizerArtifact, load_tokenizer
-from tasks.tracking import Tracking, stage_run
-from tasks.training import OptimConfig, last_checkpoint, training_arguments
+from tasks.tracking import Tracking, flow_run_id, stage_run
+from tasks.training import OptimConfig, check_divisible, last_checkpoint, training_arguments
 from tasks.workspace import Workspace
 
 
@@ -40,7 +42,15 @@ class PretrainConfig(BaseModel):
     save_steps: int = Field(100, gt=0, description="Checkpoint every N steps (resume point on retry).")
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     optim: OptimConfig = OptimConfig(batch_size=64, learning_rate=1e-3, warmup_steps=30)
+    nproc_per_node: int = Field(
+        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
+    )
     retry: RetryPolicy = RetryPolicy()
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> PretrainConfig:
+        check_divisible(self.optim, self.nproc_per_node)
+        return self
 
 
 class EncoderArtifact(BaseModel):
@@ -57,19 +67,29 @@ def _tokenize(batch, tok, max_length: int):
     return tok(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
 
 
-def pretrain(
-    cfg: PretrainConfig,
-    data: PreparedData,
-    tokenizer: TokenizerArtifact,
-    tracking: Tracking,
-    ws: Workspace,
-    parent_run_id: str | None = None,
-) -> EncoderArtifact:
-    log = reporting.logger()
-    maybe_fail("pretrain", ws.local_dir("faults"))
-    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
-    workdir = ws.local_dir("pretrain", key)
-    tok = load_tokenizer(tokenizer)
+class PretrainJob(BaseModel):
+    """What one training process needs; JSON, so it can cross to torchrun's processes."""
+
+    cfg: PretrainConfig
+    data: PreparedData
+    tokenizer: TokenizerArtifact
+    workdir: str
+    resume: str | None
+    resume_step: int
+    faults_dir: str
+
+
+class TrainedEncoder(BaseModel):
+    global_step: int
+    eval_loss: float
+    parameters: int
+    processes: int  # that really trained together (data-parallel)
+
+
+def train_encoder(job: PretrainJob) -> TrainedEncoder:
+    """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
+    cfg = job.cfg
+    tok = load_tokenizer(job.tokenizer)
     if cfg.init_from:
         model = load_masked_lm(cfg.init_from)
         if len(tok) > model.config.vocab_size:
@@ -80,18 +100,10 @@ def pretrain(
     else:
         model = build_masked_lm(cfg.shape, len(tok), tok.pad_token_id)
     max_length = model.config.max_position_embeddings
-
-    kwargs = {"tok": tok, "max_length": max_length}
-    train_set = load_corpus(data).map(
-        _tokenize, batched=True, remove_columns=["text"], fn_kwargs=kwargs, desc="tokenizing corpus"
-    )
-    eval_set = load_splits(data)["validation"].map(
-        _tokenize, batched=True, remove_columns=["text", "label"], fn_kwargs=kwargs, desc="tokenizing validation"
-    )
-    resume, resume_step = last_checkpoint(workdir)
     args = training_arguments(
-        workdir,
+        Path(job.workdir),
         cfg.optim,
+        cfg.nproc_per_node,
         max_steps=cfg.max_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -99,7 +111,15 @@ def pretrain(
         eval_strategy="no",
         include_num_input_tokens_seen=True,
     )
-    callbacks = [cb for cb in [step_fault_callback("pretrain", ws.local_dir("faults"))] if cb]
+    kwargs = {"tok": tok, "max_length": max_length}
+    with args.main_process_first(desc="tokenizing"):  # one process tokenizes, the others read its cache
+        train_set = load_corpus(job.data).map(
+            _tokenize, batched=True, remove_columns=["text"], fn_kwargs=kwargs, desc="tokenizing corpus"
+        )
+        eval_set = load_splits(job.data)["validation"].map(
+            _tokenize, batched=True, remove_columns=["text", "label"], fn_kwargs=kwargs, desc="tokenizing validation"
+        )
+    callbacks = [cb for cb in [step_fault_callback("pretrain", Path(job.faults_dir))] if cb]
     trainer = Trainer(
         model=model,
         args=args,
@@ -109,31 +129,63 @@ def pretrain(
         data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=cfg.mlm_probability),
         callbacks=callbacks,
     )
-    log.info(
-        "pretraining a %.2fM-parameter encoder on %s for %d steps%s",
-        count_parameters(model) / 1e6,
-        describe_device(),
-        cfg.max_steps,
-        f", resuming from step {resume_step}" if resume else "",
+    if trainer.is_world_process_zero():
+        reporting.logger().info(
+            "pretraining a %.2fM-parameter encoder on %s for %d steps%s",
+            count_parameters(model) / 1e6,
+            describe_device(cfg.nproc_per_node),
+            cfg.max_steps,
+            f", resuming from step {job.resume_step}" if job.resume else "",
+        )
+    trainer.train(resume_from_checkpoint=job.resume)
+    metrics = trainer.evaluate()
+    trainer.save_model(str(Path(job.workdir) / "model"))  # rank 0 only: safetensors + config + tokenizer
+    return TrainedEncoder(
+        global_step=trainer.state.global_step,
+        eval_loss=metrics["eval_loss"],
+        parameters=count_parameters(model),
+        processes=trainer.accelerator.num_processes,
+    )
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    data: PreparedData,
+    tokenizer: TokenizerArtifact,
+    tracking: Tracking,
+    ws: Workspace,
+    parent_run_id: str | None = None,
+) -> EncoderArtifact:
+    maybe_fail("pretrain", ws.local_dir("faults"))
+    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
+    workdir = ws.local_dir("pretrain", key)
+    resume, resume_step = last_checkpoint(workdir)
+    job = PretrainJob(
+        cfg=cfg,
+        data=data,
+        tokenizer=tokenizer,
+        workdir=str(workdir),
+        resume=resume,
+        resume_step=resume_step,
+        # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
+        faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
     )
     with stage_run(tracking, "pretrain", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}) as run:
-        mlflow.log_params({"resumed_from_step": resume_step, "parameters": count_parameters(model)})
-        trainer.train(resume_from_checkpoint=resume)
-        metrics = trainer.evaluate()
-        perplexity = math.exp(min(metrics["eval_loss"], 50))
-        mlflow.log_metrics(
-            {"eval_loss": metrics["eval_loss"], "perplexity": perplexity}, step=trainer.state.global_step
+        mlflow.log_params({"resumed_from_step": resume_step, "nproc_per_node": cfg.nproc_per_node})
+        trained = distributed.run(
+            train_encoder, job, cfg.nproc_per_node, env=distributed.mlflow_env(tracking.uri, run.info.run_id)
         )
-        model_dir = workdir / "model"
-        trainer.save_model(str(model_dir))  # safetensors + config + tokenizer
-    uri = publish_dir(model_dir, ws.uri("pretrain", key, "model"))
+        perplexity = math.exp(min(trained.eval_loss, 50))
+        mlflow.log_params({"parameters": trained.parameters, "training_processes": trained.processes})
+        mlflow.log_metrics({"eval_loss": trained.eval_loss, "perplexity": perplexity}, step=trained.global_step)
+    uri = publish_dir(workdir / "model", ws.uri("pretrain", key, "model"))
     result = EncoderArtifact(
         uri=uri,
-        global_step=trainer.state.global_step,
+        global_step=trained.global_step,
         resumed_from_step=resume_step,
-        eval_loss=metrics["eval_loss"],
+        eval_loss=trained.eval_loss,
         perplexity=perplexity,
-        parameters=count_parameters(model),
+        parameters=trained.parameters,
         mlflow_run_id=run.info.run_id,
     )
     reporting.markdown(

@@ -3,9 +3,10 @@
 Logged as a "models from code" pyfunc (`models/pyfunc_model.py`): weights and tokenizer are
 plain files (safetensors), nothing is pickled. `mlflow.pyfunc.load_model("models:/NAME/V")`
 maps a DataFrame with a `text` column to labels and class probabilities. The version gets the
-`challenger` alias and lineage tags; the first version that passes evaluation while there is no
-champion also becomes `champion`. If anything fails after the version was created, the version
-is deleted again, so the registry never holds a half-registered model.
+`challenger` alias and lineage tags; whether it becomes `champion` is for the gate
+(`tasks/gate.py`) and the promotion (`tasks/promotion.py`) to decide. If anything fails after the
+version was created, the version is deleted again, so the registry never holds a half-registered
+model.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,13 +35,12 @@ PYFUNC_CODE = Path(models.__file__).parent / "pyfunc_model.py"
 
 
 class RegisterConfig(BaseModel):
-    """Which registered model to add a version to, and the aliases to use."""
+    """Which registered model to add a version to, and the alias new versions get."""
 
     model_config = ConfigDict(extra="forbid")
 
     model_name: str = Field("zero2one-classifier", min_length=1)
     challenger_alias: str = "challenger"
-    champion_alias: str = "champion"
     retry: RetryPolicy = RetryPolicy()
 
 
@@ -116,9 +114,6 @@ def register(
     try:
         aliases = [cfg.challenger_alias]
         client.set_registered_model_alias(cfg.model_name, cfg.challenger_alias, mv.version)
-        if report.passed and not _alias_exists(client, cfg.model_name, cfg.champion_alias):
-            client.set_registered_model_alias(cfg.model_name, cfg.champion_alias, mv.version)
-            aliases.append(cfg.champion_alias)
         maybe_fail("register-aliases", ws.local_dir("faults"))
     except BaseException:
         client.delete_model_version(cfg.model_name, mv.version)  # no half-registered version stays behind
@@ -142,11 +137,3 @@ def register(
         f"{cfg.model_name} v{mv.version} in MLflow",
     )
     return result
-
-
-def _alias_exists(client: MlflowClient, name: str, alias: str) -> bool:
-    try:
-        client.get_model_version_by_alias(name, alias)
-        return True
-    except MlflowException:
-        return False

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainingArguments
 
-from models.device import Precision, resolve_precision
+from models.device import Precision, distributed_backend, resolve_precision
 
 
 class OptimConfig(BaseModel):
@@ -17,7 +17,9 @@ class OptimConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(32, gt=0, description="Per-device batch size.")
+    batch_size: int = Field(
+        32, gt=0, description="Examples per forward pass; split across the processes when nproc_per_node > 1."
+    )
     learning_rate: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(0, ge=0)
@@ -39,12 +41,27 @@ def last_checkpoint(folder: Path) -> tuple[str | None, int]:
     return str(path), step
 
 
-def training_arguments(output_dir: Path, optim: OptimConfig, **overrides) -> TrainingArguments:
+def check_divisible(optim: OptimConfig, nproc_per_node: int) -> None:
+    """The batch is split evenly across processes; raises ValueError (for a config validator) otherwise."""
+    if optim.batch_size % nproc_per_node:
+        raise ValueError(
+            f"optim.batch_size ({optim.batch_size}) must be a multiple of nproc_per_node ({nproc_per_node}): "
+            "each process takes an equal share of every batch"
+        )
+
+
+def training_arguments(output_dir: Path, optim: OptimConfig, nproc_per_node: int = 1, **overrides) -> TrainingArguments:
+    """Trainer arguments for one process of `nproc_per_node`.
+
+    Each process takes `batch_size / nproc_per_node` examples, so an optimizer step sees the same batch and a run
+    takes the same number of steps on one process or many: moving to more GPUs changes speed, not the training.
+    """
     precision = resolve_precision(optim.precision)
+    per_device = optim.batch_size // nproc_per_node
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=optim.batch_size,
-        per_device_eval_batch_size=optim.batch_size * 2,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device * 2,
         learning_rate=optim.learning_rate,
         weight_decay=optim.weight_decay,
         warmup_steps=optim.warmup_steps,
@@ -56,5 +73,8 @@ def training_arguments(output_dir: Path, optim: OptimConfig, **overrides) -> Tra
         save_total_limit=2,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        ddp_backend=distributed_backend() if nproc_per_node > 1 else None,
+        # Accelerate only sets up gloo between CPU processes when told the run is CPU-only.
+        use_cpu=nproc_per_node > 1 and not torch.cuda.is_available(),
         **overrides,
     )

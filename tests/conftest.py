@@ -20,6 +20,8 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 import pytest  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+
 # Mechanics tests (retries, caching, failures) need a real run, not a good model: keep it small.
 FAST = [
     "data.max_rows=900",

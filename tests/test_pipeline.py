@@ -43,6 +43,11 @@ def test_pipeline_end_to_end_registers_a_champion(make_config):
     version = client.get_model_version_by_alias(reg.name, "champion")
     assert str(version.version) == "1"
     assert str(client.get_model_version_by_alias(reg.name, "challenger").version) == "1"
+    # No champion to compare with: the gate's absolute rules passed, so the promotion made it champion.
+    assert result.verdict.passed and result.verdict.champion_version is None
+    assert (result.promotion.version, result.promotion.previous_version) == ("1", None)
+    assert version.tags["zero2one.gate.verdict"] == "passed"
+    assert "model_card.md" in {a.path for a in client.list_artifacts(reg.run_id)}
     assert set(version.tags) >= LINEAGE_TAGS
     assert version.tags["zero2one.data_fingerprint"] == result.data.fingerprint
     assert version.tags["zero2one.pretrain_run_id"] == result.encoder.mlflow_run_id

@@ -1,0 +1,49 @@
+"""The `promote` and `rollback` flows: move the `champion` alias from the Prefect UI or the CLI.
+
+Typed parameters render as a form in the Prefect UI. Each flow runs one task from
+`tasks/promotion.py`, which serializes moves per model, records the history and emits the
+`zero2one.model.promoted` event.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks import promotion
+from tasks.orchestration import RetryPolicy, stage_task
+from tasks.promotion import Promotion
+from tasks.tracking import Tracking, TrackingConfig
+from tasks.workspace import Workspace
+
+# A user error (unknown version, force without reason) fails at once; a flaky registry gets one more try.
+_POLICY = RetryPolicy(retries=1, delay_seconds=2)
+
+
+def _tracking(workspace: str, tracking_uri: str | None) -> Tracking:
+    return Tracking.resolve(TrackingConfig(uri=tracking_uri), Workspace(root=workspace).resolved())
+
+
+@flow(name="promote", log_prints=True)
+def promote_flow(
+    model: str = "zero2one-classifier",
+    version: str = "challenger",
+    force: bool = False,
+    reason: str | None = None,
+    workspace: str = ".zero2one",
+    tracking_uri: str | None = None,
+) -> Promotion:
+    """Make `version` (a number or an alias) the champion; `force` skips the gate and needs a `reason`."""
+    task = stage_task(promotion.promote, "promote", _POLICY, cache=False)
+    return task(model, version, _tracking(workspace, tracking_uri), force=force, reason=reason)
+
+
+@flow(name="rollback", log_prints=True)
+def rollback_flow(
+    model: str = "zero2one-classifier",
+    reason: str | None = None,
+    workspace: str = ".zero2one",
+    tracking_uri: str | None = None,
+) -> Promotion:
+    """Give `champion` back to the `previous-champion` (the two aliases swap)."""
+    task = stage_task(promotion.rollback, "rollback", _POLICY, cache=False)
+    return task(model, _tracking(workspace, tracking_uri), reason=reason)

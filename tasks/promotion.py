@@ -1,0 +1,209 @@
+"""Stage 8, promote: move the `champion` alias, remember the one it replaced, tell whoever listens.
+
+- `promote` points `champion` at a version that passed the gate (or at any version with
+  `force` and a reason). The replaced champion gets the `previous-champion` alias, so
+  `rollback` is one step: it swaps the two back.
+- Promotions of one model are serialized by a Prefect global concurrency limit
+  (`zero2one-promote-<model>`, one slot), so racing promotions from threads, processes or
+  machines that share the Prefect server end with one champion and an unbroken history.
+- History: one registered-model tag per move, `zero2one.promotion.000001` = a JSON record
+  (seq, action, version, previous_version, forced, reason, at, flow run). Each record's
+  `previous_version` is the version of the record before it, and `previous-champion` always
+  equals the newest record's `previous_version`.
+- Every move emits the Prefect event `zero2one.model.promoted` on resource
+  `zero2one.model.<name>` (payload: model, version, previous_version, action, ...), for
+  automations such as "reload serving".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Literal
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from pydantic import BaseModel
+
+from tasks import reporting
+from tasks.errors import PipelineInputError
+from tasks.gate import CHAMPION, VERDICT_TAG, failed_reasons
+from tasks.tracking import Tracking, flow_run_id
+
+PREVIOUS = "previous-champion"
+EVENT = "zero2one.model.promoted"
+HISTORY_PREFIX = "zero2one.promotion."
+LOCK_TIMEOUT_SECONDS = 120.0
+
+
+class Promotion(BaseModel):
+    """One move of the `champion` alias (or, with `changed=False`, the finding that none was needed)."""
+
+    model: str
+    version: str
+    previous_version: str | None
+    action: Literal["promote", "rollback"]
+    forced: bool = False
+    reason: str
+    seq: int | None
+    at: str
+    flow_run_id: str | None = None
+    changed: bool = True
+    event_id: str | None = None
+
+    def record(self) -> str:
+        return json.dumps(self.model_dump(exclude={"model", "changed", "event_id"}), sort_keys=True)
+
+
+def promote(model: str, version: str, tracking: Tracking, force: bool = False, reason: str | None = None) -> Promotion:
+    """Make `version` (a number or an alias such as `challenger`) the champion of `model`."""
+    reason = (reason or "").strip()
+    if force and not reason:
+        raise PipelineInputError(
+            f"force=True for {model} version {version!r} needs a reason (--reason TEXT): "
+            "a forced promotion skips the gate, and the history must say why"
+        )
+    client = tracking.client()
+    target = _resolve(client, model, version)
+    if not force and target.tags.get(VERDICT_TAG) != "passed":
+        why = failed_reasons(target.tags)
+        raise PipelineInputError(
+            f"{model} version {target.version} has not passed the gate "
+            f"({VERDICT_TAG}={target.tags.get(VERDICT_TAG, 'missing')}{': ' + '; '.join(why) if why else ''}). "
+            "Promote it anyway with force=True and a reason (--force --reason TEXT)."
+        )
+    with model_lock(model):
+        result = _move_champion(client, model, str(target.version), "promote", force, reason or "passed the gate")
+    return _announce(result)
+
+
+def rollback(model: str, tracking: Tracking, reason: str | None = None) -> Promotion:
+    """Swap `champion` and `previous-champion`: the champion before the current one serves again."""
+    client = tracking.client()
+    with model_lock(model):
+        previous = _aliases(client, model).get(PREVIOUS)
+        if previous is None:
+            raise PipelineInputError(f"model {model!r} has no {PREVIOUS!r} alias: there is nothing to roll back to")
+        result = _move_champion(client, model, previous, "rollback", False, (reason or "").strip() or "rollback")
+    if result.changed and result.previous_version:
+        client.set_model_version_tag(model, result.previous_version, "zero2one.rolled_back_at", result.at)
+    return _announce(result)
+
+
+def history(model: str, tracking: Tracking) -> list[Promotion]:
+    """Every move of `champion`, oldest first."""
+    return _history(tracking.client(), model)
+
+
+@contextlib.contextmanager
+def model_lock(model: str, timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Hold the one slot of the model's Prefect global concurrency limit (created on first use)."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = "zero2one-promote-" + re.sub(r"[/%&<>]", "-", model)
+    # A racing promotion may create the limit between our read and our create: that is fine.
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    # strict: a missing limit must fail, not silently run unlocked
+    with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
+        yield
+
+
+def _move_champion(client: MlflowClient, model: str, version: str, action: str, forced: bool, reason: str) -> Promotion:
+    """Call with the model's lock held: reads the aliases, moves them, appends the history record."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    aliases = _aliases(client, model)
+    current = aliases.get(CHAMPION)
+    if current == version:
+        return Promotion(
+            model=model,
+            version=version,
+            previous_version=aliases.get(PREVIOUS),
+            action=action,
+            forced=forced,
+            reason=f"v{version} is the champion already",
+            seq=None,
+            at=now,
+            changed=False,
+        )
+    client.set_registered_model_alias(model, CHAMPION, version)
+    if current is not None:
+        client.set_registered_model_alias(model, PREVIOUS, current)
+    elif PREVIOUS in aliases:
+        client.delete_registered_model_alias(model, PREVIOUS)
+    past = _history(client, model)
+    result = Promotion(
+        model=model,
+        version=version,
+        previous_version=current,
+        action=action,
+        forced=forced,
+        reason=reason,
+        seq=(past[-1].seq if past else 0) + 1,
+        at=now,
+        flow_run_id=flow_run_id(),
+    )
+    client.set_registered_model_tag(model, f"{HISTORY_PREFIX}{result.seq:06d}", result.record())
+    client.set_model_version_tag(model, version, "zero2one.champion_since", now)
+    client.set_model_version_tag(model, version, "zero2one.promotion_reason", f"{action}: {reason}")
+    return result
+
+
+def _announce(result: Promotion) -> Promotion:
+    """Emit the event automations react to, and show the move in the Prefect UI."""
+    from prefect.events import emit_event
+
+    if result.changed:
+        event = emit_event(
+            event=EVENT,
+            resource={"prefect.resource.id": f"zero2one.model.{result.model}", "prefect.resource.name": result.model},
+            payload={
+                "model": result.model,
+                "version": result.version,
+                "previous_version": result.previous_version,
+                "action": result.action,
+                "forced": result.forced,
+                "reason": result.reason,
+                "seq": result.seq,
+                "model_uri": f"models:/{result.model}@{CHAMPION}",
+            },
+        )
+        result = result.model_copy(update={"event_id": str(event.id) if event else None})
+    moved = (
+        f"`{CHAMPION}`: v{result.previous_version or '-'} -> v{result.version} ({result.action}"
+        f"{', forced' if result.forced else ''}): {result.reason}"
+        if result.changed
+        else result.reason
+    )
+    reporting.markdown(result.action, f"# {result.model}\n\n{moved}\n", description=f"{result.action} {result.model}")
+    reporting.logger().info("%s %s: %s", result.action, result.model, moved)
+    return result
+
+
+def _aliases(client: MlflowClient, model: str) -> dict[str, str]:
+    try:
+        return {alias: str(v) for alias, v in client.get_registered_model(model).aliases.items()}
+    except MlflowException:
+        raise PipelineInputError(f"there is no registered model {model!r} in the MLflow registry") from None
+
+
+def _resolve(client: MlflowClient, model: str, version: str) -> ModelVersion:
+    _aliases(client, model)  # names a missing model before a missing version
+    try:
+        if version.isdigit():
+            return client.get_model_version(model, version)
+        return client.get_model_version_by_alias(model, version)
+    except MlflowException:
+        raise PipelineInputError(f"model {model!r} has no version or alias {version!r}") from None
+
+
+def _history(client: MlflowClient, model: str) -> list[Promotion]:
+    tags = client.get_registered_model(model).tags
+    records = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(HISTORY_PREFIX)]
+    return [Promotion(model=model, **r) for r in records]

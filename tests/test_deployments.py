@@ -1,0 +1,301 @@
+"""deployments/ on a real `prefect server start` and a real process worker, both on 127.0.0.1.
+
+The server gets a free port and a temporary PREFECT_HOME; `zero2one deploy`'s code creates the pools and applies
+prefect.yaml; flow runs are created through the endpoint the UI's "Run" button calls. Server and worker are stopped
+whatever happens (module fixtures). The templates of the GPU pools are checked without a server: rendered the way
+a worker renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from flows import deploy
+from flows.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
+# The tiny preset, shrunk further: the run only has to go through every stage.
+SERVER_TINY = [
+    "data.max_rows=600",
+    "tokenizer.vocab_size=500",
+    "pretrain.max_steps=8",
+    "pretrain.save_steps=8",
+    "pretrain.optim.warmup_steps=1",
+    "finetune.epochs=1",
+    "finetune.optim.warmup_steps=1",
+]
+
+
+def _spec() -> dict:
+    return yaml.safe_load(PREFECT_FILE.read_text())
+
+
+def _deployment_spec(name: str) -> dict:
+    return next(d for d in _spec()["deployments"] if d["name"] == name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, check: Callable[[], object], timeout: float, every: float = 1.0, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+
+
+class _Process:
+    """A subprocess in its own process group, output to a file; stop() ends the group (worker + its flow runs)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self._out = log.open("w")
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._out.close()
+
+
+class Server:
+    def __init__(self, url: str, env: dict[str, str], home: Path):
+        self.url, self.env, self.home = url, env, home
+
+    def start_worker(self, pool: str) -> _Process:
+        env = {**self.env, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+        cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+        return _Process(cmd, env, self.home / f"worker-{pool}.log")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """`prefect server start` on a free port of 127.0.0.1, its home in a temp dir; this process talks to it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home / "home"),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    Path(env["PREFECT_HOME"]).mkdir()
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    proc = _Process(cmd, env, home / "server.log")
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait("the Prefect server", healthy, timeout=180, log=proc.log)
+        with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: url}):
+            mp.setenv("PREFECT_API_URL", url)  # for `prefect deploy`, which `zero2one deploy` runs
+            yield Server(url, env, home)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def applied(server) -> deploy.Applied:
+    return deploy.apply()
+
+
+def _client():
+    from prefect import get_client
+
+    return get_client(sync_client=True)
+
+
+@pytest.mark.server
+def test_pipeline_runs_from_the_ui_api_on_a_process_worker(server, applied, tmp_path):
+    from mlflow import MlflowClient
+
+    assert set(applied.pools) == {"zero2one-process", "zero2one-kubernetes-gpu", "zero2one-docker-gpu"}
+    assert "pipeline/pipeline" in applied.deployments
+    ws = tmp_path / "ws"
+    tracking_uri = f"sqlite:///{ws / 'mlflow.db'}"
+    config = load_config(
+        ROOT / "configs" / "tiny.yaml", [f"workspace.root={ws}", f"tracking.uri={tracking_uri}", *SERVER_TINY]
+    )
+    worker = server.start_worker("zero2one-process")
+    try:
+        with _client() as client:
+            deployment = client.read_deployment_by_name("pipeline/pipeline")
+            # What the UI's "Run" button does: POST /deployments/{id}/create_flow_run with the form's values.
+            run = client.create_flow_run_from_deployment(
+                deployment.id, parameters={"config": config.model_dump(mode="json")}
+            )
+            final = _wait(
+                "the pipeline flow run to finish",
+                lambda: (r := client.read_flow_run(run.id)).state.is_final() and r,
+                timeout=900,
+                every=3,
+                log=worker.log,
+            )
+        assert final.state.is_completed(), (
+            f"{final.state.name}: {final.state.message}\n{worker.log.read_text()[-4000:]}"
+        )
+    finally:
+        worker.stop()
+    versions = MlflowClient(tracking_uri, registry_uri=tracking_uri).search_model_versions(
+        f"name='{config.registry.model_name}'"
+    )
+    assert [str(v.version) for v in versions] == ["1"]
+    assert versions[0].tags["prefect.flow_run_id"] == str(run.id)  # registered by this flow run
+
+
+@pytest.mark.server
+def test_invalid_parameters_are_rejected_with_the_field_named(applied):
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    with _client() as client:
+        deployment = client.read_deployment_by_name("pipeline/pipeline")
+        for bad, says in [
+            ({"pretrain": {"max_steps": 0}}, "field 'config.pretrain.max_steps'"),
+            ({"finetune": {"method": "qlora"}}, "field 'config.finetune.method'"),
+            ({"pretrain": {"max_stpes": 10}}, "('max_stpes' was unexpected)"),
+        ]:
+            with pytest.raises(PrefectHTTPStatusError) as err:
+                client.create_flow_run_from_deployment(deployment.id, parameters={"config": bad})
+            assert err.value.response.status_code == 409
+            detail = err.value.response.json()["detail"]
+            assert "Validation failed" in detail and says in detail, detail
+
+
+@pytest.mark.server
+def test_deploying_again_changes_nothing(applied):
+    with _client() as client:
+
+        def snapshot() -> dict:
+            out = {}
+            for name in applied.deployments:
+                d = client.read_deployment_by_name(name)
+                schedules = sorted(json.dumps(s.schedule.model_dump(mode="json"), sort_keys=True) for s in d.schedules)
+                out[name] = (d.id, d.work_pool_name, d.parameters, d.job_variables, d.pull_steps, schedules)
+            automations = sorted(a.name for a in client.read_automations())
+            pools = {p.name: (p.type, p.base_job_template) for p in client.read_work_pools()}
+            return {"deployments": out, "automations": automations, "pools": pools}
+
+        before = snapshot()
+        again = deploy.apply()
+        assert set(again.pools.values()) == {"unchanged"}
+        assert snapshot() == before
+
+
+@pytest.mark.server
+def test_retrain_and_monitor_run_on_schedules(applied):
+    with _client() as client:
+        for name in ("retrain/retrain", "monitor/monitor"):
+            deployment = client.read_deployment_by_name(name)
+            crons = [s.schedule.cron for s in deployment.schedules if s.active]
+            wanted = [s["cron"] for s in _deployment_spec(name.split("/")[1])["schedules"]]
+            assert crons == wanted, name
+
+
+@pytest.mark.server
+def test_drift_event_starts_a_retrain_run(server, applied):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with _client() as client:
+        retrain = client.read_deployment_by_name("retrain/retrain")
+        only_retrain = DeploymentFilter(id=DeploymentFilterId(any_=[retrain.id]))
+        assert client.read_flow_runs(deployment_filter=only_retrain) == []
+        # What flows/monitor.py sends (abridged).
+        payload = {"model": "zero2one-classifier", "alias": "champion", "window": {"last_n": 500}, "drift_share": 0.8}
+        subprocess.run(
+            [sys.executable, "-m", "prefect", "event", "emit", "zero2one.drift.detected"]
+            + ["--resource-id", "zero2one.model.zero2one-classifier", "--payload", json.dumps(payload)],
+            env=server.env,
+            check=True,
+            capture_output=True,
+        )
+        runs = _wait(
+            "the automation to create a retrain run", lambda: client.read_flow_runs(deployment_filter=only_retrain), 90
+        )
+    assert len(runs) == 1
+    params = runs[0].parameters
+    assert (params["model_name"], params["alias"]) == ("zero2one-classifier", "champion")
+    assert params["new_data"] == {"last_n": 500}  # the window the monitor judged, passed on as a typed parameter
+
+
+def _render(template: dict, job_variables: dict) -> dict:
+    """What a worker does with a pool's base job template and a deployment's job variables."""
+    from prefect.utilities.templating import apply_values
+    from prefect.workers.base import BaseJobConfiguration
+
+    variables = BaseJobConfiguration._get_base_config_defaults(template["variables"]["properties"])
+    return apply_values(template["job_configuration"], {**variables, **job_variables})
+
+
+def test_gpu_pools_ask_for_the_gpus_their_deployments_choose():
+    pools = {spec.name: spec for spec in deploy.pool_specs()}
+    assert {name: spec.type for name, spec in pools.items()} == {
+        "zero2one-process": "process",
+        "zero2one-kubernetes-gpu": "kubernetes",
+        "zero2one-docker-gpu": "docker",
+    }
+    gpu = _deployment_spec("pipeline-gpu")
+    assert gpu["work_pool"]["name"] == "zero2one-kubernetes-gpu"
+    job = _render(pools["zero2one-kubernetes-gpu"].base_job_template, gpu["work_pool"]["job_variables"])
+    pod = job["job_manifest"]["spec"]["template"]["spec"]
+    gpus = gpu["work_pool"]["job_variables"]["gpu_limit"]
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": gpus}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" in pod and pod["volumes"][0]["emptyDir"]["medium"] == "Memory"
+    # One training process per GPU the pod gets.
+    config = gpu["parameters"]["config"]
+    assert config["pretrain"]["nproc_per_node"] == config["finetune"]["nproc_per_node"] == gpus
+
+    docker = _deployment_spec("pipeline-docker-gpu")
+    job = _render(pools["zero2one-docker-gpu"].base_job_template, docker["work_pool"]["job_variables"])
+    (request,) = job["container_create_kwargs"]["device_requests"]
+    assert request == {"driver": "nvidia", "count": 1, "capabilities": [["gpu"]]}
+    assert job["volumes"] == ["zero2one-workspace:/workspace"]
+
+
+def test_gpu_deployment_uses_the_gpu_preset():
+    """pipeline-gpu spells out configs/base.yaml (a deployment cannot include a file): they must not drift apart."""
+    from flows.config import validate
+
+    params = _deployment_spec("pipeline-gpu")["parameters"]["config"]
+    gpu, base = validate(params), load_config(ROOT / "configs" / "base.yaml")
+    for section in ("data", "tokenizer", "registry"):
+        assert getattr(gpu, section) == getattr(base, section), section
+    for section in ("pretrain", "finetune"):
+        assert getattr(gpu, section).model_dump(exclude={"nproc_per_node"}) == getattr(base, section).model_dump(
+            exclude={"nproc_per_node"}
+        ), section

@@ -1,0 +1,316 @@
+"""Gate, promotion and rollback on a real MLflow registry, a real Prefect server and real tiny models.
+
+One short pipeline run per module gives data, a tokenizer and an encoder. From its checkpoint
+come two real models of known quality: "better" (classifier head fitted by logistic regression
+on the encoder's pooled features) and "worse" (head zeroed: always the first label). Each test
+uses its own registered model name in the module's registry.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.config import PipelineConfig, load_config
+from flows.pipeline import PipelineResult, pipeline
+from flows.promote import promote_flow, rollback_flow
+from tasks.data import PreparedData, load_splits, prepare_data
+from tasks.errors import PipelineInputError
+from tasks.evaluate import EvalReport, evaluate
+from tasks.finetune import FinetunedModel
+from tasks.fingerprint import code_version
+from tasks.gate import GateConfig, gate
+from tasks.model_card import CARD_PATH, write_model_card
+from tasks.promotion import EVENT, PREVIOUS, history, promote
+from tasks.register import Lineage, RegisteredModel, register
+from tasks.tracking import Tracking
+from tasks.workspace import Workspace
+from tests.conftest import FAST
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
+
+ROOT = Path(__file__).resolve().parent.parent
+# Only the encoder and tokenizer of this run are used: the heads below decide the quality.
+SHORT = [*FAST, "pretrain.max_steps=20", "pretrain.save_steps=20", "finetune.epochs=1", "gate.min_value=0.9"]
+
+
+@dataclass
+class Lab:
+    config: PipelineConfig
+    run: PipelineResult
+    tracking: Tracking
+    ws: Workspace
+    better: tuple[FinetunedModel, EvalReport]
+    worse: tuple[FinetunedModel, EvalReport]
+
+    def register(self, name: str, which: str, data: PreparedData | None = None, report=None) -> RegisteredModel:
+        model, own_report = getattr(self, which)
+        cfg = self.config.registry.model_copy(update={"model_name": name})
+        lineage = Lineage(config_hash="test", code_version=code_version())
+        return register(cfg, data or self.run.data, model, report or own_report, lineage, self.tracking, self.ws)
+
+    def client(self):
+        return self.tracking.client()
+
+
+def _with_head(src: str, dst: Path, data: PreparedData | None) -> str:
+    """A copy of the classifier at `src` whose head is fitted on `data` (or zeroed when `data` is None)."""
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    with torch.no_grad():
+        if data is None:
+            model.classifier.weight.zero_()
+            model.classifier.bias.zero_()
+        else:
+            train = load_splits(data)["train"]
+            enc = tokenizer(list(train["text"]), padding=True, truncation=True, max_length=64, return_tensors="pt")
+            features = model.bert(**enc).pooler_output.numpy()
+            fit = LogisticRegression(C=100, max_iter=2000).fit(features, list(train["label"]))
+            model.classifier.weight.copy_(torch.tensor(fit.coef_, dtype=torch.float32))
+            model.classifier.bias.copy_(torch.tensor(fit.intercept_, dtype=torch.float32))
+    model.save_pretrained(dst)
+    tokenizer.save_pretrained(dst)
+    return str(dst)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, prefect_server) -> Lab:
+    root = tmp_path_factory.mktemp("promotion") / "ws"
+    config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={root}", *SHORT])
+    run = pipeline(config)
+    ws = config.workspace.resolved()
+    tracking = Tracking.resolve(config.tracking, ws)
+    models = {}
+    for which, data in (("better", run.data), ("worse", None)):
+        uri = _with_head(run.model.uri, Path(ws.root, "heads", which, "model"), data)
+        model = run.model.model_copy(update={"uri": uri})
+        models[which] = (model, evaluate(config.evaluate, run.data, model, tracking, ws))
+    assert models["better"][1].passed and not models["worse"][1].passed
+    tracking.activate()  # the tests below also use MLflow's global API (artifacts, pyfunc)
+    return Lab(config=config, run=run, tracking=tracking, ws=ws, **models)
+
+
+@pytest.fixture(scope="module")
+def served(lab) -> RegisteredModel:
+    """Model `served`: v1 is the better model, gated and promoted to champion."""
+    v1 = lab.register("served", "better")
+    verdict = gate(GateConfig(), lab.run.data, v1, lab.better[1], lab.tracking, lab.ws)
+    assert verdict.passed and verdict.champion_version is None
+    assert promote("served", v1.version, lab.tracking).version == "1"
+    return v1
+
+
+def _copies(lab: Lab, name: str, n: int, of: RegisteredModel) -> list[str]:
+    """`n` more versions of one logged model: cheap extra versions for alias mechanics."""
+    lab.tracking.activate()
+    source = lab.client().get_model_version(of.name, of.version).source
+    return [str(mlflow.register_model(source, name).version) for _ in range(n)]
+
+
+def _aliases(lab: Lab, name: str) -> dict[str, str]:
+    return {alias: str(v) for alias, v in lab.client().get_registered_model(name).aliases.items()}
+
+
+def _events(model: str, *versions: str, timeout: float = 30) -> list:
+    """The `zero2one.model.promoted` events for `model` as the Prefect server stored them (waits for `versions`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    query = EventFilter(
+        event=EventNameFilter(name=[EVENT]), resource=EventResourceFilter(id=[f"zero2one.model.{model}"])
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            events = client.read_events(query, limit=50).events
+        if set(versions) <= {e.payload.get("version") for e in events} or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
+
+
+def test_pipeline_gate_keeps_a_version_that_fails_a_rule_out(lab):
+    run = lab.run
+    assert not run.verdict.passed and run.promotion is None and run.aliases == ["challenger"]
+    client = lab.client()
+    assert "champion" not in _aliases(lab, run.registered.name)
+    tags = client.get_model_version(run.registered.name, run.registered.version).tags
+    assert tags["zero2one.gate.verdict"] == "failed"
+    assert tags["zero2one.gate.min_macro_f1"] == "failed"
+    assert "gate.min_value=0.9" in tags["zero2one.gate.min_macro_f1.reason"]
+    assert client.get_run(run.registered.run_id).data.tags["zero2one.gate.verdict"] == "failed"
+    card = mlflow.artifacts.load_text(f"runs:/{run.registered.run_id}/{CARD_PATH}")
+    assert run.data.fingerprint in card and "gate.min_value=0.9" in card and "pretraining run" in card
+
+
+def test_better_model_replaces_the_champion(lab):
+    client = lab.client()
+    v1 = lab.register("better", "worse")
+    promote("better", v1.version, lab.tracking, force=True, reason="bootstrap with a known-weak model")
+
+    # The challenger comes from newer data: the frozen set is both test splits, deduplicated.
+    data2 = prepare_data(lab.config.data.model_copy(update={"max_rows": 700}), lab.ws)
+    report2 = evaluate(lab.config.evaluate, data2, lab.better[0], lab.tracking, lab.ws)
+    v2 = lab.register("better", "better", data=data2, report=report2)
+    cfg = GateConfig(compare="beat", margin=0.05)
+    verdict = gate(cfg, data2, v2, report2, lab.tracking, lab.ws)
+
+    both = set(load_splits(lab.run.data)["test"]["text"]) | set(load_splits(data2)["test"]["text"])
+    assert verdict.eval_size == len(both) and verdict.champion_version == "1"
+    assert verdict.passed, verdict.reasons
+    assert verdict.challenger.macro_f1 >= verdict.champion.macro_f1 + 0.05
+    tags = client.get_model_version("better", "2").tags
+    assert tags["zero2one.gate.verdict"] == "passed" and tags["zero2one.gate.champion"] == "passed"
+    assert (
+        tags["zero2one.gate.champion.value"] == f"{verdict.challenger.macro_f1:.4f} vs {verdict.champion.macro_f1:.4f}"
+    )
+
+    write_model_card(lab.config.model_dump(mode="json"), data2, v2, report2, verdict, lab.tracking)
+    card = mlflow.artifacts.load_text(f"runs:/{v2.run_id}/{CARD_PATH}")
+    assert "parent version (champion at the gate): `v1`" in card and data2.fingerprint in card
+
+    moved = promote("better", "challenger", lab.tracking)
+    assert (moved.version, moved.previous_version, moved.seq) == ("2", "1", 2)
+    aliases = _aliases(lab, "better")
+    assert (aliases["champion"], aliases[PREVIOUS]) == ("2", "1")
+    assert [(h.action, h.version, h.previous_version, h.forced) for h in history("better", lab.tracking)] == [
+        ("promote", "1", None, True),
+        ("promote", "2", "1", False),
+    ]
+    # Automations see the move as a Prefect event.
+    events = _events("better", "2")
+    payloads = [e.payload for e in events if e.payload.get("version") == "2"]
+    assert payloads and payloads[0]["previous_version"] == "1" and payloads[0]["action"] == "promote"
+    assert moved.event_id in {str(e.id) for e in events}
+
+
+def test_worse_model_is_not_promoted_and_its_tags_say_why(lab, served):
+    client = lab.client()
+    v2 = lab.register("served", "worse")
+    verdict = gate(GateConfig(), lab.run.data, v2, lab.worse[1], lab.tracking, lab.ws)
+    assert not verdict.passed and verdict.champion_version == "1"
+    assert verdict.challenger.macro_f1 < verdict.champion.macro_f1
+
+    version = client.get_model_version("served", v2.version)
+    assert version.aliases == ["challenger"]
+    assert version.tags["zero2one.gate.verdict"] == "failed"
+    assert version.tags["zero2one.gate.champion"] == "failed"
+    assert "vs champion v1" in version.tags["zero2one.gate.champion.reason"]
+    assert version.tags["zero2one.gate.evaluation"] == "failed"
+    assert (
+        client.get_run(v2.run_id).data.tags["zero2one.gate.champion.reason"]
+        == version.tags["zero2one.gate.champion.reason"]
+    )
+    assert _aliases(lab, "served")["champion"] == "1"
+    with pytest.raises(PipelineInputError, match=r"version 2 has not passed the gate.*champion: .*vs champion v1"):
+        promote("served", v2.version, lab.tracking)
+
+
+def test_forced_promotion_needs_a_reason(lab, served):
+    with pytest.raises(PipelineInputError, match="needs a reason"):
+        promote("served", "1", lab.tracking, force=True, reason="  ")
+    with pytest.raises(PipelineInputError, match="needs a reason"):
+        promote_flow(model="served", version="1", force=True, tracking_uri=lab.tracking.uri)
+    out = CliRunner().invoke(app, ["promote", "--model", "served", "--version", "1", "--force"])
+    assert out.exit_code == 2 and "--force needs --reason" in out.output
+    with pytest.raises(PipelineInputError, match="no version or alias 'nine'"):
+        promote("served", "nine", lab.tracking)
+    assert _aliases(lab, "served")["champion"] == "1"
+
+
+def test_rollback_restores_the_previous_champion(lab, served):
+    client = lab.client()
+    v1, v2 = _copies(lab, "rollback", 2, of=served)
+    with pytest.raises(PipelineInputError, match="no 'previous-champion' alias"):
+        rollback_flow(model="rollback", tracking_uri=lab.tracking.uri)
+    promote("rollback", v1, lab.tracking, force=True, reason="first")
+    promote("rollback", v2, lab.tracking, force=True, reason="second")
+    assert not promote("rollback", v2, lab.tracking, force=True, reason="again").changed
+
+    out = CliRunner().invoke(
+        app, ["rollback", "--model", "rollback", "--reason", "v2 misbehaves", "--workspace", lab.ws.root]
+    )
+    assert out.exit_code == 0, out.output
+    assert "champion v2 -> v1" in out.output
+    aliases = _aliases(lab, "rollback")
+    assert (aliases["champion"], aliases[PREVIOUS]) == (v1, v2)
+    last = history("rollback", lab.tracking)[-1]
+    assert (last.action, last.version, last.previous_version, last.reason) == ("rollback", v1, v2, "v2 misbehaves")
+    assert "zero2one.rolled_back_at" in client.get_model_version("rollback", v2).tags
+
+
+def test_racing_promotions_end_with_one_champion_and_a_consistent_history(lab, served):
+    first, *racers = _copies(lab, "race", 3, of=served)
+    promote("race", first, lab.tracking, force=True, reason="start")
+    start, results, errors = threading.Barrier(len(racers)), {}, []
+
+    def race(version: str) -> None:
+        start.wait()
+        try:
+            results[version] = promote("race", version, lab.tracking, force=True, reason=f"race {version}")
+        except Exception as e:  # reported by the assertion below
+            errors.append(e)
+
+    # Each thread runs in a copy of this context, so it talks to the test's Prefect server.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(race, v)) for v in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert not errors and len(results) == len(racers)
+
+    records = history("race", lab.tracking)
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert {r.version for r in records[1:]} == set(racers)
+    for before, after in zip(records, records[1:], strict=False):
+        assert after.previous_version == before.version  # each move saw the one before it
+    aliases = _aliases(lab, "race")
+    assert aliases["champion"] == records[-1].version
+    assert aliases[PREVIOUS] == records[-1].previous_version == records[-2].version
+    # The events tell the same story as the history.
+    moves = {e.payload["version"]: e.payload["previous_version"] for e in _events("race", *racers)}
+    assert all(moves[r.version] == r.previous_version for r in records[1:])
+
+
+def test_champion_serves_through_pyfunc_and_the_mlflow_cli(lab, served, tmp_path):
+    lab.tracking.activate()
+    texts = ["the battery is great and the screen is excellent", "it broke after a day, awful"]
+    out = mlflow.pyfunc.load_model("models:/served@champion").predict(pd.DataFrame({"text": texts}))
+    assert list(out.columns) == ["label", "score", "prob_negative", "prob_neutral", "prob_positive"]
+    assert out[["prob_negative", "prob_neutral", "prob_positive"]].sum(axis=1).round(5).eq(1).all()
+
+    files = {a.path for a in lab.client().list_artifacts(served.run_id, "model/artifacts/model")}
+    assert "model/artifacts/model/model.safetensors" in files
+    assert not any(f.endswith((".pkl", ".pickle", ".bin")) for f in files)
+
+    (tmp_path / "input.json").write_text(
+        json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}})
+    )
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.run(
+        [str(mlflow_cli), "models", "predict", "-m", "models:/served@champion", "--env-manager", "local"]
+        + ["-i", str(tmp_path / "input.json"), "-t", "json", "-o", str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": lab.tracking.uri},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
+    assert [p["label"] for p in predictions] == list(out["label"])
+    assert all(abs(p["prob_positive"] - q) < 1e-5 for p, q in zip(predictions, out["prob_positive"], strict=True))
