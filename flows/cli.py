@@ -14,6 +14,9 @@ from typing import Annotated
 
 import typer
 
+from flows.cli_monitor import monitor, retrain
+from flows.cli_serve import serve
+from flows.deploy import deploy
 from flows.environment import configure_environment
 from flows.raw_config import ConfigFileError, load_raw, workspace_root
 
@@ -208,6 +211,13 @@ def ui(
     except KeyboardInterrupt:
         for p in procs:
             p.terminate()
+
+
+# Commands that live in their own modules (same lazy-import style).
+app.command()(serve)
+app.command()(monitor)
+app.command()(retrain)
+app.command()(deploy)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from tasks.errors import PipelineInputError
 from tasks.evaluate import EvaluateConfig
 from tasks.finetune import FinetuneConfig
 from tasks.gate import GateConfig
+from tasks.optimize import OptimizeConfig
 from tasks.pretrain import PretrainConfig
 from tasks.register import RegisterConfig
 from tasks.tokenizer import TokenizerConfig
@@ -36,6 +37,7 @@ class PipelineConfig(BaseModel):
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    optimize: OptimizeConfig = OptimizeConfig()
     registry: RegisterConfig = RegisterConfig()
     gate: GateConfig = GateConfig()
 

@@ -1,4 +1,4 @@
-"""The `pipeline` flow: data -> tokenizer -> pretrain -> finetune -> evaluate -> register -> gate -> promote.
+"""The `pipeline` flow: data, tokenizer, pretrain, finetune, evaluate, optimize, register, gate, promote.
 
 Thin on purpose: it only wires stages. Each stage is a plain function in `tasks/`, wrapped as
 a retryable, cached Prefect task; stages hand each other URIs and small typed results, so each
@@ -21,6 +21,7 @@ from tasks.finetune import FinetunedModel, finetune
 from tasks.fingerprint import code_version, hash_json
 from tasks.gate import GateVerdict, gate
 from tasks.model_card import write_model_card
+from tasks.optimize import OptimizedModel, optimize
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import EncoderArtifact, pretrain
 from tasks.promotion import Promotion, promote
@@ -37,6 +38,7 @@ class PipelineResult(BaseModel):
     encoder: EncoderArtifact | None
     model: FinetunedModel
     evaluation: EvalReport
+    optimized: OptimizedModel | None
     registered: RegisteredModel
     verdict: GateVerdict
     promotion: Promotion | None
@@ -109,6 +111,11 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         report = stage(
             evaluate, config.evaluate.retry, config.evaluate, data, model, tracking, ws, parent_run_id=run_id
         )
+        optimized = None
+        if config.optimize.enabled:
+            optimized = stage(
+                optimize, config.optimize.retry, config.optimize, data, model, tracking, ws, parent_run_id=run_id
+            )
         registered = stage(
             register,
             config.registry.retry,
@@ -120,6 +127,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             tracking,
             ws,
             parent_run_id=run_id,
+            optimized=optimized,
         )
         # Gate, card and promotion read the registry as it is now: never reuse them from a cache.
         verdict = stage(
@@ -132,6 +140,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             tracking,
             ws,
             parent_run_id=run_id,
+            optimization_passed=optimized.passed if optimized else None,
             cache=False,
         )
         card_config = config.model_dump(mode="json")
@@ -150,6 +159,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         encoder=encoder,
         model=model,
         evaluation=report,
+        optimized=optimized,
         registered=registered,
         verdict=verdict,
         promotion=promotion,

@@ -26,6 +26,7 @@ from tasks.data import PreparedData, load_splits
 from tasks.evaluate import EvalReport, comparison_rows
 from tasks.faults import maybe_fail
 from tasks.finetune import FinetunedModel
+from tasks.optimize import OptimizedModel
 from tasks.orchestration import RetryPolicy
 from tasks.storage import materialize
 from tasks.tracking import Tracking, flow_run_id, stage_run
@@ -66,9 +67,17 @@ def signature(labels: list[str]) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema(outputs))
 
 
-def _requirements() -> list[str]:
-    """Pinned explicitly: MLflow's inference would load the model in a subprocess just to guess them."""
-    return [f"{p}=={pkg_version(p).split('+')[0]}" for p in ("mlflow", "torch", "transformers", "pandas", "numpy")]
+def _requirements(onnx: bool = False) -> list[str]:
+    """Pinned explicitly: MLflow's inference would load the model in a subprocess just to guess them.
+
+    A version that serves ONNX never imports torch or transformers at inference time.
+    """
+    packages = (
+        ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")
+        if onnx
+        else ("mlflow", "torch", "transformers", "pandas", "numpy")
+    )
+    return [f"{p}=={pkg_version(p).split('+')[0]}" for p in packages]
 
 
 def register(
@@ -80,6 +89,7 @@ def register(
     tracking: Tracking,
     ws: Workspace,
     parent_run_id: str | None = None,
+    optimized: OptimizedModel | None = None,
 ) -> RegisteredModel:
     maybe_fail("register", ws.local_dir("faults"))
     tags = {
@@ -97,6 +107,15 @@ def register(
         "zero2one.test_accuracy": f"{report.model.accuracy:.4f}",
         "prefect.flow_run_id": flow_run_id() or "none",
     }
+    artifacts = {"model": str(materialize(model.uri))}
+    if optimized is not None:
+        tags |= {
+            "zero2one.optimize_run_id": optimized.mlflow_run_id,
+            "zero2one.serving_variant": optimized.variant,
+            "zero2one.optimize_passed": str(optimized.passed).lower(),
+        }
+        if optimized.onnx_file:  # the pyfunc serves this ONNX graph, without PyTorch
+            artifacts["onnx"] = str(materialize(optimized.uri) / optimized.onnx_file)
     example = pd.DataFrame({"text": load_splits(data)["test"]["text"][:2]})
     client = tracking.client()
     with stage_run(tracking, "register", parent_run_id, tags) as run:
@@ -104,11 +123,11 @@ def register(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
-            artifacts={"model": str(materialize(model.uri))},
+            artifacts=artifacts,
             code_paths=[str(PYFUNC_CODE.parent)],
             signature=signature(data.labels),
             input_example=example,
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(onnx="onnx" in artifacts),
         )
         mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
     try:

@@ -33,6 +33,8 @@ FAST = [
     "finetune.retry.delay_seconds=0",
     "evaluate.retry.delay_seconds=0",
     "registry.retry.delay_seconds=0",
+    "optimize.retry.delay_seconds=0",
+    "optimize.latency.iterations=2",
 ]
 # Enough training for the tiny model to clearly beat the majority class (measured: test macro-F1 ~0.76 vs 0.19).
 QUALITY = [

@@ -1,0 +1,107 @@
+"""The `retrain` flow: fine-tune the champion again on its own data plus newly labeled rows, then gate and promote.
+
+    champion (by alias) -> its splits + the labeled rows of a window -> `pipeline` (pretraining off,
+    fine-tuning from the champion's checkpoint) -> the pipeline's own gate and promotion
+
+Nothing here decides whether the new version is better: the `pipeline` flow's gate does, as for
+any other run. A drift event starts this flow through the deployment trigger (see
+`deployments/`); where no automations run, `zero2one monitor --retrain-on-drift` calls it.
+"""
+
+from __future__ import annotations
+
+from mlflow.exceptions import MlflowException
+from prefect import flow
+from pydantic import BaseModel
+
+from flows.config import PipelineConfig, validate
+from flows.pipeline import PipelineResult, pipeline
+from tasks import reporting
+from tasks.monitor import Champion, RetrainData, WindowSource, find_champion, write_retrain_data
+from tasks.orchestration import RetryPolicy, stage_task
+from tasks.tracking import Tracking
+
+
+class RetrainResult(BaseModel):
+    """What was retrained from what, on which data, and whether the new version became champion."""
+
+    model: str
+    alias: str
+    champion_before: str
+    new_version: str
+    champion_after: str | None
+    promoted: bool
+    gate: str
+    data: RetrainData
+    pipeline: PipelineResult
+
+
+def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, repretrain: bool) -> PipelineConfig:
+    """`base` with the merged data and, unless `repretrain`, fine-tuning from the champion's checkpoint."""
+    raw = base.model_dump(mode="json")
+    raw["data"] |= {
+        "source": data.uri,
+        "text_column": "text",
+        "label_column": "label",
+        "labels": data.labels,
+        "max_rows": None,
+    }
+    raw["registry"]["model_name"] = champion.name
+    if not repretrain:
+        raw["data"]["corpus"] = None  # only pretraining reads it
+        raw["pretrain"]["enabled"] = False
+        raw["finetune"]["base_model"] = champion.checkpoint_uri or champion.model_dir
+        raw["tokenizer"]["pretrained"] = None  # the checkpoint's own tokenizer
+    return validate(raw, source="retrain config")
+
+
+def _alias_version(tracking: Tracking, name: str, alias: str) -> str | None:
+    try:
+        return str(tracking.client().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    model_name: str = "zero2one-classifier",
+    alias: str = "champion",
+    new_data: WindowSource = WindowSource(),
+    pipeline_config: PipelineConfig = PipelineConfig(),
+    repretrain: bool = False,
+) -> RetrainResult:
+    """Retrain `model_name@alias` on its reference data plus the labeled rows of `new_data`.
+
+    `pipeline_config` supplies the workspace, tracking and training settings; `repretrain=true`
+    pretrains a new encoder instead of starting from the champion's checkpoint.
+    """
+    ws = pipeline_config.workspace.resolved()
+    tracking = Tracking.resolve(pipeline_config.tracking, ws)
+    quick = RetryPolicy(retries=0)
+    champion = stage_task(find_champion, "find_champion", quick, cache=False)(tracking, model_name, alias)
+    split = pipeline_config.data.split
+    data = stage_task(write_retrain_data, "write_retrain_data", quick, cache=False)(
+        champion, new_data, ws, split.validation, split.test, split.seed
+    )
+    print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")
+    result = pipeline(retrain_config(pipeline_config, champion, data, repretrain))
+    after = _alias_version(tracking, champion.name, alias)
+    out = RetrainResult(
+        model=champion.name,
+        alias=alias,
+        champion_before=champion.version,
+        new_version=result.registered.version,
+        champion_after=after,
+        promoted=after == result.registered.version,
+        gate=result.gate_summary,
+        data=data,
+        pipeline=result,
+    )
+    reporting.markdown(
+        "retrain",
+        f"# Retrained {out.model} v{out.champion_before} -> v{out.new_version}\n\n"
+        f"Added rows: {data.added}; dropped: {data.dropped}  \nGate: {out.gate}  \n"
+        f"`{alias}` is now v{after} ({'promoted' if out.promoted else 'not promoted'})\n",
+        description="Retraining after drift",
+    )
+    return out
