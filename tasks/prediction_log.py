@@ -84,8 +84,13 @@ def _normalize(rows: pd.DataFrame | Iterable[Mapping]) -> pd.DataFrame:
     if extra:
         raise PipelineInputError(f"prediction rows have unknown column(s) {extra}; the log holds {COLUMNS}")
     now = pd.Timestamp.now(tz="UTC")
-    stamps = df["timestamp"] if "timestamp" in df else [None] * len(df)
-    df["timestamp"] = [now if v is None or pd.isna(v) else to_utc(v) for v in stamps]
+    if "timestamp" in df:
+        try:  # naive times are taken as UTC; missing ones become now
+            df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="mixed").fillna(now)
+        except (ValueError, TypeError) as e:
+            raise PipelineInputError(f"prediction rows have a timestamp that is not a date/time: {e}") from None
+    else:
+        df["timestamp"] = now
     if "request_id" not in df:
         df["request_id"] = None
     df["request_id"] = [str(v) if v is not None and not pd.isna(v) else uuid.uuid4().hex for v in df["request_id"]]
