@@ -61,6 +61,7 @@ class EncoderArtifact(BaseModel):
     perplexity: float
     parameters: int
     mlflow_run_id: str
+    train_seconds: float = 0.0  # the training loop alone (this attempt), for throughput comparisons
 
 
 def _tokenize(batch, tok, max_length: int):
@@ -84,6 +85,7 @@ class TrainedEncoder(BaseModel):
     eval_loss: float
     parameters: int
     processes: int  # that really trained together (data-parallel)
+    train_seconds: float
 
 
 def train_encoder(job: PretrainJob) -> TrainedEncoder:
@@ -137,7 +139,7 @@ def train_encoder(job: PretrainJob) -> TrainedEncoder:
             cfg.max_steps,
             f", resuming from step {job.resume_step}" if job.resume else "",
         )
-    trainer.train(resume_from_checkpoint=job.resume)
+    train_output = trainer.train(resume_from_checkpoint=job.resume)
     metrics = trainer.evaluate()
     trainer.save_model(str(Path(job.workdir) / "model"))  # rank 0 only: safetensors + config + tokenizer
     return TrainedEncoder(
@@ -145,6 +147,7 @@ def train_encoder(job: PretrainJob) -> TrainedEncoder:
         eval_loss=metrics["eval_loss"],
         parameters=count_parameters(model),
         processes=trainer.accelerator.num_processes,
+        train_seconds=train_output.metrics["train_runtime"],
     )
 
 
@@ -187,6 +190,7 @@ def pretrain(
         perplexity=perplexity,
         parameters=trained.parameters,
         mlflow_run_id=run.info.run_id,
+        train_seconds=trained.train_seconds,
     )
     reporting.markdown(
         "pretrain",
