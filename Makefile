@@ -42,6 +42,10 @@ format: setup  ## Apply ruff fixes and formatting
 bench: setup  ## Run the benchmarks (numbers go to docs/benchmarks.md)
 	$(BIN)/python bench/orchestration.py
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/closed_loop.py
 
 ui: setup  ## Start the Prefect (4200) and MLflow (5000) UIs on 127.0.0.1
 	$(BIN)/zero2one ui

@@ -27,6 +27,8 @@ DRIFT_EVENT = "zero2one.drift.detected"
 
 
 class MonitorResult(BaseModel):
+    """The verdict, the id of the event it emitted (on drift), and the retraining it ran (with retrain_on_drift)."""
+
     report: DriftReport
     event_id: str | None = None
     retrain: RetrainResult | None = None

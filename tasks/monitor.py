@@ -136,6 +136,8 @@ class Champion(BaseModel):
 
 
 class Signal(BaseModel):
+    """One drift test: Evidently's score, the threshold it was held to, and whether it fired."""
+
     name: str
     group: Literal["inputs", "model", "performance"]
     method: str
@@ -635,6 +637,7 @@ def _series_run(tracking: Tracking, experiment_id: str, model_name: str) -> str:
 
 
 def summary_metrics(report: DriftReport) -> dict[str, float]:
+    """Flat numbers for MLflow: per signal its score and whether it fired, plus the verdict and window size."""
     metrics = {
         "window_rows": float(report.window_rows),
         "labeled_rows": float(report.labeled_rows),
@@ -654,6 +657,7 @@ def summary_metrics(report: DriftReport) -> dict[str, float]:
 
 
 def markdown(report: DriftReport) -> str:
+    """The Prefect artifact: verdict, reasons, one row per signal, and how many rows each statistic saw."""
     rows = [
         {"signal": s.name, "group": s.group, "method": s.method, "score": s.score, "threshold": s.threshold,
          "fired": "yes" if s.fired else "no"}
