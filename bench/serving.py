@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pydantic import BaseModel  # noqa: E402
+
 from bench._common import ROOT, SCRATCH  # noqa: E402
 
 TEXTS = [
@@ -30,22 +32,22 @@ TEXTS = [
 ]
 
 
+class NaiveRequest(BaseModel):  # module level: FastAPI resolves the (string) annotation from here
+    texts: list[str]
+
+
 def naive_server(port: int, model_dir: str) -> None:
     """The baseline: one forward pass per request, PyTorch eager, no batching."""
     import uvicorn
     from fastapi import FastAPI
-    from pydantic import BaseModel
 
     from models.classifier import TextClassifier
 
     clf = TextClassifier(model_dir)
     app = FastAPI()
 
-    class Req(BaseModel):
-        texts: list[str]
-
     @app.post("/predict")
-    def predict(req: Req) -> dict:
+    def predict(req: NaiveRequest) -> dict:
         probs = clf.predict_proba(req.texts)
         return {"predictions": [{"label": clf.labels[p.argmax()], "score": float(p.max())} for p in probs]}
 
@@ -166,7 +168,7 @@ def main() -> None:
             b = asyncio.run(_load(naive, c, args.seconds))
             print(
                 f"{c:>11} | {a['rps']:9.1f} {a['p50']:7.1f} {a['p99']:7.1f} | {b['rps']:9.1f} {b['p50']:7.1f} "
-                f"{b['p99']:7.1f} | {a['rps'] / b['rps']:.2f}x"
+                f"{b['p99']:7.1f} | {a['rps'] / b['rps']:.2f}x  (errors: ours {a['errors']}, naive {b['errors']})"
             )
         before = len(read_window(str(ws / "predictions")))
         soak = asyncio.run(_load(ours, 32, args.soak))
