@@ -21,32 +21,34 @@ DEFAULT_SET = ["pretrain.max_steps=100", "pretrain.save_steps=50", "finetune.epo
 
 
 def plain_run(config) -> None:
-    """The pipeline without Prefect: each stage function called directly, in order."""
+    """The pipeline without Prefect: the same stage functions as the flow, called directly, in order."""
     from tasks.data import prepare_data
     from tasks.evaluate import evaluate
     from tasks.finetune import finetune
     from tasks.fingerprint import code_version, hash_json
+    from tasks.gate import gate
+    from tasks.model_card import write_model_card
+    from tasks.optimize import optimize
     from tasks.pretrain import pretrain
+    from tasks.promotion import promote
     from tasks.register import Lineage, register
     from tasks.tokenizer import train_tokenizer
     from tasks.tracking import Tracking
 
     ws = config.workspace.resolved()
     tracking = Tracking.resolve(config.tracking, ws)
+    lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
     data = prepare_data(config.data, ws)
     tok = train_tokenizer(config.tokenizer, data, ws)
     enc = pretrain(config.pretrain, data, tok, tracking, ws)
     model = finetune(config.finetune, data, tok, enc, tracking, ws)
     report = evaluate(config.evaluate, data, model, tracking, ws)
-    register(
-        config.registry,
-        data,
-        model,
-        report,
-        Lineage(config_hash=hash_json(config), code_version=code_version()),
-        tracking,
-        ws,
-    )
+    optimized = optimize(config.optimize, data, model, tracking, ws)
+    registered = register(config.registry, data, model, report, lineage, tracking, ws, optimized=optimized)
+    verdict = gate(config.gate, data, registered, report, tracking, ws, optimization_passed=optimized.passed)
+    write_model_card(config.model_dump(mode="json"), data, registered, report, verdict, tracking)
+    if verdict.passed:
+        promote(registered.name, registered.version, tracking)
 
 
 def main() -> None:
