@@ -14,11 +14,12 @@ from typing import Annotated
 
 import typer
 
+from flows.cli_common import fail as _fail
+from flows.cli_common import load_settings as _prepare
 from flows.cli_monitor import monitor, retrain
 from flows.cli_serve import serve
 from flows.deploy import deploy
 from flows.environment import configure_environment
-from flows.raw_config import ConfigFileError, load_raw, workspace_root
 
 app = typer.Typer(
     help="zero2one: data -> tokenizer -> pretraining -> fine-tuning -> evaluation -> MLflow registry, "
@@ -34,27 +35,6 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override one setting, e.g. --set finetune.epochs=2 (repeatable)."),
 ]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
-def _prepare(config: Path | None, overrides: list[str] | None):
-    """Read the config, set up the embedded environment, then validate with the full model."""
-    try:
-        raw = load_raw(config, overrides or [])
-    except ConfigFileError as e:
-        _fail(str(e))
-    configure_environment(workspace_root(raw))
-    from flows.config import validate
-    from tasks.errors import PipelineInputError
-
-    try:
-        return validate(raw, source=str(config) if config else "config")
-    except PipelineInputError as e:
-        _fail(str(e))
 
 
 @app.command()

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from flows.environment import configure_environment
-from flows.raw_config import ConfigFileError, load_raw, workspace_root
+from flows.cli_common import fail as _fail
+from flows.cli_common import load_settings as _settings
 
 ConfigOpt = Annotated[
     Path | None,
@@ -30,27 +30,6 @@ LastOpt = Annotated[int | None, typer.Option("--last", help="Only the newest N r
 TextColOpt = Annotated[str, typer.Option(help="Column holding the text.")]
 LabelColOpt = Annotated[str | None, typer.Option(help="Column holding true labels, if the window has them.")]
 SplitOpt = Annotated[str | None, typer.Option(help="Split of a source with splits (default: all).")]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
-def _settings(config: Path | None, overrides: list[str] | None):
-    """The pipeline settings (workspace, tracking, training), with Prefect's home set before it is imported."""
-    try:
-        raw = load_raw(config, overrides or [])
-    except ConfigFileError as e:
-        _fail(str(e))
-    configure_environment(workspace_root(raw))
-    from flows.config import validate
-    from tasks.errors import PipelineInputError
-
-    try:
-        return validate(raw, source=str(config) if config else "config")
-    except PipelineInputError as e:
-        _fail(str(e))
 
 
 def _window(uri, since, until, last, text_column, label_column, split):
