@@ -19,16 +19,28 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="ZERO2ONE_SERVE_TOKEN", help="Require this bearer token.")] = None,
     max_batch_size: Annotated[int, typer.Option(help="Most texts in one forward pass.")] = 32,
-    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill up.")] = 5.0,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a batch waits to fill up; 0 takes what is waiting when the model is free.")
+    ] = 0.0,
     poll_seconds: Annotated[float, typer.Option(help="How often to check whether the alias moved.")] = 10.0,
     prediction_log: Annotated[
         str | None, typer.Option(help="Prediction log URI (default <workspace>/predictions).")
     ] = None,
+    log_flush_seconds: Annotated[
+        float, typer.Option(help="How often answered predictions move from the journal into the log.")
+    ] = 5.0,
+    journal: Annotated[
+        str | None, typer.Option(help="Local SQLite journal (default <workspace>/serving/prediction-journal.sqlite).")
+    ] = None,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (costs CPU; /metrics counts them anyway).")
+    ] = False,
 ) -> None:
     """Serve models:/MODEL@ALIAS over HTTP: POST /predict, GET /health /ready /metrics.
 
-    Concurrent requests are micro-batched; every prediction is appended to the prediction log that
-    `zero2one monitor` reads; when the alias moves the new version is loaded in the background.
+    Concurrent requests are micro-batched; every prediction is committed to a local journal before
+    its response and moved every few seconds into the prediction log that `zero2one monitor` reads;
+    when the alias moves the new version is loaded in the background.
     """
     configure_environment(workspace)
     import uvicorn
@@ -47,6 +59,8 @@ def serve(
         max_wait_ms=max_wait_ms,
         poll_seconds=poll_seconds,
         prediction_log=prediction_log,
+        log_flush_seconds=log_flush_seconds,
+        journal=journal,
     )
     typer.echo(f"serving models:/{model}@{alias} on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info", access_log=access_log)

@@ -1,7 +1,8 @@
 """The HTTP service: `POST /predict`, `GET /health`, `GET /ready`, `GET /metrics`, `POST /admin/reload`.
 
-Every prediction is written to the prediction log (the monitor flow's "current data") before the
-response is sent: a request is never acknowledged without being logged.
+Every prediction is committed to the prediction journal before the response is sent (a request is
+never acknowledged without being logged), and moves from there into the Parquet prediction log that
+the monitor flow reads as its "current data" within `log_flush_seconds`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import contextlib
 import json
 import logging
 import secrets
-import time
+import uuid
 from datetime import UTC, datetime
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from serving.batcher import MicroBatcher
 from serving.config import ServeConfig
-from serving.metrics import ServiceMetrics
+from serving.journal import PredictionJournal
+from serving.metrics import RequestMetrics, ServiceMetrics
 from serving.model_holder import ModelHolder
-from tasks.prediction_log import append_predictions
+from tasks.prediction_log import log_uri
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.workspace import Workspace
 
@@ -40,6 +42,7 @@ class Prediction(BaseModel):
 
 
 class PredictResponse(BaseModel):
+    request_id: str = Field(description="Logged with each prediction, so true labels can be joined on later.")
     model_name: str
     model_version: str
     predictions: list[Prediction]
@@ -49,39 +52,44 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     ws = Workspace(root=cfg.workspace).resolved()
     tracking = Tracking.resolve(TrackingConfig(uri=cfg.tracking_uri), ws)
     tracking.activate()
-    log_uri = cfg.prediction_log or ws.uri("predictions")
+    journal = PredictionJournal(
+        cfg.journal or ws.local_dir("serving") / "prediction-journal.sqlite", cfg.prediction_log or log_uri(ws)
+    )
     holder = ModelHolder(tracking.client(), cfg.model_name, cfg.alias)
     metrics = ServiceMetrics()
 
-    async def run_batch(texts: list[str]) -> list[tuple[str, Prediction]]:
+    def predict_and_journal(items: list[tuple[str, str]]) -> list[tuple[str, Prediction]]:
+        """One micro-batch of (request id, text), in a worker thread: forward pass, journal commit, answers."""
         model = holder.current  # taken once: the whole batch runs on one version, even during a swap
-        frame = await asyncio.to_thread(model.predict, texts)
-        prob_cols = [c for c in frame.columns if c.startswith("prob_")]
-        now = datetime.now(UTC)
-        preds, rows = [], []
-        for text, rec in zip(texts, frame.to_dict("records"), strict=True):
-            probs = {c.removeprefix("prob_"): float(rec[c]) for c in prob_cols}
-            preds.append(
-                (model.version, Prediction(label=rec["label"], score=float(rec["score"]), probabilities=probs))
-            )
-            rows.append(
-                {
-                    "timestamp": now,
-                    "text": text,
-                    "label": rec["label"],
-                    "score": float(rec["score"]),
-                    "probs": json.dumps(probs),
-                    "model_name": model.name,
-                    "model_version": model.version,
-                }
-            )
-        await asyncio.to_thread(append_predictions, log_uri, rows)  # one write per batch, before anyone is answered
-        return preds
+        probs = model.predict_proba([text for _, text in items])
+        now = datetime.now(UTC).isoformat()
+        results, rows = [], []
+        for (request_id, text), p in zip(items, probs.tolist(), strict=True):
+            best = max(range(len(p)), key=p.__getitem__)
+            label, by_label = model.labels[best], dict(zip(model.labels, p, strict=True))
+            results.append((model.version, Prediction(label=label, score=p[best], probabilities=by_label)))
+            rows.append((now, request_id, text, label, p[best], json.dumps(by_label), model.name, model.version))
+        journal.write(rows)  # committed before anyone in the batch is answered
+        return results
+
+    async def run_batch(items: list[tuple[str, str]]) -> list[tuple[str, Prediction]]:
+        return await asyncio.to_thread(predict_and_journal, items)
 
     batcher = MicroBatcher(run_batch, cfg.max_batch_size, cfg.max_wait_ms, on_batch=metrics.batch_size.observe)
 
+    async def flush_journal_every(seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await asyncio.to_thread(journal.flush)
+            except Exception:  # the rows stay in the journal; the next flush retries them
+                log.exception("moving predictions from the journal to %s failed", journal.log_uri)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        recovered = await asyncio.to_thread(journal.flush)  # rows a previous run answered but did not move
+        if recovered:
+            log.info("moved %d journaled predictions of an earlier run into %s", recovered, journal.log_uri)
         try:
             await holder.refresh()
         except Exception:
@@ -89,33 +97,26 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if holder.current:
             metrics.model_version.labels(cfg.model_name).set(float(holder.current.version))
         batcher.start()
-        watcher = asyncio.get_running_loop().create_task(holder.watch(cfg.poll_seconds))
+        background = [
+            asyncio.create_task(holder.watch(cfg.poll_seconds)),
+            asyncio.create_task(flush_journal_every(cfg.log_flush_seconds)),
+        ]
         yield
-        watcher.cancel()
+        for task in background:
+            task.cancel()
         await batcher.stop()
+        moved = await asyncio.to_thread(journal.flush)
+        log.info("moved the last %d predictions into %s", moved, journal.log_uri)
+        journal.close()
 
     app = FastAPI(title="zero2one", summary=f"Serves models:/{cfg.model_name}@{cfg.alias}", lifespan=lifespan)
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
-    def authorize(authorization: str | None = Header(None)) -> None:
+    async def authorize(authorization: str | None = Header(None)) -> None:
         if cfg.token and not (
             authorization and secrets.compare_digest(authorization.encode(), f"Bearer {cfg.token}".encode())
         ):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-    @app.middleware("http")
-    async def count_predictions(request: Request, call_next):
-        if request.url.path != "/predict":
-            return await call_next(request)
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            metrics.errors.inc()
-            metrics.requests.labels("500").inc()
-            raise
-        metrics.latency.observe(time.perf_counter() - start)
-        metrics.requests.labels(str(response.status_code)).inc()
-        return response
 
     @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(authorize)])
     async def predict(req: PredictRequest) -> PredictResponse:
@@ -132,16 +133,21 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         texts = [t[: cfg.max_text_chars] for t in texts]
         if holder.current is None:
             raise HTTPException(503, f"no model loaded: models:/{cfg.model_name}@{cfg.alias} does not exist yet")
+        request_id = uuid.uuid4().hex
         try:
-            results = await batcher.submit(texts)
+            results = await batcher.submit([(request_id, t) for t in texts])
         except Exception as e:
-            metrics.errors.inc()
             log.exception("prediction failed")
             raise HTTPException(500, f"prediction failed: {type(e).__name__}") from e
         metrics.texts.inc(len(texts))
         version = results[0][0]
         metrics.model_version.labels(cfg.model_name).set(float(version))
-        return PredictResponse(model_name=cfg.model_name, model_version=version, predictions=[p for _, p in results])
+        return PredictResponse(
+            request_id=request_id,
+            model_name=cfg.model_name,
+            model_version=version,
+            predictions=[p for _, p in results],
+        )
 
     @app.get("/health")
     async def health() -> dict:

@@ -13,17 +13,21 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-BatchFn = Callable[[list[str]], Awaitable[list]]
+BatchFn = Callable[[list], Awaitable[list]]
 
 
 @dataclass
 class _Pending:
-    texts: list[str]
+    items: list
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class MicroBatcher:
-    """`await batcher.submit(texts)` -> one result per text, computed in shared batches by `run_batch`."""
+    """`await batcher.submit(items)` -> one result per item (a text), computed in shared batches by `run_batch`.
+
+    With `max_wait_ms=0` a batch is whatever is waiting when the model becomes free: no request
+    waits for company when the service is idle, and under load the batches grow by themselves.
+    """
 
     def __init__(self, run_batch: BatchFn, max_batch_size: int, max_wait_ms: float, on_batch=None):
         self.run_batch = run_batch
@@ -42,15 +46,15 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, texts: list[str]) -> list:
-        pending = _Pending(texts)
+    async def submit(self, items: list) -> list:
+        pending = _Pending(items)
         await self._queue.put(pending)
         return await pending.future
 
     async def _collect(self) -> list[_Pending]:
         """One request, plus whatever else arrives before the batch is full or the wait is over."""
         batch = [await self._queue.get()]
-        size = len(batch[0].texts)
+        size = len(batch[0].items)
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while size < self.max_batch_size:
             timeout = deadline - asyncio.get_running_loop().time()
@@ -61,16 +65,16 @@ class MicroBatcher:
             except (TimeoutError, asyncio.QueueEmpty):
                 break
             batch.append(nxt)
-            size += len(nxt.texts)
+            size += len(nxt.items)
         return batch
 
     async def _loop(self) -> None:
         while True:
             batch = await self._collect()
-            texts = [t for p in batch for t in p.texts]
-            self.on_batch(len(texts))
+            items = [item for p in batch for item in p.items]
+            self.on_batch(len(items))
             try:
-                results = await self.run_batch(texts)
+                results = await self.run_batch(items)
             except Exception as e:  # the service reports it per request; the loop keeps serving
                 for p in batch:
                     if not p.future.done():
@@ -79,5 +83,5 @@ class MicroBatcher:
             start = 0
             for p in batch:
                 if not p.future.done():
-                    p.future.set_result(results[start : start + len(p.texts)])
-                start += len(p.texts)
+                    p.future.set_result(results[start : start + len(p.items)])
+                start += len(p.items)

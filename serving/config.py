@@ -18,9 +18,19 @@ class ServeConfig(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     token: str | None = Field(None, description="If set, requests need `Authorization: Bearer <token>`.")
     max_batch_size: int = Field(32, ge=1, description="Most texts the model sees in one forward pass.")
-    max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill up.")
+    max_wait_ms: float = Field(
+        0.0, ge=0, description="How long a batch waits to fill up; 0 takes whatever is waiting when the model is free."
+    )
     max_texts: int = Field(256, ge=1, description="Most texts in one request (413 beyond).")
     max_text_chars: int = Field(5000, ge=1, description="Longest text accepted.")
     on_too_long: Literal["truncate", "reject"] = Field("truncate", description="Truncate long texts, or 413.")
     poll_seconds: float = Field(10.0, gt=0, description="How often to check whether the alias moved.")
     prediction_log: str | None = Field(None, description="Prediction log URI; default <workspace>/predictions.")
+    journal: str | None = Field(
+        None,
+        description="Local SQLite file holding answered predictions until they move to the log; "
+        "default <workspace>/serving/prediction-journal.sqlite (a local scratch folder for remote workspaces).",
+    )
+    log_flush_seconds: float = Field(
+        5.0, gt=0, description="How often journaled predictions move into the log (and become visible to monitoring)."
+    )

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 import mlflow
-import pandas as pd
+import numpy as np
 from mlflow.exceptions import MlflowException
 
 log = logging.getLogger("zero2one.serving")
@@ -19,12 +19,18 @@ log = logging.getLogger("zero2one.serving")
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """One registered version, loaded. `classifier` is the predictor inside the pyfunc (ONNX or PyTorch)."""
+
     name: str
     version: str
-    pyfunc: mlflow.pyfunc.PyFuncModel
+    classifier: object  # models.onnx_classifier.OnnxClassifier or models.classifier.TextClassifier
 
-    def predict(self, texts: list[str]) -> pd.DataFrame:
-        return self.pyfunc.predict(pd.DataFrame({"text": texts}))
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.classifier.predict_proba(texts)
 
 
 class ModelHolder:
@@ -39,9 +45,11 @@ class ModelHolder:
         return str(self.client.get_model_version_by_alias(self.name, self.alias).version)
 
     def _load(self, version: str) -> LoadedModel:
-        # The pyfunc picks the ONNX artifact when the optimization stage chose one, PyTorch otherwise.
+        # Loaded through MLflow, so the pyfunc picks the ONNX graph when the optimization stage chose
+        # one and PyTorch otherwise. Serving then calls that predictor directly: the pyfunc's
+        # DataFrame in / DataFrame out costs more than the forward pass of a small model.
         pyfunc = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
-        return LoadedModel(self.name, version, pyfunc)
+        return LoadedModel(self.name, version, pyfunc.unwrap_python_model().classifier)
 
     async def refresh(self) -> bool:
         """Load the alias's version if it is not the one being served. True if the model changed."""

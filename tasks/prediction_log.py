@@ -1,10 +1,11 @@
 """The prediction log: every answer serving gave, as Parquet files that monitoring reads back in windows.
 
-Layout: `<log>/date=YYYY-MM-DD/part-<first timestamp>-<random>.parquet`, one file per appended batch
+Layout: `<log>/date=YYYY-MM-DD/part-<first timestamp>-<batch id>.parquet`, one file per appended batch
 and day, plus `<log>/_schema.json` that marks the folder as a log. Why files and not a database:
 appends from several serving replicas never touch each other's files, any fsspec store works (the
-workspace may be s3://...), and a time window reads only the days it spans. Serving should append in
-batches (every few seconds or few hundred rows), not row by row: each call writes a file.
+workspace may be s3://...), and a time window reads only the days it spans. Writers should append in
+batches (every few seconds or thousands of rows), not row by row: each call writes a file. Serving
+does so through its journal (`serving/journal.py`).
 
 Columns (see `SCHEMA`): `timestamp` (UTC), `request_id`, `text`, `label` (the predicted label),
 `score` (its probability), `probs` (JSON object label -> probability), `model_name`,
@@ -107,11 +108,13 @@ def _normalize(rows: pd.DataFrame | Iterable[Mapping]) -> pd.DataFrame:
     return df[COLUMNS]
 
 
-def append_predictions(uri: str, rows: pd.DataFrame | Iterable[Mapping]) -> list[str]:
+def append_predictions(uri: str, rows: pd.DataFrame | Iterable[Mapping], batch_id: str | None = None) -> list[str]:
     """Append a batch of predictions (a DataFrame or dicts with the `SCHEMA` columns); returns the files written.
 
     `timestamp` defaults to now, `request_id` to a random id; `probs` may be a dict. Each file is
-    written under a temporary name and renamed, so a reader never sees half a file.
+    written under a temporary name and renamed, so a reader never sees half a file. Appending the
+    same rows again with the same `batch_id` replaces the files instead of adding copies, which
+    makes a retried append idempotent.
     """
     df = _normalize(rows)
     fs, root = fsspec.core.url_to_fs(uri)
@@ -122,9 +125,9 @@ def append_predictions(uri: str, rows: pd.DataFrame | Iterable[Mapping]) -> list
     for day, part in df.groupby(df["timestamp"].dt.strftime("%Y-%m-%d"), sort=True):
         folder = f"{root}/date={day}"
         fs.makedirs(folder, exist_ok=True)
-        name = f"part-{part['timestamp'].min():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"part-{part['timestamp'].min():%Y%m%dT%H%M%S%f}-{batch_id or uuid.uuid4().hex[:8]}.parquet"
         table = pa.Table.from_pandas(part.sort_values("timestamp"), schema=SCHEMA, preserve_index=False)
-        tmp = f"{folder}/.{name}.tmp"
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         with fs.open(tmp, "wb") as f:
             pq.write_table(table, f)
         fs.mv(tmp, f"{folder}/{name}")

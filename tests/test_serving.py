@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
 
 import httpx
+import pandas as pd
 import pytest
 import uvicorn
 
@@ -15,7 +20,8 @@ from flows.config import load_config
 from flows.pipeline import pipeline
 from serving.app import create_app
 from serving.config import ServeConfig
-from tasks.prediction_log import read_window
+from tasks.monitor import WindowSource
+from tasks.prediction_log import is_prediction_log, read_window
 from tests.conftest import FAST, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
@@ -55,15 +61,8 @@ class Server:
 
     def __enter__(self):
         self.thread.start()
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("service did not become ready")
+        _wait_ready(self.url)
+        return self
 
     def __exit__(self, *exc):
         self.server.should_exit = True
@@ -72,6 +71,20 @@ class Server:
 
 def _cfg(ws, **kw) -> ServeConfig:
     return ServeConfig(workspace=str(ws), port=_free_port(), **kw)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen | None = None, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("service did not become ready")
 
 
 def test_predict_metrics_and_prediction_log(registered):
@@ -153,3 +166,72 @@ def test_hot_reload_switches_version_without_failed_requests(registered):
         assert set(codes) == {200}
         assert seen[0] == reg.version and seen[-1] == str(v2.version)
     client.set_registered_model_alias(reg.name, "champion", reg.version)
+
+
+def test_acknowledged_predictions_survive_a_killed_server(registered):
+    """Kill -9 under load: every answered request is in the log once the service is back."""
+    ws, _, _ = registered
+    log = str(ws / "predictions")
+    before = len(read_window(log)) if is_prediction_log(log) else 0
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--workspace", str(ws), "--port", str(port)]
+        + ["--log-flush-seconds", "3600"],  # nothing moves to the log before the kill: only the journal has it
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    acknowledged: dict[str, list[str]] = {}
+    try:
+        _wait_ready(url, proc)
+
+        def send(i: int) -> tuple[list[str], str] | None:
+            texts = [f"review {i} the screen is great", f"review {i} the hinge is weak"]
+            try:
+                r = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=30)
+            except httpx.TransportError:
+                return None  # the server was killed before answering: not acknowledged
+            return (texts, r.json()["request_id"]) if r.status_code == 200 else None
+
+        with ThreadPoolExecutor(8) as pool:
+            for future in as_completed([pool.submit(send, i) for i in range(400)]):
+                if (result := future.result()) is not None:
+                    acknowledged[result[1]] = result[0]
+                if len(acknowledged) == 60:
+                    proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert 60 <= len(acknowledged) < 400
+    assert (len(read_window(log)) if is_prediction_log(log) else 0) == before  # still only in the journal
+
+    with Server(_cfg(ws)):  # start-up moves what the killed process journaled
+        pass
+    logged = read_window(log).iloc[before:]
+    pairs = list(zip(logged["request_id"], logged["text"], strict=True))
+    assert len(pairs) == len(set(pairs)), "a prediction was logged twice"
+    missing = [(rid, t) for rid, texts in acknowledged.items() for t in texts if (rid, t) not in set(pairs)]
+    assert not missing, f"{len(missing)} answered predictions are not in the log, e.g. {missing[:2]}"
+
+
+def test_monitor_flow_reads_what_the_server_logged(registered):
+    from flows.monitor import monitor
+
+    ws, reg, _ = registered
+    texts = pd.read_csv(ws / "demo" / "reviews.csv")["review"].head(240).tolist()
+    start = datetime.now(UTC)
+    with Server(_cfg(ws)) as srv:
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(
+                pool.map(
+                    lambda i: (
+                        httpx.post(f"{srv.url}/predict", json={"texts": texts[i : i + 8]}, timeout=30).status_code
+                    ),
+                    range(0, len(texts), 8),
+                )
+            )
+        assert set(codes) == {200}
+
+    config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={ws}", *FAST])
+    report = monitor(model_name=reg.name, window=WindowSource(since=start), pipeline_config=config).report
+    assert report.window_rows == len(texts)
+    assert report.status == "no_drift", report.reasons  # the same kind of reviews the model was trained on

@@ -1,0 +1,86 @@
+"""The serving journal: answered predictions reach the Parquet log exactly once, whatever crashes in between."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import serving.journal
+from serving.journal import PredictionJournal
+from tasks.prediction_log import read_window
+
+T0 = datetime(2026, 11, 29, 23, 59, 58, tzinfo=UTC)
+
+
+def _rows(start: int, n: int) -> list[tuple]:
+    """Rows in the journal's column order, one second apart (crossing midnight when start is near it)."""
+    return [
+        (
+            (T0 + timedelta(seconds=i)).isoformat(),
+            f"req-{i}",
+            f"text {i}",
+            "positive",
+            0.9,
+            json.dumps({"positive": 0.9, "negative": 0.1}),
+            "clf",
+            "3",
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def test_flush_moves_rows_into_the_log_once_per_day(tmp_path):
+    log = str(tmp_path / "log")
+    journal = PredictionJournal(tmp_path / "journal.sqlite", log)
+    journal.write(_rows(0, 3))
+    journal.write(_rows(3, 2))
+    assert journal.pending() == 5
+    assert journal.flush() == 5 and journal.pending() == 0
+    assert journal.flush() == 0
+
+    df = read_window(log)
+    assert list(df["request_id"]) == [f"req-{i}" for i in range(5)]
+    assert list(df["model_version"]) == ["3"] * 5 and df["true_label"].isna().all()
+    # The rows span midnight: one file per day, and nothing else.
+    files = sorted(p.parent.name for p in (tmp_path / "log").rglob("*.parquet"))
+    assert files == ["date=2026-11-29", "date=2026-11-30"]
+
+
+def test_a_crash_after_the_file_is_written_does_not_duplicate_rows(tmp_path, monkeypatch):
+    log = str(tmp_path / "log")
+    journal = PredictionJournal(tmp_path / "journal.sqlite", log)
+    journal.write(_rows(0, 4))
+
+    real_append = serving.journal.append_predictions
+
+    def append_then_crash(*args, **kwargs):
+        real_append(*args, **kwargs)
+        raise SystemExit("killed between writing the Parquet file and clearing the journal")
+
+    monkeypatch.setattr(serving.journal, "append_predictions", append_then_crash)
+    with pytest.raises(SystemExit):
+        journal.flush()
+    monkeypatch.setattr(serving.journal, "append_predictions", real_append)
+    journal.close()
+
+    # The next process finds the unfinished move and redoes it under the same file names.
+    restarted = PredictionJournal(tmp_path / "journal.sqlite", log)
+    restarted.write(_rows(4, 1))  # a row that arrived after the crash
+    assert restarted.flush() == 5
+    df = read_window(log)
+    assert sorted(df["request_id"]) == [f"req-{i}" for i in range(5)]  # each row once
+
+
+def test_a_failed_flush_keeps_the_rows_for_the_next_one(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the log folder should be")
+    journal = PredictionJournal(tmp_path / "journal.sqlite", str(blocker))
+    journal.write(_rows(0, 2))
+    with pytest.raises((OSError, FileExistsError, NotADirectoryError)):
+        journal.flush()
+    assert journal.pending() == 2
+    journal.log_uri = str(tmp_path / "log")
+    assert journal.flush() == 2
+    assert len(read_window(str(tmp_path / "log"))) == 2
