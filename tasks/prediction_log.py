@@ -122,8 +122,8 @@ def append_predictions(uri: str, rows: pd.DataFrame | Iterable[Mapping], batch_i
     if not fs.exists(f"{root}/{MARKER}"):
         fs.pipe(f"{root}/{MARKER}", json.dumps({"version": SCHEMA_VERSION, "columns": COLUMNS}).encode())
     written = []
-    for day, part in df.groupby(df["timestamp"].dt.strftime("%Y-%m-%d"), sort=True):
-        folder = f"{root}/date={day}"
+    for day, part in df.groupby(df["timestamp"].dt.floor("D"), sort=True):
+        folder = f"{root}/date={day:%Y-%m-%d}"
         fs.makedirs(folder, exist_ok=True)
         name = f"part-{part['timestamp'].min():%Y%m%dT%H%M%S%f}-{batch_id or uuid.uuid4().hex[:8]}.parquet"
         table = pa.Table.from_pandas(part.sort_values("timestamp"), schema=SCHEMA, preserve_index=False)
