@@ -19,9 +19,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import ROOT, SCRATCH, median  # noqa: E402
 
 
+def _timing_args(name: str, batch_size: int, **overrides):
+    """Trainer arguments for a timed loop: no saving, logging, reporting or progress bar, fixed seed."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(SCRATCH / name),
+        per_device_train_batch_size=batch_size,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        seed=0,
+        **overrides,
+    )
+
+
 def _plain_pretrain(config, data, tok_artifact, steps: int) -> float:
     """What a user would write without the pipeline: the Trainer on the same corpus."""
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling, Trainer
 
     from models.encoder import build_masked_lm
     from tasks.data import load_corpus
@@ -32,18 +49,7 @@ def _plain_pretrain(config, data, tok_artifact, steps: int) -> float:
     ds = load_corpus(data).map(
         lambda b: tok(b["text"], truncation=True, max_length=64), batched=True, remove_columns=["text"]
     )
-    args = TrainingArguments(
-        output_dir=str(SCRATCH / "plain-pretrain"),
-        max_steps=steps,
-        per_device_train_batch_size=64,
-        learning_rate=1e-3,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-        seed=0,
-    )
+    args = _timing_args("plain-pretrain", batch_size=64, max_steps=steps, learning_rate=1e-3)
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorForLanguageModeling(tok))
     return trainer.train().metrics["train_runtime"]
 
@@ -58,7 +64,7 @@ def _our_pretrain(config, data, tok_artifact, steps: int, tag: str) -> float:
 
 
 def _finetune_samples_per_s(encoder_dir: str, data, tok_artifact, pad_to_max: bool, epochs: int) -> float:
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
     from models.encoder import build_classifier
     from tasks.data import load_splits
@@ -77,16 +83,10 @@ def _finetune_samples_per_s(encoder_dir: str, data, tok_artifact, pad_to_max: bo
         if pad_to_max
         else DataCollatorWithPadding(tok)
     )
-    args = TrainingArguments(
-        output_dir=str(SCRATCH / "ft"),
+    args = _timing_args(
+        "ft",
+        batch_size=32,
         num_train_epochs=epochs,
-        per_device_train_batch_size=32,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-        seed=0,
         train_sampling_strategy="random" if pad_to_max else "group_by_length",
     )
     out = Trainer(model=model, args=args, train_dataset=train, data_collator=collator).train()

@@ -17,11 +17,10 @@ from prefect.events import emit_event
 from pydantic import BaseModel
 
 from flows.config import PipelineConfig
-from flows.retrain import RetrainResult, retrain
+from flows.retrain import RetrainResult, resolve_champion, retrain
 from tasks import reporting
-from tasks.monitor import DriftReport, MonitorConfig, WindowSource, check_drift, event_payload, find_champion
-from tasks.orchestration import RetryPolicy, stage_task
-from tasks.tracking import Tracking
+from tasks.monitor import DriftReport, MonitorConfig, WindowSource, check_drift, event_payload
+from tasks.orchestration import stage_task
 
 DRIFT_EVENT = "zero2one.drift.detected"
 
@@ -53,11 +52,7 @@ def monitor(
 
     `pipeline_config` supplies the workspace and tracking (and the training settings of a retrain).
     """
-    ws = pipeline_config.workspace.resolved()
-    tracking = Tracking.resolve(pipeline_config.tracking, ws)
-    champion = stage_task(find_champion, "find_champion", RetryPolicy(retries=0), cache=False)(
-        tracking, model_name, alias
-    )
+    ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     report = stage_task(check_drift, "check_drift", config.retry, cache=False)(config, champion, window, tracking, ws)
     print(f"{champion.name} v{champion.version}: {report.status} - {'; '.join(report.reasons)}")
     if report.status != "drift":

@@ -20,6 +20,7 @@ from tasks import reporting
 from tasks.monitor import Champion, RetrainData, WindowSource, find_champion, write_retrain_data
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.tracking import Tracking
+from tasks.workspace import Workspace
 
 
 class RetrainResult(BaseModel):
@@ -55,6 +56,18 @@ def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, 
     return validate(raw, source="retrain config")
 
 
+def resolve_champion(
+    pipeline_config: PipelineConfig, model_name: str, alias: str
+) -> tuple[Workspace, Tracking, Champion]:
+    """The workspace and tracking `pipeline_config` names, and `model_name@alias` found there (monitor shares this)."""
+    ws = pipeline_config.workspace.resolved()
+    tracking = Tracking.resolve(pipeline_config.tracking, ws)
+    champion = stage_task(find_champion, "find_champion", RetryPolicy(retries=0), cache=False)(
+        tracking, model_name, alias
+    )
+    return ws, tracking, champion
+
+
 def _alias_version(tracking: Tracking, name: str, alias: str) -> str | None:
     try:
         return str(tracking.client().get_model_version_by_alias(name, alias).version)
@@ -75,12 +88,9 @@ def retrain(
     `pipeline_config` supplies the workspace, tracking and training settings; `repretrain=true`
     pretrains a new encoder instead of starting from the champion's checkpoint.
     """
-    ws = pipeline_config.workspace.resolved()
-    tracking = Tracking.resolve(pipeline_config.tracking, ws)
-    quick = RetryPolicy(retries=0)
-    champion = stage_task(find_champion, "find_champion", quick, cache=False)(tracking, model_name, alias)
+    ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     split = pipeline_config.data.split
-    data = stage_task(write_retrain_data, "write_retrain_data", quick, cache=False)(
+    data = stage_task(write_retrain_data, "write_retrain_data", RetryPolicy(retries=0), cache=False)(
         champion, new_data, ws, split.validation, split.test, split.seed
     )
     print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")

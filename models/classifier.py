@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from models.batching import batched_logits, softmax
+
 
 class TextClassifier:
     """A saved Hugging Face sequence classifier (directory with config, weights and tokenizer)."""
@@ -26,26 +28,15 @@ class TextClassifier:
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Logits for `texts`; batches are sorted by length so padding stays short."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            out[idx] = self.model(**enc).logits.float().cpu().numpy()
-        return out
+        """Logits for `texts`, in length-sorted batches (see `batched_logits`)."""
+        return batched_logits(texts, self._run_batch, len(self.labels), batch_size)
+
+    def _run_batch(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return self.model(**enc.to(self.device)).logits.float().cpu().numpy()
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        logits = self.logits(texts, batch_size)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(self.logits(texts, batch_size))
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]

@@ -15,6 +15,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from models.batching import batched_logits, softmax
+
 
 def load_tokenizer(model_dir: str | Path, max_length: int) -> Tokenizer:
     """The fast tokenizer of a saved HF model, set up as `TextClassifier` calls it: truncate, pad to the longest."""
@@ -69,19 +71,11 @@ class OnnxClassifier:
         return self.session.run(["logits"], {name: feeds[name] for name in self.input_names})[0]
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Logits for `texts`; batches are sorted by length so padding stays short."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self.run(self.encode([texts[i] for i in idx]))
-        return out
+        """Logits for `texts`, in length-sorted batches (see `batched_logits`)."""
+        return batched_logits(texts, lambda batch: self.run(self.encode(batch)), len(self.labels), batch_size)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        logits = self.logits(texts, batch_size)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(self.logits(texts, batch_size))
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]

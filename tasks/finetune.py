@@ -21,7 +21,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
 from models.lora import LoraSettings, apply_lora, merge_lora
-from tasks import distributed, reporting
+from tasks import reporting
 from tasks.data import PreparedData, load_splits
 from tasks.errors import PipelineInputError
 from tasks.faults import maybe_fail, step_fault_callback
@@ -30,8 +30,15 @@ from tasks.orchestration import RetryPolicy
 from tasks.pretrain import EncoderArtifact
 from tasks.storage import materialize, publish_dir
 from tasks.tokenizer import TokenizerArtifact, load_tokenizer
-from tasks.tracking import Tracking, flow_run_id, stage_run
-from tasks.training import OptimConfig, check_divisible, last_checkpoint, training_arguments
+from tasks.tracking import Tracking, flow_run_id
+from tasks.training import (
+    OptimConfig,
+    check_divisible,
+    last_checkpoint,
+    report_stage,
+    training_arguments,
+    training_run,
+)
 from tasks.workspace import Workspace, is_remote
 
 
@@ -209,17 +216,18 @@ def finetune(
         faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
     )
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
-    with stage_run(tracking, "finetune", parent_run_id, tags) as run:
-        mlflow.log_params(
-            {"method": cfg.method, "resumed_from_step": resume_step, "nproc_per_node": cfg.nproc_per_node}
-        )
-        trained = distributed.run(
-            train_classifier, job, cfg.nproc_per_node, env=distributed.mlflow_env(tracking.uri, run.info.run_id)
-        )
-        mlflow.log_params({"training_processes": trained.processes})
+    params = {"method": cfg.method}
+    with training_run("finetune", train_classifier, job, tracking, parent_run_id, tags, params) as (trained, run_id):
         mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
     uri = publish_dir(workdir / "model", ws.uri("finetune", key, "model"))
-    result = FinetunedModel(
+    report_stage(
+        "finetune",
+        f"# Fine-tuning ({cfg.method})\n\n{trained.parameters / 1e6:.2f}M parameters, "
+        f"{trained.global_step} steps; best validation {cfg.metric} {trained.best_metric:.4f}\n\nModel: `{uri}`  \n",
+        tracking,
+        run_id,
+    )
+    return FinetunedModel(
         uri=uri,
         base_model=base,
         method=cfg.method,
@@ -228,13 +236,6 @@ def finetune(
         resumed_from_step=resume_step,
         best_metric=trained.best_metric,
         metric=cfg.metric,
-        mlflow_run_id=run.info.run_id,
+        mlflow_run_id=run_id,
         pretrain_run_id=encoder.mlflow_run_id if encoder else None,
     )
-    reporting.markdown(
-        "finetune",
-        f"# Fine-tuning ({cfg.method})\n\n{trained.parameters / 1e6:.2f}M parameters, "
-        f"{result.global_step} steps; best validation {cfg.metric} {result.best_metric:.4f}\n\n"
-        f"Model: `{uri}`  \nMLflow run: [{run.info.run_id}]({tracking.run_url(run.info.run_id)})\n",
-    )
-    return result

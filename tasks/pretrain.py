@@ -17,7 +17,7 @@ from transformers import DataCollatorForLanguageModeling, Trainer
 
 from models.device import describe_device
 from models.encoder import EncoderShape, build_masked_lm, count_parameters, load_masked_lm
-from tasks import distributed, reporting
+from tasks import reporting
 from tasks.data import PreparedData, load_corpus, load_splits
 from tasks.errors import PipelineInputError
 from tasks.faults import maybe_fail, step_fault_callback
@@ -25,8 +25,15 @@ from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.orchestration import RetryPolicy
 from tasks.storage import publish_dir
 from tasks.tokenizer import TokenizerArtifact, load_tokenizer
-from tasks.tracking import Tracking, flow_run_id, stage_run
-from tasks.training import OptimConfig, check_divisible, last_checkpoint, training_arguments
+from tasks.tracking import Tracking, flow_run_id
+from tasks.training import (
+    OptimConfig,
+    check_divisible,
+    last_checkpoint,
+    report_stage,
+    training_arguments,
+    training_run,
+)
 from tasks.workspace import Workspace
 
 
@@ -173,30 +180,27 @@ def pretrain(
         # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
         faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
     )
-    with stage_run(tracking, "pretrain", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}) as run:
-        mlflow.log_params({"resumed_from_step": resume_step, "nproc_per_node": cfg.nproc_per_node})
-        trained = distributed.run(
-            train_encoder, job, cfg.nproc_per_node, env=distributed.mlflow_env(tracking.uri, run.info.run_id)
-        )
+    tags = {"zero2one.data_fingerprint": data.fingerprint}
+    with training_run("pretrain", train_encoder, job, tracking, parent_run_id, tags) as (trained, run_id):
         perplexity = math.exp(min(trained.eval_loss, 50))
-        mlflow.log_params({"parameters": trained.parameters, "training_processes": trained.processes})
+        mlflow.log_params({"parameters": trained.parameters})
         mlflow.log_metrics({"eval_loss": trained.eval_loss, "perplexity": perplexity}, step=trained.global_step)
     uri = publish_dir(workdir / "model", ws.uri("pretrain", key, "model"))
-    result = EncoderArtifact(
+    report_stage(
+        "pretrain",
+        f"# Pretraining\n\n{trained.parameters / 1e6:.2f}M parameters, {trained.global_step} steps"
+        f"{f' (resumed from step {resume_step})' if resume_step else ''}\n\n"
+        f"validation MLM loss {trained.eval_loss:.3f}, perplexity {perplexity:.1f}\n\nEncoder: `{uri}`  \n",
+        tracking,
+        run_id,
+    )
+    return EncoderArtifact(
         uri=uri,
         global_step=trained.global_step,
         resumed_from_step=resume_step,
         eval_loss=trained.eval_loss,
         perplexity=perplexity,
         parameters=trained.parameters,
-        mlflow_run_id=run.info.run_id,
+        mlflow_run_id=run_id,
         train_seconds=trained.train_seconds,
     )
-    reporting.markdown(
-        "pretrain",
-        f"# Pretraining\n\n{result.parameters / 1e6:.2f}M parameters, {result.global_step} steps"
-        f"{f' (resumed from step {resume_step})' if resume_step else ''}\n\n"
-        f"validation MLM loss {result.eval_loss:.3f}, perplexity {perplexity:.1f}\n\nEncoder: `{uri}`  \n"
-        f"MLflow run: [{run.info.run_id}]({tracking.run_url(run.info.run_id)})\n",
-    )
-    return result

@@ -1,15 +1,24 @@
-"""What the two training stages share: Trainer arguments, precision and checkpoint resume."""
+"""What the two training stages share: Trainer arguments, precision, checkpoint resume, and their MLflow run."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import mlflow
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainingArguments
 
 from models.device import Precision, distributed_backend, resolve_precision
+from tasks import distributed, reporting
+from tasks.tracking import Tracking, stage_run
+
+J = TypeVar("J", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 
 
 class OptimConfig(BaseModel):
@@ -78,3 +87,30 @@ def training_arguments(output_dir: Path, optim: OptimConfig, nproc_per_node: int
         use_cpu=nproc_per_node > 1 and not torch.cuda.is_available(),
         **overrides,
     )
+
+
+@contextlib.contextmanager
+def training_run(
+    stage: str,
+    train: Callable[[J], R],
+    job: J,
+    tracking: Tracking,
+    parent_run_id: str | None,
+    tags: dict[str, str],
+    params: dict | None = None,
+) -> Iterator[tuple[R, str]]:
+    """`train(job)` inside the stage's MLflow run; yields its result and the run id, the run still open for metrics.
+
+    `job` is a stage's job (`cfg.nproc_per_node`, `resume_step`). Under torchrun, rank 0's Trainer logs to this run.
+    """
+    nproc = job.cfg.nproc_per_node
+    with stage_run(tracking, stage, parent_run_id, tags) as run:
+        mlflow.log_params((params or {}) | {"resumed_from_step": job.resume_step, "nproc_per_node": nproc})
+        trained = distributed.run(train, job, nproc, env=distributed.mlflow_env(tracking.uri, run.info.run_id))
+        mlflow.log_params({"training_processes": trained.processes})
+        yield trained, run.info.run_id
+
+
+def report_stage(stage: str, text: str, tracking: Tracking, run_id: str) -> None:
+    """The stage's Prefect artifact: `text`, then a link to its MLflow run."""
+    reporting.markdown(stage, f"{text}MLflow run: [{run_id}]({tracking.run_url(run_id)})\n")
