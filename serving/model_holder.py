@@ -7,6 +7,7 @@ that already took the old model finishes on it and no request ever sees a half-l
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -64,6 +65,10 @@ class ModelHolder:
             log.info("loading %s version %s (%s)", self.name, version, self.alias)
             loaded = await asyncio.to_thread(self._load, version)
             previous, self.current = self.current, loaded
+            # The imported libraries and the model are ~300k long-lived objects; without this, each
+            # full garbage collection walks them all (~150 ms with the service stalled: the p99 latency).
+            gc.collect()
+            gc.freeze()
             log.info("now serving %s v%s (was %s)", self.name, version, previous.version if previous else "none")
             return True
 
