@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from prefect.settings import PREFECT_API_URL
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -101,6 +102,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             asyncio.create_task(holder.watch(cfg.poll_seconds)),
             asyncio.create_task(flush_journal_every(cfg.log_flush_seconds)),
         ]
+        if cfg.follow_events and PREFECT_API_URL.value():
+            background.append(asyncio.create_task(holder.follow_promotions()))
         yield
         for task in background:
             task.cancel()

@@ -25,6 +25,10 @@ class ServeConfig(BaseModel):
     max_text_chars: int = Field(5000, ge=1, description="Longest text accepted.")
     on_too_long: Literal["truncate", "reject"] = Field("truncate", description="Truncate long texts, or 413.")
     poll_seconds: float = Field(10.0, gt=0, description="How often to check whether the alias moved.")
+    follow_events: bool = Field(
+        True,
+        description="Also reload on `zero2one.model.promoted` events, when a Prefect server (PREFECT_API_URL) is set.",
+    )
     prediction_log: str | None = Field(None, description="Prediction log URI; default <workspace>/predictions.")
     journal: str | None = Field(
         None,

@@ -16,6 +16,8 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 
 log = logging.getLogger("zero2one.serving")
+# tasks/promotion.py emits it on every move of `champion`; not imported from there, which would load torch.
+PROMOTED_EVENT = "zero2one.model.promoted"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,32 @@ class ModelHolder:
             gc.freeze()
             log.info("now serving %s v%s (was %s)", self.name, version, previous.version if previous else "none")
             return True
+
+    async def follow_promotions(self) -> None:
+        """Reload as soon as `zero2one.model.promoted` arrives for this model: Prefect's event stream, over a websocket.
+
+        Needs a Prefect server (PREFECT_API_URL); polling (`watch`) stays on as the fallback. A lost
+        connection is reopened after a pause.
+        """
+        from prefect.events import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+        promotions = EventFilter(
+            event=EventNameFilter(name=[PROMOTED_EVENT]),
+            resource=EventResourceFilter(id=[f"zero2one.model.{self.name}"]),
+        )
+        while True:
+            try:
+                async with get_events_subscriber(filter=promotions) as events:
+                    log.info("following %s events for %s", PROMOTED_EVENT, self.name)
+                    async for event in events:
+                        log.info("%s: %s", event.event, event.payload.get("reason", ""))
+                        await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("lost the Prefect event stream (%s); polling continues, reconnecting in 10 s", e)
+                await asyncio.sleep(10)
 
     async def watch(self, every_seconds: float) -> None:
         while True:

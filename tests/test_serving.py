@@ -235,3 +235,25 @@ def test_monitor_flow_reads_what_the_server_logged(registered):
     report = monitor(model_name=reg.name, window=WindowSource(since=start), pipeline_config=config).report
     assert report.window_rows == len(texts)
     assert report.status == "no_drift", report.reasons  # the same kind of reviews the model was trained on
+
+
+def test_promotion_event_reloads_without_waiting_for_the_poll(registered):
+    from tasks.promotion import promote
+    from tasks.tracking import Tracking, TrackingConfig
+    from tasks.workspace import Workspace
+
+    ws, reg, client = registered
+    source = client.get_model_version(reg.name, reg.version)
+    new = client.create_model_version(reg.name, source.source, run_id=source.run_id, tags=source.tags)
+    tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
+    try:
+        with Server(_cfg(ws, poll_seconds=3600)) as srv:  # polling alone would not notice within the test
+            assert httpx.get(f"{srv.url}/ready").json()["version"] == reg.version
+            promote(reg.name, str(new.version), tracking, force=True, reason="test: reload on the event")
+            deadline, version = time.time() + 30, None
+            while time.time() < deadline and version != str(new.version):
+                time.sleep(0.2)
+                version = httpx.get(f"{srv.url}/ready").json()["version"]
+            assert version == str(new.version)
+    finally:
+        client.set_registered_model_alias(reg.name, "champion", reg.version)
