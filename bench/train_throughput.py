@@ -114,8 +114,13 @@ def main() -> None:
     print(f"1. pretraining, {args.steps} steps x batch {config.pretrain.optim.batch_size} (~{tokens:,.0f} tokens)")
     ratios = []
     for i in range(args.repeats):
-        plain = _plain_pretrain(config, data, tok_artifact, args.steps)
-        ours = _our_pretrain(config, data, tok_artifact, args.steps, str(i))
+        # Alternate which side goes first: the first run of a pair tends to differ (caches, CPU clocks).
+        if i % 2 == 0:
+            plain = _plain_pretrain(config, data, tok_artifact, args.steps)
+            ours = _our_pretrain(config, data, tok_artifact, args.steps, str(i))
+        else:
+            ours = _our_pretrain(config, data, tok_artifact, args.steps, str(i))
+            plain = _plain_pretrain(config, data, tok_artifact, args.steps)
         ratios.append(plain / ours)
         print(
             f"   run {i + 1}: plain Trainer {tokens / plain:,.0f} tok/s, pretrain task {tokens / ours:,.0f} tok/s"
