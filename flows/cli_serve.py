@@ -23,6 +23,9 @@ def serve(
         float, typer.Option(help="How long a batch waits to fill up; 0 takes what is waiting when the model is free.")
     ] = 0.0,
     poll_seconds: Annotated[float, typer.Option(help="How often to check whether the alias moved.")] = 10.0,
+    follow_events: Annotated[
+        bool, typer.Option(help="Also reload on zero2one.model.promoted events (needs PREFECT_API_URL).")
+    ] = True,
     prediction_log: Annotated[
         str | None, typer.Option(help="Prediction log URI (default <workspace>/predictions).")
     ] = None,
@@ -58,6 +61,7 @@ def serve(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         poll_seconds=poll_seconds,
+        follow_events=follow_events,
         prediction_log=prediction_log,
         log_flush_seconds=log_flush_seconds,
         journal=journal,

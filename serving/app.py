@@ -78,9 +78,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     batcher = MicroBatcher(run_batch, cfg.max_batch_size, cfg.max_wait_ms, on_batch=metrics.batch_size.observe)
 
-    async def flush_journal_every(seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
+    async def flush_journal_every(seconds: float, stopping: asyncio.Event) -> None:
+        """Not cancelled at shutdown but told to stop, so a flush in its worker thread is never cut off."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), seconds)
             try:
                 await asyncio.to_thread(journal.flush)
             except Exception:  # the rows stay in the journal; the next flush retries them
@@ -98,18 +100,18 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if holder.current:
             metrics.model_version.labels(cfg.model_name).set(float(holder.current.version))
         batcher.start()
-        background = [
-            asyncio.create_task(holder.watch(cfg.poll_seconds)),
-            asyncio.create_task(flush_journal_every(cfg.log_flush_seconds)),
-        ]
+        watchers = [asyncio.create_task(holder.watch(cfg.poll_seconds))]
         if cfg.follow_events and PREFECT_API_URL.value():
-            background.append(asyncio.create_task(holder.follow_promotions()))
+            watchers.append(asyncio.create_task(holder.follow_promotions()))
+        stopping = asyncio.Event()
+        flusher = asyncio.create_task(flush_journal_every(cfg.log_flush_seconds, stopping))
         yield
-        for task in background:
+        for task in watchers:
             task.cancel()
         await batcher.stop()
-        moved = await asyncio.to_thread(journal.flush)
-        log.info("moved the last %d predictions into %s", moved, journal.log_uri)
+        stopping.set()
+        await flusher  # its last round moves what the final batches journaled
+        log.info("prediction journal flushed into %s (%d rows left)", journal.log_uri, journal.pending())
         journal.close()
 
     app = FastAPI(title="zero2one", summary=f"Serves models:/{cfg.model_name}@{cfg.alias}", lifespan=lifespan)
