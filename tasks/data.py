@@ -26,7 +26,8 @@ from sklearn.model_selection import train_test_split
 from tasks import reporting
 from tasks.errors import PipelineInputError
 from tasks.orchestration import RetryPolicy
-from tasks.workspace import Workspace, exists, is_remote
+from tasks.storage import publish_dir
+from tasks.workspace import Workspace, exists
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {
@@ -155,9 +156,9 @@ def _resolve_demo(source: str, ws: Workspace) -> str:
         raise PipelineInputError(f"unknown demo data '{source}'; use one of {[f'demo:{n}' for n in _DEMO_FILES]}")
     folder = ws.uri("demo")
     if not exists(ws.uri("demo", _DEMO_FILES[name])):
-        if is_remote(folder):
-            raise PipelineInputError("demo: sources need a local workspace")
-        write_demo_data(folder)
+        local = ws.local_dir("demo")  # the workspace's own folder when it is local
+        write_demo_data(local)
+        publish_dir(local, folder)
     return ws.uri("demo", _DEMO_FILES[name])
 
 

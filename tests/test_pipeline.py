@@ -109,3 +109,35 @@ def test_failure_after_registration_leaves_no_half_registered_version(make_confi
     uri = f"sqlite:///{workspace / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
     assert client.search_model_versions("name='zero2one-classifier'") == []
+
+
+def test_pipeline_runs_on_an_object_store_workspace(tmp_path, monkeypatch):
+    """A workspace URL instead of a folder (fsspec's in-memory store standing in for s3://): every stage downloads
+    what it reads and uploads what it writes; only training scratch and MLflow live on local disk."""
+    import fsspec
+
+    from flows.config import load_config
+    from tests.conftest import FAST, ROOT
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root for a database store is ./mlruns
+    root = f"memory://zero2one-test-{tmp_path.name}"
+    config = load_config(
+        ROOT / "configs" / "tiny.yaml",
+        [
+            f"workspace.root={root}",
+            f"workspace.scratch={tmp_path / 'scratch'}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            *FAST,
+        ],
+    )
+    fs = fsspec.filesystem("memory")
+    try:
+        result = pipeline(config)
+        for uri in (result.data.uri, result.tokenizer.uri, result.encoder.uri, result.model.uri):
+            assert uri.startswith(root + "/"), uri
+        assert fs.exists(result.model.uri.removeprefix("memory://") + "/config.json")
+        assert fs.exists(result.data.uri.removeprefix("memory://"))
+        version = _client(result).get_model_version(result.registered.name, result.registered.version)
+        assert version.tags["zero2one.data_fingerprint"] == result.data.fingerprint
+    finally:
+        fs.rm(root.removeprefix("memory://"), recursive=True)
