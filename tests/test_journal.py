@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import fsspec
 import pytest
 
 import serving.journal
@@ -31,8 +32,9 @@ def _rows(start: int, n: int) -> list[tuple]:
     ]
 
 
-def test_flush_moves_rows_into_the_log_once_per_day(tmp_path):
-    log = str(tmp_path / "log")
+@pytest.mark.parametrize("store", ["local", "object store"])
+def test_flush_moves_rows_into_the_log_once_per_day(tmp_path, store):
+    log = str(tmp_path / "log") if store == "local" else f"memory://journal-test-{tmp_path.name}/log"
     journal = PredictionJournal(tmp_path / "journal.sqlite", log)
     journal.write(_rows(0, 3))
     journal.write(_rows(3, 2))
@@ -44,7 +46,8 @@ def test_flush_moves_rows_into_the_log_once_per_day(tmp_path):
     assert list(df["request_id"]) == [f"req-{i}" for i in range(5)]
     assert list(df["model_version"]) == ["3"] * 5 and df["true_label"].isna().all()
     # The rows span midnight: one file per day, and nothing else.
-    files = sorted(p.parent.name for p in (tmp_path / "log").rglob("*.parquet"))
+    fs, root = fsspec.core.url_to_fs(log)
+    files = sorted(path.rsplit("/", 2)[-2] for path in fs.glob(f"{root}/*/*.parquet"))
     assert files == ["date=2026-11-29", "date=2026-11-30"]
 
 
