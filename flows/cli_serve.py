@@ -30,8 +30,9 @@ def serve(
         str | None, typer.Option(help="Prediction log URI (default <workspace>/predictions).")
     ] = None,
     log_flush_seconds: Annotated[
-        float, typer.Option(help="How often answered predictions move from the journal into the log.")
-    ] = 5.0,
+        float,
+        typer.Option(help="How often answered predictions move from the journal into the log (one file per flush)."),
+    ] = 30.0,
     journal: Annotated[
         str | None, typer.Option(help="Local SQLite journal (default <workspace>/serving/prediction-journal.sqlite).")
     ] = None,

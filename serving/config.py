@@ -36,5 +36,8 @@ class ServeConfig(BaseModel):
         "default <workspace>/serving/prediction-journal.sqlite (a local scratch folder for remote workspaces).",
     )
     log_flush_seconds: float = Field(
-        5.0, gt=0, description="How often journaled predictions move into the log (and become visible to monitoring)."
+        30.0,
+        gt=0,
+        description="How often journaled predictions move into the log (and become visible to monitoring): "
+        "one Parquet file per flush, so shorter means more files for the monitor to read.",
     )
