@@ -16,7 +16,7 @@ import mlflow
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
 from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
@@ -115,6 +115,7 @@ class TrainedClassifier(BaseModel):
 def train_classifier(job: FinetuneJob) -> TrainedClassifier:
     """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
     cfg, base = job.cfg, job.base
+    set_seed(cfg.optim.seed)  # the new head's initial weights must not depend on what ran before in this process
     tok = load_tokenizer(job.tokenizer)
     try:
         model = build_classifier(base, job.data.labels)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mlflow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from transformers import DataCollatorForLanguageModeling, Trainer
+from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
 from models.device import describe_device
 from models.encoder import EncoderShape, build_masked_lm, count_parameters, load_masked_lm
@@ -98,6 +98,7 @@ class TrainedEncoder(BaseModel):
 def train_encoder(job: PretrainJob) -> TrainedEncoder:
     """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
     cfg = job.cfg
+    set_seed(cfg.optim.seed)  # the new model's initial weights must not depend on what ran before in this process
     tok = load_tokenizer(job.tokenizer)
     if cfg.init_from:
         model = load_masked_lm(cfg.init_from)

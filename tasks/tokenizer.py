@@ -43,7 +43,12 @@ class TokenizerArtifact(BaseModel):
 
 
 def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
-    """The BERT recipe with the `tokenizers` library: normalise, split on whitespace/punctuation, WordPiece."""
+    """The BERT recipe with the `tokenizers` library: normalise, split on whitespace/punctuation, WordPiece.
+
+    Not bit-reproducible: the trainer breaks count ties in hash-map order, so two trainings on the same
+    corpus can differ in a few tokens and ids (huggingface/tokenizers#1794). The stage cache keeps one
+    run's vocabulary for everything downstream; a rerun with new inputs may get a slightly different one.
+    """
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
