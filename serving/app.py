@@ -58,6 +58,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     )
     holder = ModelHolder(tracking.client(), cfg.model_name, cfg.alias)
     metrics = ServiceMetrics()
+    metrics.journal_rows.set_function(journal.pending)  # counted when Prometheus scrapes
 
     def predict_and_journal(items: list[tuple[str, str]]) -> list[tuple[str, Prediction]]:
         """One micro-batch of (request id, text), in a worker thread: forward pass, journal commit, answers."""
@@ -86,6 +87,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             try:
                 await asyncio.to_thread(journal.flush)
             except Exception:  # the rows stay in the journal; the next flush retries them
+                metrics.flush_failures.inc()
                 log.exception("moving predictions from the journal to %s failed", journal.log_uri)
 
     @contextlib.asynccontextmanager

@@ -27,6 +27,14 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
+        self.journal_rows = Gauge(
+            "zero2one_journal_rows",
+            "Answered predictions not yet moved into the prediction log",
+            registry=self.registry,
+        )
+        self.flush_failures = Counter(
+            "zero2one_log_flush_failures", "Journal flushes into the prediction log that failed", registry=self.registry
+        )
         self.model_version = Gauge(
             "zero2one_model_version", "Registered version being served", ["model"], registry=self.registry
         )

@@ -117,6 +117,7 @@ def test_predict_metrics_and_prediction_log(registered):
         assert 'zero2one_requests_total{status="422"} 2.0' in metrics
         assert f'zero2one_model_version{{model="{reg.name}"}} {float(reg.version)}' in metrics
         assert "zero2one_batch_size_bucket" in metrics
+        assert "zero2one_journal_rows 2.0" in metrics  # answered and journaled; the log gets them at shutdown
 
     logged = read_window(str(ws / "predictions"))
     assert list(logged["text"]) == texts  # only the accepted request was logged
@@ -257,3 +258,25 @@ def test_promotion_event_reloads_without_waiting_for_the_poll(registered):
             assert version == str(new.version)
     finally:
         client.set_registered_model_alias(reg.name, "champion", reg.version)
+
+
+def test_a_log_store_outage_keeps_answered_predictions_in_the_journal(registered, tmp_path):
+    from serving.journal import PredictionJournal
+
+    ws, _, _ = registered
+    unreachable = tmp_path / "not-a-folder"
+    unreachable.write_text("a file where the prediction log should be: every write to it fails")
+    journal = tmp_path / "journal.sqlite"
+    cfg = _cfg(ws, prediction_log=str(unreachable), journal=str(journal), log_flush_seconds=0.2)
+    with Server(cfg) as srv:
+        assert httpx.post(f"{srv.url}/predict", json={"texts": ["great phone"]}).status_code == 200
+        deadline, metrics = time.time() + 30, ""
+        while time.time() < deadline and "zero2one_log_flush_failures_total 0.0" in (
+            metrics := httpx.get(f"{srv.url}/metrics").text
+        ):
+            time.sleep(0.2)
+        assert "zero2one_log_flush_failures_total 0.0" not in metrics and "zero2one_journal_rows 1.0" in metrics
+    # Still there after the (also failing) shutdown flush; moved once the store is back.
+    recovered = PredictionJournal(journal, str(tmp_path / "log"))
+    assert recovered.flush() == 1
+    assert list(read_window(str(tmp_path / "log"))["text"]) == ["great phone"]
