@@ -19,7 +19,7 @@ from flows.cli_common import load_settings as _prepare
 from flows.cli_monitor import monitor, retrain
 from flows.cli_serve import serve
 from flows.deploy import deploy
-from flows.environment import configure_environment
+from flows.environment import configure_environment, start_embedded_prefect
 
 app = typer.Typer(
     help="zero2one: data -> tokenizer -> pretraining -> fine-tuning -> evaluation -> MLflow registry, "
@@ -49,6 +49,7 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     from flows.summary import print_summary
     from tasks.errors import PipelineInputError
 
+    start_embedded_prefect()
     try:
         result = pipeline(cfg)
     except PipelineInputError as e:

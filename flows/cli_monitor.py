@@ -14,6 +14,7 @@ import typer
 
 from flows.cli_common import fail as _fail
 from flows.cli_common import load_settings as _settings
+from flows.environment import start_embedded_prefect
 
 ConfigOpt = Annotated[
     Path | None,
@@ -86,6 +87,7 @@ def monitor(
         _fail(
             "; ".join(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors())
         )
+    start_embedded_prefect()
     try:
         result = monitor_flow(
             model_name=model,
@@ -139,6 +141,7 @@ def retrain(
     from flows.retrain import retrain as retrain_flow
     from tasks.errors import PipelineInputError
 
+    start_embedded_prefect()
     try:
         r = retrain_flow(
             model_name=model, alias=alias, new_data=source, pipeline_config=settings, repretrain=repretrain

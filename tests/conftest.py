@@ -51,7 +51,7 @@ def prefect_server():
     """A real (temporary) Prefect API server shared by every test of the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
