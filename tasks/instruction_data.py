@@ -224,9 +224,10 @@ def _check_across_splits(frames: dict[str, pd.DataFrame], cfg: InstructionDataCo
         if dup.any() and cfg.on_invalid == "error":
             row, key = df[dup].iloc[0], keys[dup].iloc[0]
             f, line, first_split = seen[key]
+            prompt = row["messages"][-2]["content"][:60]
             raise PipelineInputError(
-                f"{row['_file']}, line {row['_line']}, field 'prompt': the prompt {row['messages'][-2]['content'][:60]!r}"
-                f" ({split}) is also in {f}, line {line} ({first_split}); {int(dup.sum())} such rows. Remove them or "
+                f"{row['_file']}, line {row['_line']}, field 'prompt': the prompt {prompt!r} ({split}) is also in "
+                f"{f}, line {line} ({first_split}); {int(dup.sum())} such rows. Remove them or "
                 "set generation_data.on_invalid=drop."
             )
         if dup.any():
