@@ -39,10 +39,25 @@ def markdown(key: str, text: str, description: str | None = None) -> None:
         create_markdown_artifact(markdown=text, key=_key(key), description=description)
 
 
+def readable(value: object) -> object:
+    """A value as people read it: 4 decimals at most, whole numbers without decimals, yes/no, a dash for nothing.
+
+    Artifacts and logs are for people; MLflow metrics keep full precision.
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 1e15 else round(value, 4)
+    return value
+
+
 def table(key: str, rows: list[dict], description: str | None = None) -> None:
     if _in_prefect_run():
         from prefect.artifacts import create_table_artifact
 
+        rows = [{k: readable(v) for k, v in row.items()} for row in rows]
         create_table_artifact(table=rows, key=_key(key), description=description)
 
 
@@ -54,11 +69,10 @@ def link(key: str, url: str, text: str, description: str | None = None) -> None:
 
 
 def md_table(rows: list[dict]) -> str:
-    """A markdown table from a list of same-keyed dicts (floats to 4 places)."""
+    """A markdown table from a list of same-keyed dicts, values made `readable`."""
     if not rows:
         return "_(empty)_"
     cols = list(rows[0])
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(readable(r.get(c, ""))) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
