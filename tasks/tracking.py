@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.workspace import Workspace
@@ -52,6 +54,7 @@ class Tracking(BaseModel):
 
     def activate(self) -> str:
         """Point MLflow here; create the experiment on first use. Returns its id."""
+        ensure_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
         exp = mlflow.get_experiment_by_name(self.experiment)
@@ -65,11 +68,44 @@ class Tracking(BaseModel):
 
     def client(self) -> mlflow.MlflowClient:
         """A client bound to this tracking server and its registry (not to MLflow's global URIs)."""
+        ensure_store(self.uri)
         return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def run_url(self, run_id: str) -> str:
         exp = mlflow.get_run(run_id).info.experiment_id
         return f"{self.ui_url}/#/experiments/{exp}/runs/{run_id}"
+
+
+_READY: set[str] = set()  # tracking URIs whose database this process has seen created
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:` tracking URI (None for servers and other databases)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return Path(database).resolve() if database and database != ":memory:" else None
+
+
+def ensure_store(uri: str) -> None:
+    """Create or migrate MLflow's SQLite database once, one process at a time.
+
+    MLflow creates its schema and runs its alembic migrations on first connect, with no lock: processes that
+    start together on a new database race (`table ... already exists`, `duplicate column name`; 3 of 4
+    simultaneous processes failed here). A file lock beside the database serialises that first connect; later
+    connects find the tables and skip it. Servers and other databases manage their own schema.
+    """
+    if uri in _READY:
+        return
+    if (path := sqlite_path(uri)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.init.lock"):
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # the tracking store: create/migrate the schema
+            client.search_registered_models(max_results=1)  # the registry store checks the same schema
+    _READY.add(uri)
 
 
 def flow_run_id() -> str | None:
