@@ -108,8 +108,8 @@ def test_duplicates_across_given_splits(tmp_path, ws):
     with pytest.raises(PipelineInputError, match=r"train\.csv line 12 \(train\) and in .*test\.csv line 17 \(test\)"):
         prepare_data(_cfg(str(folder)), ws)
     prepared = prepare_data(_cfg(str(folder), on_invalid="drop"), ws)
-    assert prepared.sizes == {"train": 60, "validation": 15, "test": 15}
-    assert prepared.dropped == {"duplicated across splits (test)": 1}
+    assert prepared.sizes == {"train": 59, "validation": 15, "test": 16}  # the given test set is kept whole
+    assert prepared.dropped == {"texts also in test (dropped from train)": 1}
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet", "tsv"])
