@@ -86,7 +86,8 @@ def main() -> None:
     from flows.monitor import monitor
     from flows.pipeline import pipeline
     from tasks.demo_data import write_demo_data
-    from tasks.monitor import WindowSource, find_champion, load_reference
+    from tasks.monitoring.champion import find_champion, load_reference
+    from tasks.monitoring.windows import WindowSource
     from tasks.tracking import Tracking
 
     config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={args.workspace}", *args.set])

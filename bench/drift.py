@@ -60,7 +60,8 @@ def main() -> None:
     import torch
 
     from tasks.demo_data import write_demo_data
-    from tasks.monitor import MonitorConfig, detect_drift
+    from tasks.monitoring.config import MonitorConfig
+    from tasks.monitoring.detect import detect_drift
     from tasks.prediction_log import append_predictions, read_window
     from tasks.workspace import Workspace
 

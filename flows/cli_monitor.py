@@ -36,7 +36,7 @@ SplitOpt = Annotated[str | None, typer.Option(help="Split of a source with split
 def _window(uri, since, until, last, text_column, label_column, split):
     from pydantic import ValidationError
 
-    from tasks.monitor import WindowSource
+    from tasks.monitoring.windows import WindowSource
 
     fields = {"uri": uri, "since": since, "until": until, "last_n": last, "text_column": text_column, "split": split}
     if label_column is not None:
@@ -79,7 +79,8 @@ def monitor(
 
     from flows.monitor import monitor as monitor_flow
     from tasks.errors import PipelineInputError
-    from tasks.monitor import DriftPolicy, MonitorConfig
+    from tasks.monitoring.config import MonitorConfig
+    from tasks.monitoring.policy import DriftPolicy
 
     try:
         policy = DriftPolicy(min_rows=min_rows, drift_share=drift_share, max_accuracy_drop=max_accuracy_drop)

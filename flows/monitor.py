@@ -1,7 +1,7 @@
 """The `monitor` flow: champion -> window of production inputs -> Evidently drift check -> event (-> retrain).
 
     find the champion by alias (its lineage gives the reference data and checkpoint)
-    -> check the window (tasks/monitor.py: signals, policy, HTML reports in MLflow, Prefect artifacts)
+    -> check the window (tasks/monitoring/: signals, policy, HTML reports in MLflow, Prefect artifacts)
     -> on drift, emit `zero2one.drift.detected` on resource `zero2one.model.<name>`
     -> with `retrain_on_drift`, run the `retrain` flow right here (for setups without automations)
 
@@ -19,7 +19,10 @@ from pydantic import BaseModel
 from flows.config import PipelineConfig
 from flows.retrain import RetrainResult, resolve_champion, retrain
 from tasks import reporting
-from tasks.monitor import DriftReport, MonitorConfig, WindowSource, check_drift, event_payload
+from tasks.monitoring.check import check_drift, event_payload
+from tasks.monitoring.config import MonitorConfig
+from tasks.monitoring.results import DriftReport
+from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import stage_task
 
 DRIFT_EVENT = "zero2one.drift.detected"

@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from flows.config import PipelineConfig, validate
 from flows.pipeline import PipelineResult, pipeline
 from tasks import reporting
-from tasks.monitor import Champion, RetrainData, WindowSource, find_champion, write_retrain_data
+from tasks.monitoring.champion import Champion, find_champion
+from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
+from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace

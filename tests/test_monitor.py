@@ -17,7 +17,9 @@ import pytest
 
 from flows.config import PipelineConfig, load_config
 from tasks.errors import PipelineInputError
-from tasks.monitor import MonitorConfig, WindowSource, load_reference, load_window
+from tasks.monitoring.champion import load_reference
+from tasks.monitoring.config import MonitorConfig
+from tasks.monitoring.windows import WindowSource, load_window
 from tasks.prediction_log import append_predictions, log_uri, read_window, rows_from_predictions
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
@@ -90,6 +92,56 @@ def test_window_errors_name_the_problem(tmp_path):
         load_window(WindowSource(), ws)
 
 
+def _random_classifier(tokenizer, labels: list[str], out: Path):
+    """A 1-layer BERT with random weights: the tokenizer signal and the reports do not depend on the weights."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from models.classifier import TextClassifier
+
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)},
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return TextClassifier(out)
+
+
+def test_unseen_reference_like_text_does_not_fire_the_tokenizer_signal(tmp_path):
+    """A tokenizer keeps every word of its own training text whole; on text it never saw it splits rare words.
+
+    Here the tokenizer learned from the champion's 112 training reviews (data.corpus=null, as with a user's
+    own data), which do not hold the demo's whole vocabulary. Compared with those rows, unseen reviews of the
+    same distribution fired `oov_words_pct` (KS p < 0.001); the reference is now held-out text.
+    """
+    from tasks.data import DataConfig, prepare_data
+    from tasks.monitoring.detect import detect_drift
+    from tasks.monitoring.reports import ReportAbout
+    from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+
+    ws = Workspace(root=str(tmp_path / "ws")).resolved()
+    data = prepare_data(DataConfig(corpus=None, max_rows=150, text_column="review", label_column="sentiment"), ws)
+    tokenizer = load_tokenizer(train_tokenizer(TokenizerConfig(vocab_size=3000), data, ws))
+    reference = load_reference(data.uri)
+    clf = _random_classifier(tokenizer, data.labels, tmp_path / "model")
+    seen = set(pd.concat(reference.values())["text"])
+    reviews = pd.read_csv(Path(ws.root, "demo", "reviews.csv"))
+    unseen = reviews[~reviews["review"].isin(seen)].sample(300, random_state=0)
+    window = pd.DataFrame({"text": unseen["review"].tolist(), "true_label": None})
+
+    about = ReportAbout(model_name="m", model_version="7", window={"uri": "demo:reviews"}, reference_uri=data.uri)
+    report = detect_drift(MonitorConfig(), reference, window, clf, tmp_path / "reports", "7", about)
+    oov = next(s for s in report.signals if s.name == "oov_words_pct")
+    assert not oov.fired, oov
+
+    # Each report says what it compares: model and version, window, reference; shares where sizes differ.
+    html = (tmp_path / "reports" / "inputs.html").read_text()
+    assert "Input drift of m v7" in html and "300 rows from `demo:reviews`" in html and data.uri in html
+    assert "Model drift of m v7" in (tmp_path / "reports" / "model.html").read_text()
+    assert "distributions show the percent of each side" in html
+
+
 # ---------------------------------------------------------------- the flow against a registered champion
 
 
@@ -106,7 +158,7 @@ class Setup:
 def _log_window(setup: Setup, window: pd.DataFrame, start: datetime) -> None:
     """Serve `window` with the champion and write what serving would write (with the true labels)."""
     from models.classifier import TextClassifier
-    from tasks.monitor import find_champion
+    from tasks.monitoring.champion import find_champion
 
     clf = TextClassifier(find_champion(setup.tracking, setup.name).model_dir)
     probs = clf.predict_proba(window["text"].tolist())
@@ -277,7 +329,7 @@ def test_cli_prints_the_verdict_and_fails_with_the_error(setup, tmp_path):
 @pytest.mark.slow
 def test_monitor_with_retrain_on_drift_closes_the_loop(setup):
     """What `zero2one monitor --retrain-on-drift` does where no automation reacts to the event."""
-    from tasks.monitor import find_champion
+    from tasks.monitoring.champion import find_champion
 
     champion = find_champion(setup.tracking, setup.name)
     config = setup.config.model_copy(update={"finetune": setup.config.finetune.model_copy(update={"epochs": 1})})

@@ -20,7 +20,7 @@ from flows.config import load_config
 from flows.pipeline import pipeline
 from serving.app import create_app
 from serving.config import ServeConfig
-from tasks.monitor import WindowSource
+from tasks.monitoring.windows import WindowSource
 from tasks.prediction_log import is_prediction_log, read_window
 from tests.conftest import FAST, ROOT
 
