@@ -21,6 +21,7 @@ from tasks.monitoring.champion import Champion, find_champion
 from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
 from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import RetryPolicy, stage_task
+from tasks.recipes import choose_recipe
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
 
@@ -54,6 +55,8 @@ def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, 
         raw["data"]["corpus"] = None  # only pretraining reads it
         raw["pretrain"]["enabled"] = False
         raw["finetune"]["base_model"] = champion.checkpoint_uri or champion.model_dir
+        # The champion's checkpoint is trained further with the recipe it was made with, not the pretrained one.
+        raw["finetune"]["recipe"] = choose_recipe(base.finetune)[0]
         raw["tokenizer"]["pretrained"] = None  # the checkpoint's own tokenizer
     return validate(raw, source="retrain config")
 

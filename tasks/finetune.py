@@ -1,10 +1,13 @@
 """Stage 4, finetune: sequence classification on the pretrained encoder with the Trainer.
 
-Dynamic padding (`DataCollatorWithPadding`) and length-grouped batches keep padding short;
-early stopping watches the validation metric and the best epoch is kept. `method: lora` trains
-low-rank adapters through `peft` and merges them into the weights at the end, so what is saved
-is always a plain Hugging Face classifier. A retried task resumes from the newest checkpoint.
-With `nproc_per_node > 1` the Trainer loop runs data-parallel under torchrun (`tasks/distributed.py`).
+Hyperparameters the config leaves unset come from a recipe (`tasks/recipes.py`): `pretrained` for a checkpoint
+named by `base_model`, `from-scratch` for the encoder the pretrain stage trained; `max_length` defaults to the
+99th percentile of the training texts' token lengths. Dynamic padding (`DataCollatorWithPadding`) and
+length-grouped batches keep padding short; early stopping watches the validation metric and the best
+evaluation is kept. `method: lora` trains low-rank adapters through `peft` and merges them into the weights
+at the end, so what is saved is always a plain Hugging Face classifier. A retried task resumes from the
+newest checkpoint. With `nproc_per_node > 1` the Trainer loop runs data-parallel under torchrun
+(`tasks/distributed.py`).
 """
 
 from __future__ import annotations
@@ -22,40 +25,65 @@ from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
 from models.lora import LoraSettings, apply_lora, merge_lora
 from tasks import reporting
+from tasks.checkpoints import local_checkpoint
 from tasks.data import PreparedData, load_splits
 from tasks.errors import PipelineInputError
 from tasks.faults import maybe_fail, step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.orchestration import RetryPolicy
 from tasks.pretrain import EncoderArtifact
-from tasks.storage import materialize, publish_dir
+from tasks.recipes import FinetuneOptim, FinetunePlan, model_limit, plan_finetune, resolve_max_length
+from tasks.storage import publish_dir
 from tasks.tokenizer import TokenizerArtifact, load_tokenizer
 from tasks.tracking import Tracking, flow_run_id
 from tasks.training import (
-    OptimConfig,
     check_divisible,
     last_checkpoint,
     report_stage,
     training_arguments,
     training_run,
 )
-from tasks.workspace import Workspace, is_remote
+from tasks.workspace import Workspace
 
 
 class FinetuneConfig(BaseModel):
-    """Fine-tune a classifier. The encoder is the pretraining output unless `base_model` is set."""
+    """Fine-tune a classifier. The encoder is the pretraining output unless `base_model` is set.
+
+    Settings left unset (null) come from the recipe (`tasks/recipes.py`); a value set in a preset or with `--set`
+    always wins over the recipe.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    base_model: str | None = Field(None, description="Local checkpoint or hub name; default: the pretrained encoder.")
+    base_model: str | None = Field(
+        None,
+        description="Checkpoint to fine-tune: a folder, a hub name, or pkg:<module> (one shipped in an installed "
+        "Python package); default: the pretrained encoder.",
+    )
+    recipe: Literal["auto", "pretrained", "from-scratch"] = Field(
+        "auto",
+        description="Where unset settings come from: pretrained (lr 3e-5, 6% warmup, 3 epochs) or from-scratch "
+        "(lr 5e-4, 20 warmup steps, 6 epochs); auto: pretrained when base_model is set.",
+    )
     method: Literal["full", "lora"] = "full"
-    epochs: float = Field(4, gt=0)
-    max_length: int | None = Field(None, gt=0, description="Truncate texts to this many tokens (default: model max).")
+    epochs: float | None = Field(None, gt=0, description="Passes over the training data; unset: the recipe's.")
+    max_length: int | None = Field(
+        None,
+        gt=0,
+        description="Truncate texts to this many tokens; unset: the 99th percentile of the training texts' token "
+        "lengths. Capped by the model's limit either way.",
+    )
+    eval_steps: int | None = Field(
+        None,
+        gt=0,
+        description="Evaluate, checkpoint and check early stopping every N steps; unset: every epoch, or every "
+        "500 steps with the pretrained recipe when an epoch is longer.",
+    )
     group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     early_stopping_patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     lora: LoraSettings = LoraSettings()
-    optim: OptimConfig = OptimConfig(batch_size=32, learning_rate=5e-4, warmup_steps=10)
+    optim: FinetuneOptim = FinetuneOptim(batch_size=32)
     nproc_per_node: int = Field(
         1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
     )
@@ -71,6 +99,7 @@ class FinetunedModel(BaseModel):
     uri: str
     base_model: str
     method: str
+    recipe: str = Field("unknown", description="The recipe that filled the unset settings (tasks/recipes.py).")
     labels: list[str]
     global_step: int
     resumed_from_step: int
@@ -110,44 +139,60 @@ class TrainedClassifier(BaseModel):
     best_metric: float
     parameters: int
     processes: int  # that really trained together (data-parallel)
+    plan: FinetunePlan
+
+
+def _arguments(job: FinetuneJob, plan: FinetunePlan):
+    """Trainer arguments from the plan: evaluation, checkpoints and early stopping per epoch or every N steps."""
+    if plan.eval_steps:
+        schedule = {f"{what}_strategy": "steps" for what in ("eval", "save", "logging")}
+        schedule |= {f"{what}_steps": plan.eval_steps for what in ("eval", "save", "logging")}
+    else:
+        schedule = {f"{what}_strategy": "epoch" for what in ("eval", "save", "logging")}
+    return training_arguments(
+        Path(job.workdir),
+        plan.optim,
+        job.cfg.nproc_per_node,
+        num_train_epochs=plan.epochs,
+        load_best_model_at_end=True,
+        metric_for_best_model=job.cfg.metric,
+        greater_is_better=True,
+        train_sampling_strategy="group_by_length" if job.cfg.group_by_length else "random",
+        **schedule,
+    )
+
+
+def _load_model(job: FinetuneJob, tok):
+    """The classifier on the base checkpoint, refused early when the tokenizer does not fit it."""
+    try:
+        model = build_classifier(job.base, job.data.labels)
+    except OSError as e:
+        raise PipelineInputError(f"finetune base model '{job.base}' could not be loaded: {e}") from e
+    if len(tok) > model.config.vocab_size:
+        raise PipelineInputError(
+            f"tokenizer ({len(tok)} tokens, {job.tokenizer.uri}) does not match model '{job.base}' "
+            f"({model.config.vocab_size} embeddings); use the model's own tokenizer"
+        )
+    return apply_lora(model, job.cfg.lora) if job.cfg.method == "lora" else model
 
 
 def train_classifier(job: FinetuneJob) -> TrainedClassifier:
     """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
-    cfg, base = job.cfg, job.base
+    cfg = job.cfg
     set_seed(cfg.optim.seed)  # the new head's initial weights must not depend on what ran before in this process
     tok = load_tokenizer(job.tokenizer)
-    try:
-        model = build_classifier(base, job.data.labels)
-    except OSError as e:
-        raise PipelineInputError(f"finetune base model '{base}' could not be loaded: {e}") from e
-    if len(tok) > model.config.vocab_size:
-        raise PipelineInputError(
-            f"tokenizer ({len(tok)} tokens, {job.tokenizer.uri}) does not match model '{base}' "
-            f"({model.config.vocab_size} embeddings); use the model's own tokenizer"
-        )
-    if cfg.method == "lora":
-        model = apply_lora(model, cfg.lora)
-    max_length = min(cfg.max_length or 10**9, model.config.max_position_embeddings)
-    args = training_arguments(
-        Path(job.workdir),
-        cfg.optim,
-        cfg.nproc_per_node,
-        num_train_epochs=cfg.epochs,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
-        load_best_model_at_end=True,
-        metric_for_best_model=cfg.metric,
-        greater_is_better=True,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-    )
+    model = _load_model(job, tok)
+    raw = load_splits(job.data)
+    train_texts = list(raw["train"]["text"])
+    max_length = resolve_max_length(cfg.max_length, tok, train_texts, model_limit(model.config, tok))
+    plan = plan_finetune(cfg, len(train_texts), max_length)
+    args = _arguments(job, plan)
     with args.main_process_first(desc="tokenizing"):  # one process tokenizes, the others read its cache
-        splits = load_splits(job.data).map(
+        splits = raw.map(
             _tokenize,
             batched=True,
             remove_columns=["text"],
-            fn_kwargs={"tok": tok, "max_length": max_length},
+            fn_kwargs={"tok": tok, "max_length": plan.max_length},
             desc="tokenizing",
         )
     splits = splits.rename_column("label", "labels")
@@ -165,15 +210,17 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
         callbacks=callbacks,
     )
     if trainer.is_world_process_zero():
-        reporting.logger().info(
+        log = reporting.logger()
+        log.info(
             "fine-tuning (%s) %s on %s: %d train / %d validation texts%s",
             cfg.method,
-            base,
+            job.base,
             describe_device(cfg.nproc_per_node),
             len(splits["train"]),
             len(splits["validation"]),
             f", resuming from step {job.resume_step}" if job.resume else "",
         )
+        log.info("%s", plan.describe())
     trainer.train(resume_from_checkpoint=job.resume)
     best = trainer.evaluate()
     final = merge_lora(trainer.model) if cfg.method == "lora" else trainer.model
@@ -186,6 +233,7 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
         best_metric=best[f"eval_{cfg.metric}"],
         parameters=count_parameters(final),
         processes=trainer.accelerator.num_processes,
+        plan=plan,
     )
 
 
@@ -209,7 +257,7 @@ def finetune(
         cfg=cfg,
         data=data,
         tokenizer=tokenizer,
-        base=str(materialize(base)) if is_remote(base) else base,
+        base=local_checkpoint(base),
         workdir=str(workdir),
         resume=resume,
         resume_step=resume_step,
@@ -219,11 +267,14 @@ def finetune(
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
     params = {"method": cfg.method}
     with training_run("finetune", train_classifier, job, tracking, parent_run_id, tags, params) as (trained, run_id):
+        plan = trained.plan
+        mlflow.log_params({"recipe": plan.recipe, "recipe_max_length": plan.max_length})
         mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
     uri = publish_dir(workdir / "model", ws.uri("finetune", key, "model"))
     report_stage(
         "finetune",
-        f"# Fine-tuning ({cfg.method})\n\n{trained.parameters / 1e6:.2f}M parameters, "
+        f"# Fine-tuning ({cfg.method}, recipe {plan.recipe})\n\n{plan.describe()}\n\n"
+        f"{trained.parameters / 1e6:.2f}M parameters, "
         f"{trained.global_step} steps; best validation {cfg.metric} {trained.best_metric:.4f}\n\nModel: `{uri}`  \n",
         tracking,
         run_id,
@@ -232,6 +283,7 @@ def finetune(
         uri=uri,
         base_model=base,
         method=cfg.method,
+        recipe=plan.recipe,
         labels=data.labels,
         global_step=trained.global_step,
         resumed_from_step=resume_step,

@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from tasks import reporting
+from tasks.checkpoints import local_checkpoint
 from tasks.data import PreparedData, load_corpus
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
@@ -75,7 +76,7 @@ def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> 
     uri = ws.uri("tokenizers", hash_json(cfg, data.fingerprint))
     if cfg.pretrained:
         try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained)
+            tokenizer = AutoTokenizer.from_pretrained(local_checkpoint(cfg.pretrained))
         except (OSError, ValueError) as e:
             raise PipelineInputError(f"tokenizer.pretrained='{cfg.pretrained}' could not be loaded: {e}") from e
     else:

