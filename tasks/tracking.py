@@ -15,6 +15,7 @@ import mlflow
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.orphans import mark_orphans, process_tags
 from tasks.workspace import Workspace
 
 
@@ -127,7 +128,7 @@ def stage_run(
 ) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run for one attempt of one stage, nested under the pipeline's run."""
     tracking.activate()
-    all_tags = {"zero2one.stage": stage, **(tags or {})}
+    all_tags = {"zero2one.stage": stage, **process_tags(), **(tags or {})}
     if run_id := flow_run_id():
         all_tags["prefect.flow_run_id"] = run_id
     if parent_run_id:
@@ -142,7 +143,8 @@ def open_pipeline_run(tracking: Tracking, run_name: str, params: dict, tags: dic
     """The parent MLflow run of one flow run; stage runs nest under it."""
     experiment_id = tracking.activate()
     client = tracking.client()
-    all_tags = {"zero2one.stage": "pipeline", **tags}
+    mark_orphans(client, experiment_id)  # runs a killed process left RUNNING
+    all_tags = {"zero2one.stage": "pipeline", **process_tags(), **tags}
     if run_id := flow_run_id():
         all_tags["prefect.flow_run_id"] = run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
