@@ -95,8 +95,33 @@ class TrainedEncoder(BaseModel):
     train_seconds: float
 
 
-def train_encoder(job: PretrainJob) -> TrainedEncoder:
-    """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
+class _TiedWeightsTrainer(Trainer):
+    """The Trainer, without a false alarm when it resumes a model with tied weights.
+
+    A checkpoint stores a tied tensor once: `cls.predictions.decoder.weight` is the word-embedding matrix and
+    `cls.predictions.decoder.bias` is `cls.predictions.bias`. Loading the checkpoint fills the tensor and so both
+    names, but the Trainer still reports the aliases as missing keys, "newly initialized" (transformers#27972;
+    the state dict after resume equals the checkpoint's, see tests/test_lifecycle.py). Keys restored through a tie
+    are dropped from that report; any other missing key still warns.
+    """
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        restored = _restored_through_tie(self.model, load_result.missing_keys)
+        missing = [key for key in load_result.missing_keys if key not in restored]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
+
+def _restored_through_tie(model, missing: list[str]) -> set[str]:
+    """Missing names whose parameter is shared with a name that was loaded."""
+    names_of: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(param), []).append(name)
+    missing_set = set(missing)
+    return {name for names in names_of.values() if set(names) - missing_set for name in names if name in missing_set}
+
+
+def build_trainer(job: PretrainJob) -> Trainer:
+    """The model (new, or from `init_from`), the tokenized corpus and the Trainer that pretrains it."""
     cfg = job.cfg
     set_seed(cfg.optim.seed)  # the new model's initial weights must not depend on what ran before in this process
     tok = load_tokenizer(job.tokenizer)
@@ -130,7 +155,7 @@ def train_encoder(job: PretrainJob) -> TrainedEncoder:
             _tokenize, batched=True, remove_columns=["text", "label"], fn_kwargs=kwargs, desc="tokenizing validation"
         )
     callbacks = [cb for cb in [step_fault_callback("pretrain", Path(job.faults_dir))] if cb]
-    trainer = Trainer(
+    return _TiedWeightsTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -139,12 +164,17 @@ def train_encoder(job: PretrainJob) -> TrainedEncoder:
         data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=cfg.mlm_probability),
         callbacks=callbacks,
     )
+
+
+def train_encoder(job: PretrainJob) -> TrainedEncoder:
+    """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
+    trainer = build_trainer(job)
     if trainer.is_world_process_zero():
         reporting.logger().info(
             "pretraining a %.2fM-parameter encoder on %s for %d steps%s",
-            count_parameters(model) / 1e6,
-            describe_device(cfg.nproc_per_node),
-            cfg.max_steps,
+            count_parameters(trainer.model) / 1e6,
+            describe_device(job.cfg.nproc_per_node),
+            job.cfg.max_steps,
             f", resuming from step {job.resume_step}" if job.resume else "",
         )
     train_output = trainer.train(resume_from_checkpoint=job.resume)
@@ -153,7 +183,7 @@ def train_encoder(job: PretrainJob) -> TrainedEncoder:
     return TrainedEncoder(
         global_step=trainer.state.global_step,
         eval_loss=metrics["eval_loss"],
-        parameters=count_parameters(model),
+        parameters=count_parameters(trainer.model),
         processes=trainer.accelerator.num_processes,
         train_seconds=train_output.metrics["train_runtime"],
     )

@@ -5,11 +5,17 @@ Each test starts real processes (the way two `zero2one run` or a `kill -9` happe
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +73,134 @@ def test_processes_creating_a_new_tracking_store_together_all_succeed(tmp_path):
     from mlflow import MlflowClient
 
     assert len(MlflowClient(f"sqlite:///{ws / 'mlflow.db'}").search_experiments(filter_string="name='zero2one'")) == 1
+
+
+def _running_stages(tracking) -> dict[str, object]:
+    runs = tracking.client().search_runs(
+        [tracking.activate()], filter_string="attributes.status = 'RUNNING'", max_results=100
+    )
+    return {run.data.tags.get("zero2one.stage"): run for run in runs}
+
+
+@pytest.mark.slow
+def test_the_next_run_marks_the_runs_of_a_killed_process(prefect_server, workspace):
+    """`kill -9` during pretraining, then the next pipeline run's first step: the dead process's runs are closed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.config import load_config
+    from tasks.orphans import ORPHANED
+    from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run
+
+    sets = [f"workspace.root={workspace}", *FAST, "pretrain.max_steps=100000", "pretrain.save_steps=100000"]
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", sets)
+    tracking = Tracking.resolve(cfg.tracking, cfg.workspace.resolved())
+    args = [arg for s in sets for arg in ("--set", s)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--config", "configs/tiny.yaml", *args],
+        cwd=ROOT,
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},  # the test's server, not an embedded one
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: (workspace / "mlflow.db").exists(), 300, "the run to create its MLflow database")
+        _wait_for(lambda: "pretrain" in _running_stages(tracking), 300, "pretraining to start")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    killed = _running_stages(tracking)
+    assert {"pipeline", "pretrain"} <= set(killed)  # what a killed run leaves behind: RUNNING forever
+
+    new_run = open_pipeline_run(tracking, "pipeline", {}, {})  # what the next run does first
+    close_pipeline_run(tracking, new_run, ok=True)
+
+    client = tracking.client()
+    for stage in ("pipeline", "pretrain"):
+        run = client.get_run(killed[stage].info.run_id)
+        assert run.info.status == "KILLED"
+        assert f"process {proc.pid} on " in run.data.tags[ORPHANED]
+    assert client.get_run(new_run).info.status == "FINISHED"  # a live run is left alone
+    flow_run_id = killed["pipeline"].data.tags["prefect.flow_run_id"]
+    with get_client(sync_client=True) as prefect:
+        assert prefect.read_flow_run(flow_run_id).state_type == StateType.CRASHED
+        only_it = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        tasks = {t.name.rsplit("-", 1)[0]: t.state_type for t in prefect.read_task_runs(flow_run_filter=only_it)}
+    assert tasks.get("pretrain") == StateType.CRASHED, tasks
+    assert StateType.RUNNING not in tasks.values()
+
+
+def test_resumed_pretraining_starts_from_the_checkpoint_state(workspace, faults):
+    """After a failure at the step-3 checkpoint, the resumed model is that checkpoint: weights, bias, ties."""
+    import logging
+
+    import mlflow
+    import torch
+    from transformers import AutoModelForMaskedLM, TrainerCallback
+
+    from flows.config import load_config
+    from tasks.data import prepare_data
+    from tasks.faults import InjectedFault
+    from tasks.pretrain import PretrainJob, build_trainer, train_encoder
+    from tasks.tokenizer import train_tokenizer
+    from tasks.tracking import Tracking
+    from tasks.training import last_checkpoint
+
+    cfg = load_config(
+        ROOT / "configs" / "tiny.yaml",
+        [
+            f"workspace.root={workspace}",
+            "data.max_rows=300",
+            "tokenizer.vocab_size=500",
+            "pretrain.max_steps=4",
+            "pretrain.save_steps=3",
+            "pretrain.optim.batch_size=16",
+            "pretrain.optim.warmup_steps=1",
+        ],
+    )
+    ws = cfg.workspace.resolved()
+    Tracking.resolve(cfg.tracking, ws).activate()  # where the Trainer's MLflow callback logs
+    data = prepare_data(cfg.data, ws)
+    workdir = ws.local_dir("pretrain", "resume-test")
+    job = PretrainJob(
+        cfg=cfg.pretrain,
+        data=data,
+        tokenizer=train_tokenizer(cfg.tokenizer, data, ws),
+        workdir=str(workdir),
+        resume=None,
+        resume_step=0,
+        faults_dir=str(ws.local_dir("faults")),
+    )
+    faults("pretrain@step=3")
+    with pytest.raises(InjectedFault):
+        train_encoder(job)
+    checkpoint, step = last_checkpoint(workdir)
+    assert step == 3
+
+    class AtResume(TrainerCallback):  # the model as training continues: after the checkpoint was loaded
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            head, emb = model.cls.predictions, model.bert.embeddings.word_embeddings
+            self.tied = head.decoder.weight is emb.weight and head.decoder.bias is head.bias
+
+    at_resume, warnings = AtResume(), []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("transformers.trainer").addHandler(handler)
+    try:
+        trainer = build_trainer(job.model_copy(update={"resume": checkpoint, "resume_step": step}))
+        trainer.add_callback(at_resume)
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        logging.getLogger("transformers.trainer").removeHandler(handler)
+        mlflow.end_run()  # the Trainer's callback run, left open by the injected failure
+
+    saved = AutoModelForMaskedLM.from_pretrained(checkpoint).state_dict()
+    assert set(at_resume.state) == set(saved)
+    different = [k for k, v in saved.items() if not torch.equal(at_resume.state[k], v)]
+    assert not different, f"differ from the checkpoint after resume: {different}"
+    assert at_resume.tied
+    assert not [w for w in warnings if "missing keys" in w], warnings  # no false "newly initialized" alarm
