@@ -4,11 +4,17 @@ Both models run side by side, in this task, on one frozen evaluation set: the ch
 split plus the newest test split, deduplicated by text (the newest label wins). A fixed set
 seen by both is the only fair comparison; each model's own test score is not.
 
-Rules (all must pass): the evaluate stage passed, the challenger reaches `min_value` on the
-frozen set, it beats the champion by `margin` (`compare: beat`) or is at most `margin` worse
-(`compare: not_worse`), and, when the optimization stage ran, its parity check passed. The
-verdict and every rule's value and reason become tags on the model version and on its MLflow
-run, and a Prefect markdown artifact. The gate moves no alias: `tasks/promotion.py` does.
+Rules (all must pass): the evaluate stage passed; on the frozen set the challenger reaches
+`min_value` and beats the TF-IDF + logistic regression baseline by `baseline_margin` (the same
+rules as the evaluate verdict, `tasks/quality.py`); it beats the champion by `margin`
+(`compare: beat`) or is at most `margin` worse (`compare: not_worse`); it is not worse than the
+champion on the newest test rows alone (after drift: the labeled window's held-out rows); and,
+when the optimization stage ran, its parity check passed. The verdict and every rule's value and
+reason become tags on the model version and on its MLflow run, and a Prefect markdown artifact.
+
+Where the baseline beats the challenger, it is registered as a version of its own (tagged
+`zero2one.kind=baseline`, with its own verdict on the same rows), never promoted automatically:
+`zero2one promote` ships it in one command. The gate moves no alias: `tasks/promotion.py` does.
 """
 
 from __future__ import annotations
@@ -23,46 +29,66 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.classifier import TextClassifier
 from tasks import reporting
+from tasks.baseline import load_baseline
 from tasks.data import PreparedData
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvalReport, Scores, score
 from tasks.fingerprint import hash_json
+from tasks.gate_rules import champion_rule, evaluation_rule, newest_rule, parity_rule
 from tasks.orchestration import RetryPolicy
-from tasks.register import RegisteredModel
-from tasks.storage import materialize, publish_dir
+from tasks.quality import QualityBar, RuleResult, baseline_rule, min_rule
+from tasks.register import RegisteredModel, load_predictor, register_baseline
+from tasks.storage import publish_dir
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace, exists, join
 
 CHAMPION = "champion"
 VERDICT_TAG = "zero2one.gate.verdict"
+__all__ = ["CHAMPION", "VERDICT_TAG", "GateConfig", "GateVerdict", "RuleResult", "gate"]
 
 
 class GateConfig(BaseModel):
-    """When a challenger may replace the champion. Defaults: any model that evaluates fine and is not worse."""
+    """When a challenger may replace the champion. Defaults: a model that beats TF-IDF and is not worse."""
 
     model_config = ConfigDict(extra="forbid")
 
     metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The number the rules compare.")
     min_value: float = Field(0.0, ge=0, le=1, description="The challenger must reach this on the frozen set.")
+    baseline_rule: bool = Field(
+        True, description="Refuse a challenger that does not beat the TF-IDF baseline on the frozen set."
+    )
+    baseline_margin: float = Field(0.0, ge=0, le=1, description="How much the challenger must beat the baseline by.")
+    baseline_rule_off_reason: str | None = Field(
+        None, description="Required with baseline_rule=false: why; recorded in the verdict and the tags."
+    )
     compare: Literal["beat", "not_worse"] = Field(
         "not_worse",
         description="beat: challenger >= champion + margin; not_worse: challenger >= champion - margin.",
     )
     margin: float = Field(0.0, ge=0, le=1, description="Required gain (beat) or allowed loss (not_worse).")
+    newest_rule: bool = Field(
+        True, description="The challenger must not be worse than the champion on the newest test rows alone."
+    )
+    newest_margin: float = Field(0.0, ge=0, le=1, description="Allowed loss on the newest rows.")
+    newest_min_rows: int = Field(20, ge=1, description="Fewer newest rows than this: too few to compare.")
+    register_baseline: bool = Field(
+        True, description="Register the TF-IDF baseline as a candidate version where it beats the challenger."
+    )
     promote: bool = Field(True, description="Move `champion` to a version that passes; false: only record it.")
     batch_size: int = Field(64, gt=0)
     retry: RetryPolicy = RetryPolicy(retries=1)
 
+    @model_validator(mode="after")
+    def _quality_is_valid(self) -> GateConfig:
+        self.quality()  # baseline_rule=false needs a reason
+        return self
 
-class RuleResult(BaseModel):
-    name: str
-    passed: bool
-    value: str
-    reason: str
+    def quality(self) -> QualityBar:
+        """The absolute rules, as the evaluate stage applies them too."""
+        return QualityBar(**self.model_dump(include=set(QualityBar.model_fields)))
 
 
 class GateVerdict(BaseModel):
@@ -76,6 +102,8 @@ class GateVerdict(BaseModel):
     metric: str
     challenger: Scores
     champion: Scores | None
+    baseline: Scores | None = None
+    baseline_version: str | None = None
     eval_size: int
     eval_sources: dict[str, int]
     eval_fingerprint: str
@@ -94,11 +122,22 @@ class GateVerdict(BaseModel):
             "zero2one.gate.eval_size": str(self.eval_size),
             "zero2one.gate.run_id": self.mlflow_run_id,
         }
+        if self.baseline_version:
+            tags["zero2one.gate.baseline_version"] = self.baseline_version
         for r in self.rules:
             tags[f"zero2one.gate.{r.name}"] = "passed" if r.passed else "failed"
             tags[f"zero2one.gate.{r.name}.value"] = r.value
             tags[f"zero2one.gate.{r.name}.reason"] = r.reason
         return tags
+
+
+class _Judged(BaseModel):
+    """Predictions on the frozen set (label indices, -1 for a label the data lacks) and their scores."""
+
+    predictions: dict[str, list[int]]
+    scores: dict[str, Scores]
+    newest: dict[str, Scores]
+    newest_rows: int
 
 
 def gate(
@@ -111,59 +150,62 @@ def gate(
     parent_run_id: str | None = None,
     optimization_passed: bool | None = None,
 ) -> GateVerdict:
-    """Run the challenger and the champion on the frozen set, apply the rules, and record the verdict."""
+    """Run challenger, champion and TF-IDF baseline on the frozen set, apply the rules, and record the verdict."""
     tracking.activate()
     client = tracking.client()
-    champion = _champion(client, registered.name)
+    champion = champion_version(client, registered.name)
     if champion is not None and str(champion.version) == registered.version:
         champion = None  # a re-run of an already promoted version: nothing else to compare with
     eval_set, sources = frozen_eval_set(data, champion)
-
-    challenger_clf = TextClassifier(_model_dir(client, registered.name, registered.version, tracking))
-    challenger_scores = _score(challenger_clf, eval_set, data.labels, cfg.batch_size)
-    champion_clf = champion_scores = None
-    if champion is not None:
-        champion_clf = TextClassifier(_model_dir(client, registered.name, champion.version, tracking))
-        champion_scores = _score(champion_clf, eval_set, data.labels, cfg.batch_size)
-
-    rules = [
-        _evaluation_rule(report),
-        _min_rule(cfg, challenger_scores),
-        _champion_rule(cfg, challenger_scores, champion, champion_scores, champion_clf, data.labels),
-        _parity_rule(optimization_passed),
-    ]
+    judged, labels_differ = _judge(cfg, client, tracking, registered, champion, report, eval_set, data.labels)
+    rules = _rules(cfg, judged, report, champion, labels_differ, optimization_passed)
     fingerprint = hash_json(eval_set[["text", "label"]].values.tolist())
-    eval_uri = _freeze(eval_set, ws.uri("gate", fingerprint))
-
-    with stage_run(tracking, "gate", parent_run_id, {"zero2one.model_version": registered.version}) as run:
-        verdict = GateVerdict(
-            model=registered.name,
-            version=registered.version,
-            champion_version=str(champion.version) if champion else None,
-            passed=all(r.passed for r in rules),
-            rules=rules,
-            metric=cfg.metric,
-            challenger=challenger_scores,
-            champion=champion_scores,
-            eval_size=len(eval_set),
-            eval_sources=sources,
-            eval_fingerprint=fingerprint,
-            eval_uri=eval_uri,
-            mlflow_run_id=run.info.run_id,
+    verdict = GateVerdict(
+        model=registered.name,
+        version=registered.version,
+        champion_version=str(champion.version) if champion else None,
+        passed=all(r.passed for r in rules),
+        rules=rules,
+        metric=cfg.metric,
+        challenger=judged.scores["challenger"],
+        champion=judged.scores.get("champion"),
+        baseline=judged.scores.get("baseline"),
+        eval_size=len(eval_set),
+        eval_sources=sources,
+        eval_fingerprint=fingerprint,
+        eval_uri=_freeze(eval_set, ws.uri("gate", fingerprint)),
+        mlflow_run_id="",
+    )
+    if _baseline_wins(cfg, rules, report):
+        verdict.baseline_version = _register_baseline(
+            cfg, data, report, verdict, judged, champion, labels_differ, tracking
         )
-        metrics = {f"challenger_{cfg.metric}": getattr(challenger_scores, cfg.metric)}
-        if champion_scores:
-            metrics[f"champion_{cfg.metric}"] = getattr(champion_scores, cfg.metric)
-        mlflow.log_metrics(metrics)
+    with stage_run(tracking, "gate", parent_run_id, {"zero2one.model_version": registered.version}) as run:
+        verdict.mlflow_run_id = run.info.run_id
+        mlflow.log_metrics({f"{who}_{cfg.metric}": getattr(s, cfg.metric) for who, s in judged.scores.items()})
         mlflow.set_tags(verdict.tags())
         mlflow.log_dict(verdict.model_dump(mode="json"), "gate/verdict.json")
     # On the version and on the run that logged it: whoever looks at the model sees why.
-    for key, value in verdict.tags().items():
-        client.set_model_version_tag(registered.name, registered.version, key, value)
-        client.set_tag(registered.run_id, key, value)
-    client.log_metric(registered.run_id, f"gate_{cfg.metric}", getattr(challenger_scores, cfg.metric))
+    _tag_version(client, registered, verdict.tags())
+    client.log_metric(registered.run_id, f"gate_{cfg.metric}", getattr(verdict.challenger, cfg.metric))
     _report(verdict, report)
     return verdict
+
+
+def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The version `champion` points at; None only when the model or the alias does not exist.
+
+    Any other registry error (unreachable server, broken store) raises, so the task fails and is
+    retried: treating an outage as "no champion" would let a worse model skip the champion rule.
+    """
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = model.aliases.get(CHAMPION)
+    return client.get_model_version(name, version) if version is not None else None
 
 
 def failed_reasons(tags: dict[str, str]) -> list[str]:
@@ -174,8 +216,11 @@ def failed_reasons(tags: dict[str, str]) -> list[str]:
 
 
 def frozen_eval_set(data: PreparedData, champion: ModelVersion | None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The champion's test split plus the newest one, deduplicated by text: rows both models are judged on."""
-    newest = _test_frame(data.splits_uri)
+    """The champion's test split plus the newest one, deduplicated by text: rows both models are judged on.
+
+    Column `newest` marks the rows that are not in the champion's test split (all rows without a champion).
+    """
+    newest = _test_frame(data.splits_uri).assign(newest=True)
     if champion is None:
         return newest, {"newest_test": len(newest)}
     data_uri = champion.tags.get("zero2one.data_uri")
@@ -186,9 +231,15 @@ def frozen_eval_set(data: PreparedData, champion: ModelVersion | None) -> tuple[
             "zero2one promote --force --reason ..."
         )
     old = _test_frame(join(data_uri, "splits"))
-    both = pd.concat([old, newest], ignore_index=True).drop_duplicates("text", keep="last")
+    newest["newest"] = ~newest["text"].isin(set(old["text"]))
+    both = pd.concat([old.assign(newest=False), newest], ignore_index=True).drop_duplicates("text", keep="last")
     both = both[both["label"].isin(data.labels)].reset_index(drop=True)
-    sources = {"champion_test": len(old), "newest_test": len(newest), "frozen": len(both)}
+    sources = {
+        "champion_test": len(old),
+        "newest_test": len(newest),
+        "new_since_champion": int(both["newest"].sum()),
+        "frozen": len(both),
+    }
     return both, sources
 
 
@@ -207,95 +258,134 @@ def _freeze(eval_set: pd.DataFrame, uri: str) -> str:
     return uri
 
 
-def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-
-
-def _model_dir(client: MlflowClient, name: str, version: str, tracking: Tracking) -> Path:
-    """The checkpoint the version was made from; if it is gone, the weights inside the registered artifact."""
-    checkpoint = client.get_model_version(name, version).tags.get("zero2one.checkpoint_uri")
-    if checkpoint and exists(join(checkpoint, "config.json")):
-        return materialize(checkpoint)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking.uri, registry_uri=tracking.uri
-    )
-    return Path(local, "artifacts", "model")
-
-
-def _score(clf: TextClassifier, eval_set: pd.DataFrame, labels: list[str], batch_size: int) -> Scores:
-    """Predicted label names mapped onto the data's labels; a label the data lacks counts as wrong."""
-    predicted = clf.predict(eval_set["text"].tolist(), batch_size=batch_size)
-    y_pred = [labels.index(p) if p in labels else -1 for p in predicted]
-    return score([labels.index(t) for t in eval_set["label"]], y_pred, labels)
-
-
-def _evaluation_rule(report: EvalReport) -> RuleResult:
-    reason = "; ".join(report.reasons) if report.reasons else "beats the majority class on its test split"
-    value = "passed" if report.passed else "failed"
-    return RuleResult(name="evaluation", passed=report.passed, value=value, reason=reason)
-
-
-def _min_rule(cfg: GateConfig, challenger: Scores) -> RuleResult:
-    value = getattr(challenger, cfg.metric)
-    ok = value >= cfg.min_value
-    return RuleResult(
-        name=f"min_{cfg.metric}",
-        passed=ok,
-        value=f"{value:.4f}",
-        reason=f"{cfg.metric} {value:.4f} {'>=' if ok else '<'} gate.min_value={cfg.min_value}",
-    )
-
-
-def _champion_rule(
+def _judge(
     cfg: GateConfig,
-    challenger: Scores,
+    client: MlflowClient,
+    tracking: Tracking,
+    registered: RegisteredModel,
     champion: ModelVersion | None,
-    champion_scores: Scores | None,
-    champion_clf: TextClassifier | None,
+    report: EvalReport,
+    eval_set: pd.DataFrame,
     labels: list[str],
-) -> RuleResult:
-    if champion is None or champion_scores is None or champion_clf is None:
-        return RuleResult(name="champion", passed=True, value="none", reason="no champion to compare with")
-    if sorted(champion_clf.labels) != sorted(labels):
-        return RuleResult(
-            name="champion",
-            passed=False,
-            value="labels differ",
-            reason=f"champion v{champion.version} predicts {champion_clf.labels}, the challenger {labels}",
+) -> tuple[_Judged, str | None]:
+    """Every model on the frozen set and on its newest rows alone; and why the champion's labels differ, if so."""
+    predictors = {"challenger": load_predictor(client, registered.name, registered.version, tracking)}
+    if champion is not None:
+        predictors["champion"] = load_predictor(client, registered.name, str(champion.version), tracking)
+    if report.baseline is not None:  # the very model the evaluate stage scored (and serving would serve)
+        predictors["baseline"] = load_baseline(report.baseline)
+    labels_differ = None
+    if champion is not None and sorted(predictors["champion"].labels) != sorted(labels):
+        labels_differ = (
+            f"champion v{champion.version} predicts {predictors['champion'].labels}, the challenger {labels}"
         )
-    new, old = getattr(challenger, cfg.metric), getattr(champion_scores, cfg.metric)
-    needed = old + cfg.margin if cfg.compare == "beat" else old - cfg.margin
-    ok = new >= needed - 1e-12
-    rule = f"gate.compare={cfg.compare}, gate.margin={cfg.margin}: needs >= {needed:.4f}"
-    return RuleResult(
-        name="champion",
-        passed=ok,
-        value=f"{new:.4f} vs {old:.4f}",
-        reason=f"{cfg.metric} {new:.4f} vs champion v{champion.version} {old:.4f} ({new - old:+.4f}); {rule}",
+    texts = eval_set["text"].tolist()
+    y_true = [labels.index(t) for t in eval_set["label"]]
+    # A predicted label the data lacks counts as wrong (-1 matches no class).
+    predictions = {
+        who: [labels.index(p) if p in labels else -1 for p in predictor.predict(texts, batch_size=cfg.batch_size)]
+        for who, predictor in predictors.items()
+    }
+    new = eval_set["newest"].tolist()
+    newest_true = [y for y, keep in zip(y_true, new, strict=True) if keep]
+    judged = _Judged(
+        predictions=predictions,
+        scores={who: score(y_true, p, labels) for who, p in predictions.items()},
+        newest={
+            who: score(newest_true, [y for y, keep in zip(p, new, strict=True) if keep], labels)
+            for who, p in predictions.items()
+        }
+        if newest_true
+        else {},
+        newest_rows=len(newest_true),
     )
+    return judged, labels_differ
 
 
-def _parity_rule(optimization_passed: bool | None) -> RuleResult:
-    if optimization_passed is None:
-        return RuleResult(name="parity", passed=True, value="not run", reason="the optimization stage did not run")
-    return RuleResult(
-        name="parity",
-        passed=optimization_passed,
-        value="passed" if optimization_passed else "failed",
-        reason="optimized model matches the original" if optimization_passed else "optimized model differs",
+def _rules(
+    cfg: GateConfig,
+    judged: _Judged,
+    report: EvalReport,
+    champion: ModelVersion | None,
+    labels_differ: str | None,
+    optimization_passed: bool | None,
+    who: str = "challenger",
+) -> list[RuleResult]:
+    """The rules for `who` (the challenger, or the baseline as a candidate of its own)."""
+    metric, bar = cfg.metric, cfg.quality()
+    value = getattr(judged.scores[who], metric)
+    version = str(champion.version) if champion else None
+    old = getattr(judged.scores["champion"], metric) if "champion" in judged.scores else None
+    newest = [getattr(judged.newest[w], metric) if w in judged.newest else None for w in (who, "champion")]
+    rules = [evaluation_rule(report)] if who == "challenger" else []
+    rules.append(min_rule(bar, value))
+    if who == "challenger" and "baseline" in judged.scores:
+        rules.append(baseline_rule(bar, value, getattr(judged.scores["baseline"], metric)))
+    elif who == "challenger":
+        rules.append(RuleResult(name="baseline", passed=True, value="not run", reason="no TF-IDF baseline was fitted"))
+    rules.append(champion_rule(cfg, value, old, version, labels_differ))
+    rules.append(newest_rule(cfg, *newest, judged.newest_rows, version))
+    if who == "challenger":
+        rules.append(parity_rule(optimization_passed))
+    return rules
+
+
+def _baseline_wins(cfg: GateConfig, rules: list[RuleResult], report: EvalReport) -> bool:
+    failed = any(r.name == "baseline" and not r.passed for r in rules)
+    return cfg.register_baseline and report.baseline is not None and failed
+
+
+def _register_baseline(
+    cfg: GateConfig,
+    data: PreparedData,
+    report: EvalReport,
+    challenger: GateVerdict,
+    judged: _Judged,
+    champion: ModelVersion | None,
+    labels_differ: str | None,
+    tracking: Tracking,
+) -> str:
+    """Register the baseline that beat the challenger, with its own verdict on the same rows (never promoted here)."""
+    registered = register_baseline(challenger.model, data, report, tracking)
+    rules = _rules(cfg, judged, report, champion, labels_differ, None, who="baseline")
+    verdict = challenger.model_copy(
+        update={
+            "version": registered.version,
+            "passed": all(r.passed for r in rules),
+            "rules": rules,
+            "challenger": judged.scores["baseline"],
+            "baseline": None,
+            "mlflow_run_id": registered.run_id,
+        }
     )
+    _tag_version(tracking.client(), registered, verdict.tags() | {"zero2one.gate.challenger": challenger.version})
+    title = "may be promoted" if verdict.passed else "did not pass either"
+    reporting.logger().info(
+        "the TF-IDF baseline beat v%s and is registered as %s v%s; it %s: %s",
+        challenger.version,
+        registered.name,
+        registered.version,
+        title,
+        "; ".join(verdict.reasons) or f"zero2one promote {registered.name} --version {registered.version}",
+    )
+    return registered.version
+
+
+def _tag_version(client: MlflowClient, registered: RegisteredModel, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(registered.name, registered.version, key, value)
+        client.set_tag(registered.run_id, key, value)
 
 
 def comparison_rows(verdict: GateVerdict, report: EvalReport | None = None) -> list[dict]:
-    """Challenger and champion on the frozen set; the baselines from the evaluate stage (newest test split)."""
+    """Challenger, champion and TF-IDF baseline on the frozen set; the majority class from the evaluate stage."""
     rows = [{"model": f"challenger v{verdict.version}", "set": "frozen", **_nums(verdict.challenger)}]
     if verdict.champion:
         rows.append({"model": f"champion v{verdict.champion_version}", "set": "frozen", **_nums(verdict.champion)})
+    if verdict.baseline:
+        registered = f" (registered as v{verdict.baseline_version})" if verdict.baseline_version else ""
+        rows.append({"model": f"tf-idf + logreg{registered}", "set": "frozen", **_nums(verdict.baseline)})
     if report:
-        rows.append({"model": "tf-idf + logreg", "set": "newest test", **_nums(report.tfidf_logreg)})
         rows.append({"model": "majority class", "set": "newest test", **_nums(report.majority)})
     return rows
 

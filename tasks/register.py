@@ -7,6 +7,10 @@ maps a DataFrame with a `text` column to labels and class probabilities. The ver
 (`tasks/gate.py`) and the promotion (`tasks/promotion.py`) to decide. If anything fails after the
 version was created, the version is deleted again, so the registry never holds a half-registered
 model.
+
+`register_baseline` registers the TF-IDF baseline the same way (the same pyfunc, serving its ONNX
+export through `models/baseline_onnx.py`), tagged `zero2one.kind=baseline`; the gate calls it where
+the baseline beats the challenger. `load_predictor` loads either kind for the gate.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from pydantic import BaseModel, ConfigDict, Field
 
 import models
+from models.baseline_onnx import META_FILE, BaselineClassifier
+from models.classifier import TextClassifier
 from tasks import reporting
 from tasks.data import PreparedData, load_splits
 from tasks.evaluate import EvalReport, comparison_rows
@@ -30,9 +37,10 @@ from tasks.optimize import OptimizedModel
 from tasks.orchestration import RetryPolicy
 from tasks.storage import materialize
 from tasks.tracking import Tracking, flow_run_id, stage_run
-from tasks.workspace import Workspace
+from tasks.workspace import Workspace, exists, join
 
 PYFUNC_CODE = Path(models.__file__).parent / "pyfunc_model.py"
+KIND_TAG = "zero2one.kind"  # "finetuned" or "baseline"
 
 
 class RegisterConfig(BaseModel):
@@ -67,13 +75,15 @@ def signature(labels: list[str]) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema(outputs))
 
 
-def _requirements(onnx: bool = False) -> list[str]:
+def _requirements(onnx: bool = False, baseline: bool = False) -> list[str]:
     """Pinned explicitly: MLflow's inference would load the model in a subprocess just to guess them.
 
     A version that serves ONNX never imports torch or transformers at inference time.
     """
     packages = (
-        ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")
+        ("mlflow", "onnxruntime", "scikit-learn", "pandas", "numpy")
+        if baseline
+        else ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")
         if onnx
         else ("mlflow", "torch", "transformers", "pandas", "numpy")
     )
@@ -102,6 +112,7 @@ def register(
         "zero2one.eval_run_id": report.mlflow_run_id,
         "zero2one.checkpoint_uri": model.uri,
         "zero2one.base_model": model.base_model,
+        KIND_TAG: "finetuned",
         "zero2one.eval_passed": str(report.passed).lower(),
         "zero2one.test_macro_f1": f"{report.model.macro_f1:.4f}",
         "zero2one.test_accuracy": f"{report.model.accuracy:.4f}",
@@ -156,3 +167,77 @@ def register(
         f"{cfg.model_name} v{mv.version} in MLflow",
     )
     return result
+
+
+def register_baseline(name: str, data: PreparedData, report: EvalReport, tracking: Tracking) -> RegisteredModel:
+    """The evaluate stage's TF-IDF baseline as a version of `name` (once per export: a re-run finds it again)."""
+    baseline = report.baseline
+    if baseline is None:
+        raise ValueError(f"evaluation run {report.mlflow_run_id} fitted no baseline to register")
+    client = tracking.client()
+    for mv in client.search_model_versions(f"name='{name}'"):
+        if mv.tags.get(KIND_TAG) == "baseline" and mv.tags.get("zero2one.baseline_uri") == baseline.uri:
+            return RegisteredModel(
+                name=name,
+                version=str(mv.version),
+                aliases=list(mv.aliases),
+                model_uri=f"models:/{name}/{mv.version}",
+                run_id=mv.run_id,
+                tags=dict(mv.tags),
+            )
+    tags = {
+        KIND_TAG: "baseline",
+        "zero2one.data_fingerprint": data.fingerprint,
+        "zero2one.data_uri": data.uri,
+        "zero2one.baseline_uri": baseline.uri,
+        "zero2one.baseline_C": str(baseline.c),
+        "zero2one.eval_run_id": report.mlflow_run_id,
+        "zero2one.test_macro_f1": f"{report.tfidf_logreg.macro_f1:.4f}",
+        "zero2one.test_accuracy": f"{report.tfidf_logreg.accuracy:.4f}",
+        "prefect.flow_run_id": flow_run_id() or "none",
+    }
+    example = pd.DataFrame({"text": load_splits(data)["test"]["text"][:2]})
+    with stage_run(tracking, "register-baseline", None, tags) as run:
+        mlflow.log_metrics(
+            {"test_macro_f1": report.tfidf_logreg.macro_f1, "test_accuracy": report.tfidf_logreg.accuracy}
+        )
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"baseline": str(materialize(baseline.uri))},
+            code_paths=[str(PYFUNC_CODE.parent)],
+            signature=signature(data.labels),
+            input_example=example,
+            pip_requirements=_requirements(baseline=True),
+        )
+        mv = mlflow.register_model(info.model_uri, name, tags=tags)
+    return RegisteredModel(
+        name=name,
+        version=str(mv.version),
+        aliases=[],
+        model_uri=f"models:/{name}/{mv.version}",
+        run_id=run.info.run_id,
+        tags=tags,
+    )
+
+
+def load_predictor(
+    client: MlflowClient, name: str, version: str, tracking: Tracking
+) -> TextClassifier | BaselineClassifier:
+    """A version's classifier, from the files it was made from when they are still there, else from its artifact."""
+    tags = client.get_model_version(name, version).tags
+    if tags.get(KIND_TAG) == "baseline":
+        source = tags.get("zero2one.baseline_uri")
+        if source and exists(join(source, META_FILE)):
+            return BaselineClassifier(materialize(source))
+        return BaselineClassifier(Path(_download(name, version, tracking), "artifacts", "baseline"))
+    checkpoint = tags.get("zero2one.checkpoint_uri")
+    if checkpoint and exists(join(checkpoint, "config.json")):
+        return TextClassifier(materialize(checkpoint))
+    return TextClassifier(Path(_download(name, version, tracking), "artifacts", "model"))
+
+
+def _download(name: str, version: str, tracking: Tracking) -> str:
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking.uri, registry_uri=tracking.uri
+    )

@@ -1,0 +1,83 @@
+"""The gate's relative rules: the evaluate verdict, the champion on the frozen set and on the newest rows, parity.
+
+The absolute rules (minimum, TF-IDF baseline) live in `tasks/quality.py`, shared with the evaluate
+stage. Every rule returns a `RuleResult` whose reason names the numbers it compared.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tasks.quality import METRIC_NAMES, RuleResult
+
+if TYPE_CHECKING:
+    from tasks.evaluate import EvalReport
+    from tasks.gate import GateConfig
+
+
+def evaluation_rule(report: EvalReport) -> RuleResult:
+    reason = "; ".join(report.reasons) if report.reasons else "passed every quality rule on its test split"
+    value = "passed" if report.passed else "failed"
+    return RuleResult(name="evaluation", passed=report.passed, value=value, reason=reason)
+
+
+def champion_rule(
+    cfg: GateConfig, new: float, old: float | None, champion_version: str | None, labels_differ: str | None
+) -> RuleResult:
+    """Challenger vs champion on the frozen set: `compare: beat` or `not_worse`, by `margin`."""
+    if champion_version is None or old is None:
+        return RuleResult(name="champion", passed=True, value="none", reason="no champion to compare with")
+    if labels_differ:
+        return RuleResult(name="champion", passed=False, value="labels differ", reason=labels_differ)
+    needed = old + cfg.margin if cfg.compare == "beat" else old - cfg.margin
+    ok = new >= needed - 1e-12
+    rule = f"gate.compare={cfg.compare}, gate.margin={cfg.margin}: needs >= {needed:.4f}"
+    return RuleResult(
+        name="champion",
+        passed=ok,
+        value=f"{new:.4f} vs {old:.4f}",
+        reason=f"{cfg.metric} {new:.4f} vs champion v{champion_version} {old:.4f} ({new - old:+.4f}); {rule}",
+    )
+
+
+def newest_rule(
+    cfg: GateConfig, new: float | None, old: float | None, rows: int, champion_version: str | None
+) -> RuleResult:
+    """Not worse than the champion on the newest test rows alone (those not in the champion's own test split).
+
+    After drift these are the labeled window's held-out rows: diluted in the frozen set, a model that
+    got worse on exactly the data that changed could still pass the champion rule.
+    """
+    name = "newest"
+    if not cfg.newest_rule:
+        return RuleResult(name=name, passed=True, value="off", reason="switched off (gate.newest_rule=false)")
+    if champion_version is None:
+        return RuleResult(name=name, passed=True, value="none", reason="no champion to compare with")
+    if rows < cfg.newest_min_rows or new is None or old is None:
+        return RuleResult(
+            name=name,
+            passed=True,
+            value=f"{rows} rows",
+            reason=f"{rows} test rows are new since champion v{champion_version}: fewer than "
+            f"gate.newest_min_rows={cfg.newest_min_rows}, not compared",
+        )
+    needed = old - cfg.newest_margin
+    ok = new >= needed - 1e-12
+    return RuleResult(
+        name=name,
+        passed=ok,
+        value=f"{new:.4f} vs {old:.4f}",
+        reason=f"{METRIC_NAMES[cfg.metric]} on the {rows} newest test rows {new:.4f} vs champion v{champion_version} "
+        f"{old:.4f} ({new - old:+.4f}); gate.newest_margin={cfg.newest_margin}: needs >= {needed:.4f}",
+    )
+
+
+def parity_rule(optimization_passed: bool | None) -> RuleResult:
+    if optimization_passed is None:
+        return RuleResult(name="parity", passed=True, value="not run", reason="the optimization stage did not run")
+    return RuleResult(
+        name="parity",
+        passed=optimization_passed,
+        value="passed" if optimization_passed else "failed",
+        reason="optimized model matches the original" if optimization_passed else "optimized model differs",
+    )
