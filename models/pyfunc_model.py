@@ -19,7 +19,11 @@ class TextClassifierPyfunc(PythonModel):
 
     def load_context(self, context):
         # Imported here, not at the top: the ONNX path must not load torch.
-        if "onnx" in context.artifacts:
+        if "baseline" in context.artifacts:  # the TF-IDF baseline as a candidate version (tasks/register.py)
+            from models.baseline_onnx import BaselineClassifier
+
+            self.classifier = BaselineClassifier(context.artifacts["baseline"])
+        elif "onnx" in context.artifacts:
             from models.onnx_classifier import OnnxClassifier
 
             self.classifier = OnnxClassifier(context.artifacts["onnx"], context.artifacts["model"])
