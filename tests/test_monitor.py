@@ -111,9 +111,10 @@ def _random_classifier(tokenizer, labels: list[str], out: Path):
 def test_unseen_reference_like_text_does_not_fire_the_tokenizer_signal(tmp_path):
     """A tokenizer keeps every word of its own training text whole; on text it never saw it splits rare words.
 
-    Here the tokenizer learned from the champion's 112 training reviews (data.corpus=null, as with a user's
-    own data), which do not hold the demo's whole vocabulary. Compared with those rows, unseen reviews of the
-    same distribution fired `oov_words_pct` (KS p < 0.001); the reference is now held-out text.
+    Here the tokenizer learned from the champion's ~75 training reviews (data.corpus=null, as with a user's
+    own data), which do not hold the demo's whole vocabulary. Against train + validation, unseen reviews of
+    the same distribution fired `oov_words_pct` (KS p 0.0001-0.003 over 5 windows, measured); against the
+    held-out rows it is now compared with, p 0.96-1.
     """
     from tasks.data import DataConfig, prepare_data
     from tasks.monitoring.detect import detect_drift
@@ -121,7 +122,7 @@ def test_unseen_reference_like_text_does_not_fire_the_tokenizer_signal(tmp_path)
     from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 
     ws = Workspace(root=str(tmp_path / "ws")).resolved()
-    data = prepare_data(DataConfig(corpus=None, max_rows=150, text_column="review", label_column="sentiment"), ws)
+    data = prepare_data(DataConfig(corpus=None, max_rows=100, text_column="review", label_column="sentiment"), ws)
     tokenizer = load_tokenizer(train_tokenizer(TokenizerConfig(vocab_size=3000), data, ws))
     reference = load_reference(data.uri)
     clf = _random_classifier(tokenizer, data.labels, tmp_path / "model")
@@ -139,7 +140,7 @@ def test_unseen_reference_like_text_does_not_fire_the_tokenizer_signal(tmp_path)
     html = (tmp_path / "reports" / "inputs.html").read_text()
     assert "Input drift of m v7" in html and "300 rows from `demo:reviews`" in html and data.uri in html
     assert "Model drift of m v7" in (tmp_path / "reports" / "model.html").read_text()
-    assert "distributions show the percent of each side" in html
+    assert "distributions show the percent of each side" in html and '"title": "Percent"' in html
 
 
 # ---------------------------------------------------------------- the flow against a registered champion

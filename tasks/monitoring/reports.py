@@ -81,7 +81,7 @@ def _shares(item: Any) -> None:
     if isinstance(item.get("layout"), dict) and "data" in item:
         _percent_first(item)
     _category_shares(item)
-    for key in ("params", "widgets", "tabs", "widget", "additionalGraphs", "data", "figure"):
+    for key in ("params", "widgets", "tabs", "widget", "additionalGraphs", "data", "graph"):
         if isinstance(item.get(key), list | dict) or hasattr(item.get(key), "__dict__"):
             _shares(item[key])
 
