@@ -1,10 +1,11 @@
 """How does a drift check scale? `detect_drift` for 1k, 10k and 100k current rows against a same-size reference.
 
-Everything the monitor computes is in the timing: text drift (domain classifier), the three text
-descriptors, the champion's predictions and confidence, its embeddings, label drift and accuracy
-(the window is labeled), and both HTML reports. Statistics that do not need every row see a seeded
-sample (MonitorConfig.sample_rows / model_rows per side), which is why time grows slower than the
-rows; reading the window from the prediction log touches every row and is timed on its own.
+Everything the monitor computes (tasks/monitoring/detect.py) is in the timing: text drift (domain
+classifier), two text descriptors, the champion's predictions and confidence, the share of words its
+tokenizer splits, its embeddings, label drift and accuracy (the window is labeled), and both HTML
+reports. Statistics that do not need every row see a seeded sample (MonitorConfig.sample_rows /
+model_rows per side), which is why time grows slower than the rows; reading the window from the
+prediction log touches every row and is timed on its own.
 
 The model is the tiny preset's shape with random weights (the timing does not depend on the
 weights); reviews are the demo's, drawn with replacement to reach 100k.
