@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from flows.cli_common import EXIT_INPUT, EXIT_REFUSED, run_log
 from flows.cli_common import fail as _fail
 from flows.cli_common import load_settings as _prepare
 from flows.cli_monitor import monitor, retrain
@@ -25,6 +26,7 @@ app = typer.Typer(
     help="zero2one: data -> tokenizer -> pretraining -> fine-tuning -> evaluation -> MLflow registry, "
     "as retryable Prefect tasks. Everything lives in one workspace folder (default ./.zero2one).",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal width
     pretty_exceptions_enable=False,
 )
 
@@ -37,24 +39,59 @@ SetOpt = Annotated[
 ]
 
 
-@app.command()
-def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+RUN_EXIT_CODES = (
+    f"Exit codes: 0 the new version passed the gate; {EXIT_REFUSED} the gate refused it (it is registered, the "
+    f"champion is unchanged); {EXIT_INPUT} bad config, override or data (nothing was trained); 1 anything else."
+)
+
+
+@app.command(epilog=RUN_EXIT_CODES)
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on the console too.")] = False,
+) -> None:
     """Run the whole pipeline and print where the model is and how good it is.
 
     Stages that already completed with the same inputs and code are reused, so re-running after a
-    failure continues where it stopped.
+    failure continues where it stopped. The full log, tracebacks included, is kept in the workspace's logs/ folder.
     """
-    cfg = _prepare(config, set_)
+    cfg = _prepare(config, set_, preflight=True)
     from flows.pipeline import pipeline
     from flows.summary import print_summary
     from tasks.errors import PipelineInputError
 
-    start_embedded_prefect()
-    try:
-        result = pipeline(cfg)
-    except PipelineInputError as e:
-        _fail(str(e))
+    with run_log(cfg.workspace.resolved().local_dir("logs"), verbose) as log_path:
+        start_embedded_prefect()
+        try:
+            result = pipeline(cfg)
+        except PipelineInputError as e:
+            _fail(f"{e}\n  (full log: {log_path})")
     print_summary(result)
+    print_outcome(result)
+    if not result.verdict.passed:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def print_outcome(result) -> None:
+    """The decision, as prominent as it matters: promoted in green, refused in red with the gate's reasons."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    v, reg = result.verdict, result.registered
+    champion = f"v{v.champion_version}" if v.champion_version else "none"
+    if result.promotion:
+        was = f"was {champion}" if v.champion_version else "the first"
+        body, style, title = f"{reg.name} v{reg.version} is the champion ({was})", "green", "promoted"
+    elif v.passed:
+        body = f"{reg.name} v{reg.version} passed the gate; not promoted (gate.promote=false)"
+        style, title = "yellow", "passed, not promoted"
+    else:
+        reasons = "\n".join(f"  - {escape(r)}" for r in v.reasons)
+        body = f"{reg.name} v{reg.version} was refused by the gate; the champion is still {champion}.\n{reasons}"
+        style, title = "red", f"refused (exit code {EXIT_REFUSED})"
+    Console().print(Panel(body, title=title, title_align="left", border_style=f"bold {style}", style=style))
 
 
 @app.command("show-config")

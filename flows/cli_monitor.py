@@ -64,7 +64,8 @@ def monitor(
     drift_share: Annotated[float, typer.Option(help="Drift when this share of the signals fire.")] = 0.3,
     max_accuracy_drop: Annotated[float, typer.Option(help="Drift when accuracy falls by more than this.")] = 0.05,
     retrain_on_drift: Annotated[
-        bool, typer.Option(help="On drift, retrain on the window's labeled rows now (where no automation does).")
+        bool,
+        typer.Option("--retrain-on-drift", help="On drift, retrain on the window's labeled rows now."),
     ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -131,7 +132,7 @@ def retrain(
     model: ModelOpt = "zero2one-classifier",
     alias: AliasOpt = "champion",
     repretrain: Annotated[
-        bool, typer.Option(help="Pretrain a new encoder instead of starting from the champion.")
+        bool, typer.Option("--repretrain", help="Pretrain a new encoder instead of starting from the champion.")
     ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,

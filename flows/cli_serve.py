@@ -23,28 +23,26 @@ def serve(
         float, typer.Option(help="How long a batch waits to fill up; 0 takes what is waiting when the model is free.")
     ] = 0.0,
     poll_seconds: Annotated[float, typer.Option(help="How often to check whether the alias moved.")] = 10.0,
-    follow_events: Annotated[
-        bool, typer.Option(help="Also reload on zero2one.model.promoted events (needs PREFECT_API_URL).")
-    ] = True,
+    no_follow_events: Annotated[
+        bool, typer.Option("--no-follow-events", help="Poll only; do not also reload on promotion events.")
+    ] = False,
     prediction_log: Annotated[
-        str | None, typer.Option(help="Prediction log URI (default <workspace>/predictions).")
+        str | None, typer.Option(help="Prediction log URI (default: WORKSPACE/predictions).")
     ] = None,
     log_flush_seconds: Annotated[
         float,
         typer.Option(help="How often answered predictions move from the journal into the log (one file per flush)."),
     ] = 30.0,
-    journal: Annotated[
-        str | None, typer.Option(help="Local SQLite journal (default <workspace>/serving/prediction-journal.sqlite).")
-    ] = None,
+    journal: Annotated[str | None, typer.Option(help="Local SQLite journal (default: in WORKSPACE/serving).")] = None,
     access_log: Annotated[
-        bool, typer.Option(help="Log every request (costs CPU; /metrics counts them anyway).")
+        bool, typer.Option("--access-log", help="Log every request (costs CPU; /metrics counts them anyway).")
     ] = False,
 ) -> None:
     """Serve models:/MODEL@ALIAS over HTTP: POST /predict, GET /health /ready /metrics.
 
-    Concurrent requests are micro-batched; every prediction is committed to a local journal before
-    its response and moved every few seconds into the prediction log that `zero2one monitor` reads;
-    when the alias moves the new version is loaded in the background.
+    Concurrent requests are micro-batched. Every prediction is committed to a local journal before its
+    response, then moved into the prediction log that `zero2one monitor` reads. When the alias moves (polled,
+    and on zero2one.model.promoted events where PREFECT_API_URL is set), the new version loads in the background.
     """
     configure_environment(workspace)
     import uvicorn
@@ -62,7 +60,7 @@ def serve(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         poll_seconds=poll_seconds,
-        follow_events=follow_events,
+        follow_events=not no_follow_events,
         prediction_log=prediction_log,
         log_flush_seconds=log_flush_seconds,
         journal=journal,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from flows.raw_config import ConfigFileError, load_raw
+from flows.raw_config import ConfigFileError, load_raw, override_for
 from tasks.data import DataConfig
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvaluateConfig
@@ -58,17 +58,21 @@ def _dotted(loc: tuple) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def validate(data: dict, source: str = "config") -> PipelineConfig:
+def validate(data: dict, source: str = "config", overrides: list[str] | None = None) -> PipelineConfig:
+    """`source` names the file; a key that came from one of `overrides` is named by its `--set`."""
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
         problems = []
         for err in e.errors():
             key = _dotted(err["loc"]) or "(top level)"
+            key = override_for(key, overrides or []) or key
             if err["type"] == "extra_forbidden":
                 problems.append(f"{key}: unknown key")
             else:
                 problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+        if all(p.startswith("--set ") for p in problems):
+            source = "override" if len(problems) == 1 else "overrides"
         raise PipelineInputError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
 
 
@@ -78,4 +82,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = load_raw(path, overrides)
     except ConfigFileError as e:
         raise PipelineInputError(str(e)) from None
-    return validate(data, source=str(path) if path else "config")
+    return validate(data, source=str(path) if path else "config", overrides=overrides)

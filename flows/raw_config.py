@@ -59,3 +59,18 @@ def load_raw(path: str | Path | None = None, overrides: list[str] | None = None)
 def workspace_root(data: dict) -> str:
     ws = data.get("workspace") or {}
     return str(ws.get("root", ".zero2one")) if isinstance(ws, dict) else ".zero2one"
+
+
+def override_for(key: str, overrides: list[str]) -> str | None:
+    """How to name a setting that failed validation when a `--set` gave it: `--set a.b=value` (the last one wins).
+
+    `key` may lie below the override (`--set finetune.optim={...}` gave `finetune.optim.learning_rate`): then the
+    key follows, `--set finetune.optim={...}: finetune.optim.learning_rate`.
+    """
+    for item in reversed(overrides):
+        name = item.partition("=")[0].strip()
+        if key == name:
+            return f"--set {item}"
+        if key.startswith(name + "."):
+            return f"--set {item}: {key}"
+    return None

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flows.cli_common import ui_command
 from flows.pipeline import PipelineResult
 from tasks.evaluate import comparison_rows
 
@@ -41,4 +42,6 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     console.print(
         f'  try it:      zero2one predict --workspace {result.workspace} --model {reg.name}/{reg.version} "great phone"'
     )
-    console.print("  look at it:  zero2one ui   -> Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000")
+    console.print(
+        f"  look at it:  {ui_command(result.workspace)}   -> Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000"
+    )

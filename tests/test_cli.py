@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,52 @@ def test_help_lists_the_commands():
 def test_bad_override_exits_with_the_dotted_key():
     out = _cli("show-config", "--config", "configs/tiny.yaml", "--set", "finetune.optim.learning_rat=0.1")
     assert out.returncode == 2
-    assert "finetune.optim.learning_rat: unknown key" in out.stderr
+    assert "--set finetune.optim.learning_rat=0.1: unknown key" in out.stderr
+
+
+def test_an_override_of_the_wrong_type_is_named_not_the_file():
+    out = _cli("show-config", "--config", "configs/tiny.yaml", "--set", "pretrain.max_steps=abc")
+    assert out.returncode == 2
+    assert "invalid override:\n  --set pretrain.max_steps=abc: Input should be a valid integer" in out.stderr
+    assert "tiny.yaml" not in out.stderr
+
+
+def test_every_help_screen_reads_at_80_columns():
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    for name in ["", *get_command(app).commands]:
+        out = runner.invoke(app, [*([name] if name else []), "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+        assert out.exit_code == 0, out.output
+        assert "Usage:" in out.output
+        cut = [line for line in out.output.splitlines() if "\u2026" in line]
+        assert not cut, f"zero2one {name} --help cuts text at 80 columns:\n" + "\n".join(cut)
+        assert max(len(line) for line in out.output.splitlines()) <= 80
+
+
+def test_a_missing_data_source_fails_before_prefect_starts(tmp_path):
+    """A typo in the data path: one `error:` line in seconds, no Prefect server, no traceback."""
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    started = time.monotonic()
+    out = _cli(
+        "run",
+        "--config",
+        "configs/tiny.yaml",
+        "--set",
+        f"workspace.root={tmp_path / 'ws'}",
+        "--set",
+        "data.source=missing.csv",
+        env={**env, "PREFECT_API_URL": ""},
+    )
+    seconds = time.monotonic() - started
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "error: data source 'missing.csv' does not exist" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not (tmp_path / "prefect" / "prefect.db").exists()  # Prefect's server never started
+    print(f"failed in {seconds:.1f} s")
 
 
 def test_show_config_applies_overrides():
