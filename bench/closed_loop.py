@@ -9,6 +9,7 @@
    `monitor(retrain_on_drift=True)` (what `zero2one monitor --retrain-on-drift` runs) retrains: fine-tunes
    the champion on its data plus those rows; the pipeline's gate decides on promotion.
 4. Old champion vs new model on 350 shifted reviews no window contained, and on the reference test split.
+   Check: a promoted model must not be worse there on the gate's metric (macro-F1); the bench exits 1 if it is.
 
     python bench/closed_loop.py [--workspace DIR] [--set finetune.epochs=4 ...]
 
@@ -186,6 +187,27 @@ def main() -> None:
     print(f"shifted test: {len(shifted_test)} reviews in no window; reference test: {len(reference['test'])} reviews")
     median = sorted(check_times)[len(check_times) // 2]
     print(f"monitor run per window: median {median:.1f} s; whole bench {time.perf_counter() - t_start:.0f} s")
+    check(retrained, old_shift, new_shift)
+
+
+def check(retrained, old_shift: tuple[float, float], new_shift: tuple[float, float]) -> None:
+    """The loop must never promote a model worse on the drifted data by the gate's metric (macro-F1), whatever
+    accuracy says: exit 1 if it did. Also shows the gate's own rule on the labeled window's held-out rows."""
+    if retrained is None:
+        return
+    newest = {r.name: r for r in retrained.pipeline.verdict.rules}.get("newest")
+    if newest is not None:
+        result = "pass" if newest.passed else "FAIL"
+        print(f"gate rule on the newest rows (the window's held-out): {result}: {newest.reason}")
+    (old_acc, old_f1), (new_acc, new_f1) = old_shift, new_shift
+    if retrained.promoted and new_f1 < old_f1:
+        print(
+            f"check FAILED: v{retrained.new_version} was promoted but its shifted-test macro-F1 (the gate's metric) "
+            f"fell {old_f1:.4f} -> {new_f1:.4f} (accuracy {old_acc:.4f} -> {new_acc:.4f})"
+        )
+        sys.exit(1)
+    verb = "promoted" if retrained.promoted else "refused"
+    print(f"check passed: {verb}; shifted-test macro-F1 {old_f1:.4f} -> {new_f1:.4f}")
 
 
 if __name__ == "__main__":

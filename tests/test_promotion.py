@@ -3,7 +3,8 @@
 One short pipeline run per module gives data, a tokenizer and an encoder. From its checkpoint
 come two real models of known quality: "better" (classifier head fitted by logistic regression
 on the encoder's pooled features) and "worse" (head zeroed: always the first label). Each test
-uses its own registered model name in the module's registry.
+uses its own registered model name in the module's registry. The mechanics tests switch the
+TF-IDF baseline rule off (their 20-step encoder need not beat it); the baseline tests switch it on.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ from flows.cli import app
 from flows.config import PipelineConfig, load_config
 from flows.pipeline import PipelineResult, pipeline
 from flows.promote import promote_flow, rollback_flow
+from models.baseline_onnx import BaselineClassifier
 from tasks.data import PreparedData, load_splits, prepare_data
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvalReport, evaluate
 from tasks.finetune import FinetunedModel
 from tasks.fingerprint import code_version
-from tasks.gate import GateConfig, gate
+from tasks.gate import GateConfig, failed_reasons, gate
 from tasks.model_card import CARD_PATH, write_model_card
 from tasks.promotion import EVENT, PREVIOUS, history, promote
+from tasks.quality import QualityBar
 from tasks.register import Lineage, RegisteredModel, register
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
@@ -48,6 +51,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 ROOT = Path(__file__).resolve().parent.parent
 # Only the encoder and tokenizer of this run are used: the heads below decide the quality.
 SHORT = [*FAST, "pretrain.max_steps=20", "pretrain.save_steps=20", "finetune.epochs=1", "gate.min_value=0.9"]
+OFF = {"baseline_rule": False, "baseline_rule_off_reason": "promotion mechanics tests use a 20-step encoder"}
 
 
 @dataclass
@@ -100,7 +104,7 @@ def lab(tmp_path_factory, prefect_server) -> Lab:
     for which, data in (("better", run.data), ("worse", None)):
         uri = _with_head(run.model.uri, Path(ws.root, "heads", which, "model"), data)
         model = run.model.model_copy(update={"uri": uri})
-        models[which] = (model, evaluate(config.evaluate, run.data, model, tracking, ws))
+        models[which] = (model, evaluate(config.evaluate, run.data, model, tracking, ws, quality=QualityBar(**OFF)))
     assert models["better"][1].passed and not models["worse"][1].passed
     tracking.activate()  # the tests below also use MLflow's global API (artifacts, pyfunc)
     return Lab(config=config, run=run, tracking=tracking, ws=ws, **models)
@@ -110,7 +114,7 @@ def lab(tmp_path_factory, prefect_server) -> Lab:
 def served(lab) -> RegisteredModel:
     """Model `served`: v1 is the better model, gated and promoted to champion."""
     v1 = lab.register("served", "better")
-    verdict = gate(GateConfig(), lab.run.data, v1, lab.better[1], lab.tracking, lab.ws)
+    verdict = gate(GateConfig(**OFF), lab.run.data, v1, lab.better[1], lab.tracking, lab.ws)
     assert verdict.passed and verdict.champion_version is None
     assert promote("served", v1.version, lab.tracking).version == "1"
     return v1
@@ -165,15 +169,18 @@ def test_better_model_replaces_the_champion(lab):
 
     # The challenger comes from newer data: the frozen set is both test splits, deduplicated.
     data2 = prepare_data(lab.config.data.model_copy(update={"max_rows": 700}), lab.ws)
-    report2 = evaluate(lab.config.evaluate, data2, lab.better[0], lab.tracking, lab.ws)
+    report2 = evaluate(lab.config.evaluate, data2, lab.better[0], lab.tracking, lab.ws, quality=QualityBar(**OFF))
     v2 = lab.register("better", "better", data=data2, report=report2)
-    cfg = GateConfig(compare="beat", margin=0.05)
+    cfg = GateConfig(compare="beat", margin=0.05, **OFF)
     verdict = gate(cfg, data2, v2, report2, lab.tracking, lab.ws)
 
     both = set(load_splits(lab.run.data)["test"]["text"]) | set(load_splits(data2)["test"]["text"])
     assert verdict.eval_size == len(both) and verdict.champion_version == "1"
     assert verdict.passed, verdict.reasons
     assert verdict.challenger.macro_f1 >= verdict.champion.macro_f1 + 0.05
+    # The rows new since the champion (not in its test split) are compared on their own too.
+    newest = {r.name: r for r in verdict.rules}["newest"]
+    assert verdict.eval_sources["new_since_champion"] >= 20 and newest.passed and " vs " in newest.value, newest
     tags = client.get_model_version("better", "2").tags
     assert tags["zero2one.gate.verdict"] == "passed" and tags["zero2one.gate.champion"] == "passed"
     assert (
@@ -202,7 +209,7 @@ def test_better_model_replaces_the_champion(lab):
 def test_worse_model_is_not_promoted_and_its_tags_say_why(lab, served):
     client = lab.client()
     v2 = lab.register("served", "worse")
-    verdict = gate(GateConfig(), lab.run.data, v2, lab.worse[1], lab.tracking, lab.ws)
+    verdict = gate(GateConfig(**OFF), lab.run.data, v2, lab.worse[1], lab.tracking, lab.ws)
     assert not verdict.passed and verdict.champion_version == "1"
     assert verdict.challenger.macro_f1 < verdict.champion.macro_f1
 
@@ -219,6 +226,53 @@ def test_worse_model_is_not_promoted_and_its_tags_say_why(lab, served):
     assert _aliases(lab, "served")["champion"] == "1"
     with pytest.raises(PipelineInputError, match=r"version 2 has not passed the gate.*champion: .*vs champion v1"):
         promote("served", v2.version, lab.tracking)
+
+
+def test_a_model_below_the_baseline_is_refused_and_the_baseline_becomes_a_candidate(lab):
+    cfg = GateConfig()
+    report = evaluate(lab.config.evaluate, lab.run.data, lab.worse[0], lab.tracking, lab.ws, quality=cfg.quality())
+    v1 = lab.register("below", "worse", report=report)
+    verdict = gate(cfg, lab.run.data, v1, report, lab.tracking, lab.ws)
+    rules = {r.name: r for r in verdict.rules}
+    assert not verdict.passed and not rules["baseline"].passed
+    mine, tfidf = verdict.challenger.macro_f1, verdict.baseline.macro_f1
+    assert (
+        rules["baseline"].reason == f"macro-F1 {mine:.4f} does not beat the TF-IDF baseline {tfidf:.4f} (+0.000 margin)"
+    )
+    # The evaluation says the same thing with the same numbers (no champion: the frozen set is the test split).
+    evaluation = {r.name: r for r in report.rules}
+    assert not report.passed and rules["evaluation"].reason == "; ".join(report.reasons)
+    assert (evaluation["baseline"], evaluation["min_macro_f1"]) == (rules["baseline"], rules["min_macro_f1"])
+    tags = lab.client().get_model_version("below", v1.version).tags
+    assert (tags["zero2one.eval_passed"], tags["zero2one.gate.baseline"]) == ("false", "failed")
+    assert tags["zero2one.gate.baseline.reason"] == rules["baseline"].reason
+
+    # The baseline that won is a registered version with its own verdict: never promoted by the gate,
+    # served by the same pyfunc, and promotable in one command.
+    assert verdict.baseline_version == "2" and tags["zero2one.gate.baseline_version"] == "2"
+    candidate = lab.client().get_model_version("below", "2")
+    assert candidate.tags["zero2one.kind"] == "baseline" and candidate.aliases == []
+    assert candidate.tags["zero2one.gate.verdict"] == "passed", failed_reasons(candidate.tags)
+    texts = list(load_splits(lab.run.data)["test"]["text"][:20])
+    served = mlflow.pyfunc.load_model("models:/below/2").predict(pd.DataFrame({"text": texts}))
+    assert list(served["label"]) == BaselineClassifier(report.baseline.uri).predict(texts)
+    assert promote("below", "2", lab.tracking).version == "2"
+    # Judged again against that champion (loaded from the registry): refused, and no second copy registered.
+    again = gate(cfg, lab.run.data, v1, report, lab.tracking, lab.ws)
+    assert again.champion_version == "2" and not again.passed and again.baseline_version == "2"
+    assert len(lab.client().search_model_versions("name='below'")) == 2
+
+
+def test_switching_the_baseline_rule_off_is_recorded_with_its_reason(lab):
+    cfg = GateConfig(baseline_rule=False, baseline_rule_off_reason="the network is kept for its calibration")
+    v1 = lab.register("off", "worse")
+    verdict = gate(cfg, lab.run.data, v1, lab.worse[1], lab.tracking, lab.ws)
+    rule = {r.name: r for r in verdict.rules}["baseline"]
+    assert rule.passed and rule.value == "off" and verdict.baseline_version is None
+    assert rule.reason.startswith("switched off (the network is kept for its calibration): macro-F1 ")
+    tags = lab.client().get_model_version("off", v1.version).tags
+    assert tags["zero2one.gate.baseline"] == "passed" and "calibration" in tags["zero2one.gate.baseline.reason"]
+    assert not verdict.passed  # the other rules still apply: this model does not beat the majority class
 
 
 def test_forced_promotion_needs_a_reason(lab, served):
