@@ -13,6 +13,7 @@ from models import baseline
 from models.baseline_onnx import BaselineClassifier
 from tasks.evaluate import EvaluateConfig, Scores, verdict_rules
 from tasks.gate import GateConfig, champion_version
+from tasks.gate_rules import newest_rule
 from tasks.quality import QualityBar, baseline_rule
 
 POS = ["great phone, love it", "excellent battery and screen", "works perfectly, very happy", "best purchase"]
@@ -123,3 +124,17 @@ def test_only_a_missing_model_or_alias_means_no_champion(tmp_path, monkeypatch):
     broken.write_text("not a database " * 100)
     with pytest.raises(Exception, match="not a database"):
         champion_version(MlflowClient(f"sqlite:///{broken}", registry_uri=f"sqlite:///{broken}"), "m")
+
+
+def test_newest_rule_refuses_a_model_worse_on_the_rows_new_since_the_champion():
+    """After drift these rows are the labeled window's held-out rows (the closed-loop case: 0.477 -> 0.424)."""
+    cfg = GateConfig()
+    worse = newest_rule(cfg, 0.424, 0.477, 105, "1")
+    assert not worse.passed and worse.value == "0.4240 vs 0.4770"
+    assert "macro-F1 on the 105 newest test rows 0.4240 vs champion v1 0.4770 (-0.0530)" in worse.reason
+    assert newest_rule(cfg, 0.48, 0.477, 105, "1").passed
+    assert newest_rule(GateConfig(newest_margin=0.06), 0.424, 0.477, 105, "1").passed
+    few = newest_rule(cfg, 0.1, 0.9, 5, "1")
+    assert few.passed and "fewer than gate.newest_min_rows=20" in few.reason
+    assert newest_rule(cfg, 0.1, 0.9, 105, None).passed  # no champion
+    assert newest_rule(GateConfig(newest_rule=False), 0.1, 0.9, 105, "1").value == "off"
