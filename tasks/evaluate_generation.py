@@ -1,0 +1,212 @@
+"""Generation stage 5, evaluate_generation: the instruction-tuned model against two baselines on held-out prompts.
+
+Scores, all on the same frozen test prompts: answer perplexity (the loss on the reference answers' tokens),
+exact match and chrF (sacrebleu, 0-100) of greedy generations (fixed seed). Baselines: the model *before*
+instruction tuning (the pretrained decoder, same tokenizer and template), and retrieval - the answer of the most
+similar training prompt by TF-IDF cosine (scikit-learn), which is what "just look it up" would give. A table of
+samples (prompt / reference / model / baselines) goes to Prefect and MLflow. `passed` (beats retrieval and the
+pre-SFT model on chrF, and reaches `min_chrf`) is what the gate reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import mlflow
+import sacrebleu
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics.pairwise import linear_kernel
+
+from models.generator import TextGenerator
+from tasks import reporting
+from tasks.errors import PipelineInputError
+from tasks.faults import maybe_fail
+from tasks.instruction_data import Messages, PreparedInstructions, load_instruction_splits
+from tasks.orchestration import RetryPolicy
+from tasks.sft import IGNORE, InstructionTunedModel, encode_chat
+from tasks.storage import materialize, publish_dir
+from tasks.tracking import Tracking, stage_run
+from tasks.workspace import Workspace
+
+
+class EvaluateGenerationConfig(BaseModel):
+    """How the generator is scored, and what "good enough to become champion" means."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_prompts: int | None = Field(200, gt=0, description="Held-out prompts to generate for (null: all of test).")
+    max_new_tokens: int = Field(48, gt=0, description="Longest generated answer in tokens.")
+    batch_size: int = Field(32, gt=0)
+    seed: int = Field(0, description="Generation seed (greedy decoding ignores it; recorded for sampling).")
+    baseline_before_sft: bool = Field(True, description="Also score the model before instruction tuning.")
+    samples: int = Field(10, ge=0, description="Rows in the samples table.")
+    min_chrf: float = Field(0.0, ge=0, le=100, description="The model must reach this chrF on the test prompts.")
+    retry: RetryPolicy = RetryPolicy(retries=1)
+
+
+class GenerationScores(BaseModel):
+    exact_match: float  # share of answers equal to the reference (whitespace-trimmed)
+    chrf: float  # corpus chrF, 0-100
+    perplexity: float | None = None  # of the reference answers' tokens; None for retrieval
+
+
+class GenerationReport(BaseModel):
+    uri: str
+    model: GenerationScores
+    before_sft: GenerationScores | None
+    retrieval: GenerationScores
+    passed: bool
+    reasons: list[str]
+    test_size: int
+    samples: list[dict[str, str]]
+    mlflow_run_id: str
+
+
+def prompt_text(messages: Messages) -> str:
+    """Everything before the answer, as plain text (what retrieval compares)."""
+    return "\n".join(m["content"] for m in messages[:-1])
+
+
+def retrieval_answers(train: list[Messages], prompts: list[Messages]) -> list[str]:
+    """The answer of the most similar training prompt (TF-IDF word 1-2-grams, cosine) for each prompt."""
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    train_matrix = vectorizer.fit_transform([prompt_text(m) for m in train])
+    nearest = linear_kernel(vectorizer.transform([prompt_text(m) for m in prompts]), train_matrix).argmax(axis=1)
+    return [train[i][-1]["content"] for i in nearest]
+
+
+def score(answers: list[str], references: list[str], perplexity: float | None = None) -> GenerationScores:
+    exact = sum(a.strip() == r.strip() for a, r in zip(answers, references, strict=True)) / len(references)
+    chrf = sacrebleu.corpus_chrf(answers, [references]).score
+    return GenerationScores(exact_match=exact, chrf=chrf, perplexity=perplexity)
+
+
+@torch.inference_mode()
+def answer_perplexity(generator: TextGenerator, chats: list[Messages], batch_size: int = 32) -> float:
+    """exp(mean loss per answer token) over `chats`: how likely the model finds the reference answers."""
+    tok, model = generator.tokenizer, generator.model
+    total, count = 0.0, 0
+    for start in range(0, len(chats), batch_size):
+        rows = [encode_chat(tok, m, generator.context) for m in chats[start : start + batch_size]]
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.tensor([r["input_ids"] + [tok.pad_token_id] * (width - len(r["input_ids"])) for r in rows])
+        labels = torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows])
+        mask = (torch.arange(width)[None, :] < torch.tensor([len(r["input_ids"]) for r in rows])[:, None]).long()
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        target = labels[:, 1:]
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE, reduction="sum")
+        total, count = total + loss.item(), count + int((target != IGNORE).sum())
+    return math.exp(min(total / max(count, 1), 50))
+
+
+def _generate(generator: TextGenerator, prompts: list[Messages], cfg: EvaluateGenerationConfig) -> list[str]:
+    chats = [m[:-1] for m in prompts]
+    return generator.generate(chats, cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size)
+
+
+def _samples(test: list[Messages], answers: dict[str, list[str]], n: int) -> list[dict[str, str]]:
+    return [
+        {"prompt": prompt_text(m), "reference": m[-1]["content"], **{k: v[i] for k, v in answers.items()}}
+        for i, m in enumerate(test[:n])
+    ]
+
+
+def _verdict(scores: dict[str, GenerationScores], cfg: EvaluateGenerationConfig) -> list[str]:
+    model, reasons = scores["model"], []
+    for name in ("retrieval", "before_sft"):
+        if name in scores and model.chrf <= scores[name].chrf:
+            reasons.append(f"chrF {model.chrf:.2f} does not beat the {name} baseline ({scores[name].chrf:.2f})")
+    if model.chrf < cfg.min_chrf:
+        reasons.append(f"chrF {model.chrf:.2f} < evaluate_generation.min_chrf={cfg.min_chrf}")
+    return reasons
+
+
+def evaluate_generation(
+    cfg: EvaluateGenerationConfig,
+    data: PreparedInstructions,
+    model: InstructionTunedModel,
+    tracking: Tracking,
+    ws: Workspace,
+    parent_run_id: str | None = None,
+) -> GenerationReport:
+    maybe_fail("evaluate_generation", ws.local_dir("faults"))
+    splits = load_instruction_splits(data)
+    test = list(splits["test"]["messages"])[: cfg.max_prompts]
+    if not test:
+        raise PipelineInputError(f"the test split of {data.uri} is empty: nothing to evaluate on")
+    references = [m[-1]["content"] for m in test]
+    model_dir = materialize(model.uri)
+    generator = TextGenerator(model_dir)
+    answers = {"model": _generate(generator, test, cfg)}
+    scores = {"model": score(answers["model"], references, answer_perplexity(generator, test, cfg.batch_size))}
+    answers["retrieval"] = retrieval_answers(list(splits["train"]["messages"]), test)
+    scores["retrieval"] = score(answers["retrieval"], references)
+    if cfg.baseline_before_sft:  # same tokenizer and template, weights from before instruction tuning
+        before = TextGenerator(materialize(model.base_model), tokenizer_dir=model_dir)
+        answers["before_sft"] = _generate(before, test, cfg)
+        perplexity = answer_perplexity(before, test, cfg.batch_size)
+        scores["before_sft"] = score(answers["before_sft"], references, perplexity)
+    reasons = _verdict(scores, cfg)
+    samples = _samples(test, answers, cfg.samples)
+    with (
+        stage_run(
+            tracking, "evaluate_generation", parent_run_id, {"zero2one.data_fingerprint": data.fingerprint}
+        ) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for name, s in scores.items():
+            prefix = "test" if name == "model" else f"baseline_{name}"
+            mlflow.log_metrics({f"{prefix}_{k}": v for k, v in s.model_dump().items() if v is not None})
+        mlflow.log_table({k: [r[k] for r in samples] for k in samples[0]} if samples else {}, "evaluation/samples.json")
+        out = Path(tmp)
+        (out / "metrics.json").write_text(json.dumps({k: v.model_dump() for k, v in scores.items()}, indent=2))
+        (out / "generations.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _samples(test, answers, len(test)))
+        )
+        mlflow.log_artifacts(str(out), artifact_path="evaluation")
+        uri = publish_dir(out, ws.uri("evaluations", "generation", model.uri.rstrip("/").split("/")[-2]))
+    report = GenerationReport(
+        uri=uri,
+        model=scores["model"],
+        before_sft=scores.get("before_sft"),
+        retrieval=scores["retrieval"],
+        passed=not reasons,
+        reasons=reasons,
+        test_size=len(test),
+        samples=samples,
+        mlflow_run_id=run.info.run_id,
+    )
+    _report(report, tracking)
+    return report
+
+
+def comparison_rows(report: GenerationReport) -> list[dict]:
+    rows = [("instruction-tuned", report.model), ("before SFT", report.before_sft), ("retrieval", report.retrieval)]
+    return [
+        {
+            "model": name,
+            "exact_match": round(s.exact_match, 4),
+            "chrF": round(s.chrf, 2),
+            "perplexity": "-" if s.perplexity is None else round(s.perplexity, 3),
+        }
+        for name, s in rows
+        if s is not None
+    ]
+
+
+def _report(report: GenerationReport, tracking: Tracking) -> None:
+    verdict = "passed" if report.passed else "failed: " + "; ".join(report.reasons)
+    reporting.table("evaluate-generation", comparison_rows(report), description=f"{report.test_size} test prompts")
+    reporting.table("generation-samples", report.samples, description="prompt / reference / model / baselines")
+    reporting.markdown(
+        "evaluate-generation-summary",
+        f"# Generation evaluation: {verdict}\n\n{reporting.md_table(comparison_rows(report))}\n\n"
+        f"Samples:\n\n{reporting.md_table(report.samples)}\n\nGenerations and metrics: `{report.uri}`  \n"
+        f"MLflow run: [{report.mlflow_run_id}]({tracking.run_url(report.mlflow_run_id)})\n",
+    )
+    reporting.logger().info("generation evaluation %s: %s", verdict, comparison_rows(report))
