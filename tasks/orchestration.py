@@ -64,4 +64,8 @@ def stage_task(fn: Callable, name: str, policy: RetryPolicy, cache: bool = True)
         timeout_seconds=policy.timeout_seconds,
         cache_policy=STAGE_CACHE if cache else None,
         persist_result=True,
+        # Stages log sentences through the run logger; they never print. Captured prints were only library noise:
+        # `datasets` hashes functions with dill, which disassembles them into a redirected stdout, and Prefect's
+        # print patch sent that disassembly (~45 lines of bytecode per run) to the log instead.
+        log_prints=False,
     )
