@@ -22,6 +22,8 @@ from tasks.pretrain import PretrainConfig
 from tasks.register import RegisterConfig
 from tasks.tokenizer import TokenizerConfig
 from tasks.tracking import TrackingConfig
+from tasks.training import check_divisible
+from tasks.tune import TuneConfig
 from tasks.workspace import Workspace
 
 
@@ -35,6 +37,7 @@ class PipelineConfig(BaseModel):
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    tune: TuneConfig = TuneConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     optimize: OptimizeConfig = OptimizeConfig()
@@ -45,6 +48,15 @@ class PipelineConfig(BaseModel):
     def _encoder_source(self) -> PipelineConfig:
         if not self.pretrain.enabled and not self.finetune.base_model:
             raise ValueError("pretrain.enabled=false needs finetune.base_model (a checkpoint to fine-tune)")
+        return self
+
+    @model_validator(mode="after")
+    def _tune_batches(self) -> PipelineConfig:
+        if self.tune.enabled:  # every batch size the search may pick must split evenly across the processes
+            for size in self.tune.search.batch_size:
+                check_divisible(
+                    self.finetune.optim.model_copy(update={"batch_size": size}), self.finetune.nproc_per_node
+                )
         return self
 
     def tokenizer_for_run(self) -> TokenizerConfig:

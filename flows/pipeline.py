@@ -1,4 +1,4 @@
-"""The `pipeline` flow: data, tokenizer, pretrain, finetune, evaluate, optimize, register, gate, promote.
+"""The `pipeline` flow: data, tokenizer, pretrain, (tune), finetune, evaluate, optimize, register, gate, promote.
 
 Thin on purpose: it only wires stages. Each stage is a plain function in `tasks/`, wrapped as
 a retryable, cached Prefect task; stages hand each other URIs and small typed results, so each
@@ -28,6 +28,7 @@ from tasks.promotion import Promotion, promote
 from tasks.register import Lineage, RegisteredModel, register
 from tasks.tokenizer import TokenizerArtifact, train_tokenizer
 from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run
+from tasks.tune import TuneResult, tune
 
 
 class PipelineResult(BaseModel):
@@ -36,6 +37,7 @@ class PipelineResult(BaseModel):
     data: PreparedData
     tokenizer: TokenizerArtifact
     encoder: EncoderArtifact | None
+    tuned: TuneResult | None = None
     model: FinetunedModel
     evaluation: EvalReport
     optimized: OptimizedModel | None
@@ -97,10 +99,25 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             encoder = stage(
                 pretrain, config.pretrain.retry, config.pretrain, data, tokenizer, tracking, ws, parent_run_id=run_id
             )
+        finetune_cfg, tuned = config.finetune, None
+        if config.tune.enabled:
+            tuned = stage(
+                tune,
+                config.tune.retry,
+                config.tune,
+                finetune_cfg,
+                data,
+                tokenizer,
+                encoder,
+                tracking,
+                ws,
+                parent_run_id=run_id,
+            )
+            finetune_cfg = tuned.apply(finetune_cfg)
         model = stage(
             finetune,
-            config.finetune.retry,
-            config.finetune,
+            finetune_cfg.retry,
+            finetune_cfg,
             data,
             tokenizer,
             encoder,
@@ -143,7 +160,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             optimization_passed=optimized.passed if optimized else None,
             cache=False,
         )
-        card_config = config.model_dump(mode="json")
+        card_config = config.model_copy(update={"finetune": finetune_cfg}).model_dump(mode="json")  # as it ran
         stage(
             write_model_card, config.gate.retry, card_config, data, registered, report, verdict, tracking, cache=False
         )
@@ -157,6 +174,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         data=data,
         tokenizer=tokenizer,
         encoder=encoder,
+        tuned=tuned,
         model=model,
         evaluation=report,
         optimized=optimized,
@@ -183,4 +201,20 @@ def summary_markdown(result: PipelineResult) -> str:
         f"  \nGate {result.gate_summary}"
         f'\n\nLoad it: `mlflow.pyfunc.load_model("{reg.model_uri}")`  \n'
         f"Reused from earlier runs: {', '.join(result.reused_stages) or 'nothing'}\n"
+        f"{_training_lines(result)}"
     )
+
+
+def _training_lines(result: PipelineResult) -> str:
+    """Which fine-tune recipe ran, and what the search chose (when it ran)."""
+    lines = []
+    if recipe := getattr(result.model, "recipe", None):  # FinetunedModel has `recipe` once recipes exist
+        lines.append(f"Fine-tune recipe: {recipe}  ")
+    if t := result.tuned:
+        p = t.best_params
+        lines.append(
+            f"Tuned over {t.n_complete} of {t.n_trials} trials (best validation {t.metric} {t.best_value:.4f}): "
+            f"learning rate {p['learning_rate']:.3g}, {p['epochs']} epochs, batch size {p['batch_size']}, "
+            f"warmup ratio {p['warmup_ratio']:.3f}  "
+        )
+    return "".join(f"{line}\n" for line in lines)

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
@@ -200,23 +201,26 @@ def pretrain(
     maybe_fail("pretrain", ws.local_dir("faults"))
     key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
     workdir = ws.local_dir("pretrain", key)
-    resume, resume_step = last_checkpoint(workdir)
-    job = PretrainJob(
-        cfg=cfg,
-        data=data,
-        tokenizer=tokenizer,
-        workdir=str(workdir),
-        resume=resume,
-        resume_step=resume_step,
-        # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
-        faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
-    )
-    tags = {"zero2one.data_fingerprint": data.fingerprint}
-    with training_run("pretrain", train_encoder, job, tracking, parent_run_id, tags) as (trained, run_id):
-        perplexity = math.exp(min(trained.eval_loss, 50))
-        mlflow.log_params({"parameters": trained.parameters})
-        mlflow.log_metrics({"eval_loss": trained.eval_loss, "perplexity": perplexity}, step=trained.global_step)
-    uri = publish_dir(workdir / "model", ws.uri("pretrain", key, "model"))
+    # Runs with the same inputs (a scheduled retrain meeting a manual run) share this folder: one trains, the
+    # others wait, then resume from its last checkpoint, instead of several Trainers writing checkpoints into it.
+    with FileLock(str(workdir / ".lock")):
+        resume, resume_step = last_checkpoint(workdir)
+        job = PretrainJob(
+            cfg=cfg,
+            data=data,
+            tokenizer=tokenizer,
+            workdir=str(workdir),
+            resume=resume,
+            resume_step=resume_step,
+            # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
+            faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
+        )
+        tags = {"zero2one.data_fingerprint": data.fingerprint}
+        with training_run("pretrain", train_encoder, job, tracking, parent_run_id, tags) as (trained, run_id):
+            perplexity = math.exp(min(trained.eval_loss, 50))
+            mlflow.log_params({"parameters": trained.parameters})
+            mlflow.log_metrics({"eval_loss": trained.eval_loss, "perplexity": perplexity}, step=trained.global_step)
+        uri = publish_dir(workdir / "model", ws.uri("pretrain", key, "model"))
     report_stage(
         "pretrain",
         f"# Pretraining\n\n{trained.parameters / 1e6:.2f}M parameters, {trained.global_step} steps"
