@@ -9,17 +9,24 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+# One forward pass: texts -> (logits, whether each text was cut to the model's window).
+RunBatch = Callable[[list[str]], tuple[np.ndarray, Sequence[bool]]]
+
 
 def batched_logits(
-    texts: Sequence[str], run_batch: Callable[[list[str]], np.ndarray], num_labels: int, batch_size: int
-) -> np.ndarray:
-    """`run_batch` over `texts`, `batch_size` at a time; batches are sorted by length so padding stays short."""
+    texts: Sequence[str], run_batch: RunBatch, num_labels: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`run_batch` over `texts`, `batch_size` at a time -> (logits, truncated flags), in the order of `texts`.
+
+    Batches are sorted by length so padding stays short.
+    """
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), num_labels), dtype=np.float32)
+    truncated = np.zeros(len(texts), dtype=bool)
     for start in range(0, len(texts), batch_size):
         idx = order[start : start + batch_size]
-        out[idx] = run_batch([texts[i] for i in idx])
-    return out
+        out[idx], truncated[idx] = run_batch([texts[i] for i in idx])
+    return out, truncated
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

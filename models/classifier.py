@@ -29,11 +29,18 @@ class TextClassifier:
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Logits for `texts`, in length-sorted batches (see `batched_logits`)."""
-        return batched_logits(texts, self._run_batch, len(self.labels), batch_size)
+        return batched_logits(texts, self._run_batch, len(self.labels), batch_size)[0]
 
-    def _run_batch(self, texts: list[str]) -> np.ndarray:
+    def _run_batch(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return self.model(**enc.to(self.device)).logits.float().cpu().numpy()
+        truncated = [bool(e.overflowing) for e in enc.encodings]  # the tokens cut off, kept by the fast tokenizer
+        return self.model(**enc.to(self.device)).logits.float().cpu().numpy(), truncated
+
+    @torch.inference_mode()
+    def classify(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, truncated): which texts were longer than the model's window and cut to it."""
+        logits, truncated = batched_logits(texts, self._run_batch, len(self.labels), batch_size)
+        return softmax(logits), truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return softmax(self.logits(texts, batch_size))

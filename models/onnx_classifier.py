@@ -58,21 +58,35 @@ class OnnxClassifier:
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's inputs for `texts` (int64, padded to the longest text)."""
+        return self._encode(texts)[0]
+
+    def _encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """The graph's inputs, and which texts were cut to the model's window."""
         encodings = self.tokenizer.encode_batch(list(texts))
         columns = {
             "input_ids": [e.ids for e in encodings],
             "attention_mask": [e.attention_mask for e in encodings],
             "token_type_ids": [e.type_ids for e in encodings],
         }
-        return {name: np.asarray(columns[name], dtype=np.int64) for name in self.input_names}
+        feeds = {name: np.asarray(columns[name], dtype=np.int64) for name in self.input_names}
+        return feeds, [bool(e.overflowing) for e in encodings]
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Logits for already encoded inputs."""
         return self.session.run(["logits"], {name: feeds[name] for name in self.input_names})[0]
 
+    def _run_batch(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        feeds, truncated = self._encode(texts)
+        return self.run(feeds), truncated
+
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Logits for `texts`, in length-sorted batches (see `batched_logits`)."""
-        return batched_logits(texts, lambda batch: self.run(self.encode(batch)), len(self.labels), batch_size)
+        return batched_logits(texts, self._run_batch, len(self.labels), batch_size)[0]
+
+    def classify(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, truncated): which texts were longer than the model's window and cut to it."""
+        logits, truncated = batched_logits(texts, self._run_batch, len(self.labels), batch_size)
+        return softmax(logits), truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return softmax(self.logits(texts, batch_size))

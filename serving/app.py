@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from prefect.settings import PREFECT_API_URL
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from serving.batcher import MicroBatcher
 from serving.config import ServeConfig
-from serving.journal import PredictionJournal
+from serving.journal import PredictionJournal, flush_until_stopped
 from serving.metrics import RequestMetrics, ServiceMetrics
 from serving.model_holder import ModelHolder
 from tasks.prediction_log import log_uri
@@ -33,13 +33,25 @@ log = logging.getLogger("zero2one.serving")
 
 
 class PredictRequest(BaseModel):
-    texts: list[str] = Field(description="Texts to classify.")
+    texts: list[str] = Field(description="Texts to classify; none may be empty or only spaces (training has none).")
+
+    @field_validator("texts")
+    @classmethod
+    def _no_empty_text(cls, texts: list[str]) -> list[str]:
+        if empty := [i for i, t in enumerate(texts) if not t.strip()]:
+            where = ", ".join(f"texts[{i}]" for i in empty[:5]) + (f" and {len(empty) - 5} more" if empty[5:] else "")
+            raise ValueError(f"{where}: empty or only spaces; every text needs at least one word")
+        return texts
 
 
 class Prediction(BaseModel):
     label: str
     score: float
     probabilities: dict[str, float]
+    truncated: bool = Field(
+        description="The text was longer than the model's window (or the service's max_text_chars): "
+        "only its beginning was classified."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -60,35 +72,30 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     metrics = ServiceMetrics()
     metrics.journal_rows.set_function(journal.pending)  # counted when Prometheus scrapes
 
-    def predict_and_journal(items: list[tuple[str, str]]) -> list[tuple[str, Prediction]]:
-        """One micro-batch of (request id, text), in a worker thread: forward pass, journal commit, answers."""
+    def predict_and_journal(items: list[tuple[str, str, bool]]) -> list[tuple[str, Prediction]]:
+        """One micro-batch of (request id, text, cut to max_text_chars), in a worker thread: one forward pass,
+        journal commit, answers."""
         model = holder.current  # taken once: the whole batch runs on one version, even during a swap
-        probs = model.predict_proba([text for _, text in items])
+        probs, cut = model.classify([text for _, text, _ in items])
         now = datetime.now(UTC).isoformat()
         results, rows = [], []
-        for (request_id, text), p in zip(items, probs.tolist(), strict=True):
+        for (request_id, text, cut_chars), p, cut_tokens in zip(items, probs.tolist(), cut.tolist(), strict=True):
             best = max(range(len(p)), key=p.__getitem__)
             label, by_label = model.labels[best], dict(zip(model.labels, p, strict=True))
-            results.append((model.version, Prediction(label=label, score=p[best], probabilities=by_label)))
+            answer = Prediction(label=label, score=p[best], probabilities=by_label, truncated=cut_chars or cut_tokens)
+            results.append((model.version, answer))
             rows.append((now, request_id, text, label, p[best], json.dumps(by_label), model.name, model.version))
         journal.write(rows)  # committed before anyone in the batch is answered
         return results
 
-    async def run_batch(items: list[tuple[str, str]]) -> list[tuple[str, Prediction]]:
+    async def run_batch(items: list[tuple[str, str, bool]]) -> list[tuple[str, Prediction]]:
         return await asyncio.to_thread(predict_and_journal, items)
 
     batcher = MicroBatcher(run_batch, cfg.max_batch_size, cfg.max_wait_ms, on_batch=metrics.batch_size.observe)
 
-    async def flush_journal_every(seconds: float, stopping: asyncio.Event) -> None:
-        """Not cancelled at shutdown but told to stop, so a flush in its worker thread is never cut off."""
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), seconds)
-            try:
-                await asyncio.to_thread(journal.flush)
-            except Exception:  # the rows stay in the journal; the next flush retries them
-                metrics.flush_failures.inc()
-                log.exception("moving predictions from the journal to %s failed", journal.log_uri)
+    def flush_failed() -> None:  # the rows stay in the journal; the next flush (or start) retries them
+        metrics.flush_failures.inc()
+        log.exception("moving predictions from the journal to %s failed", journal.log_uri)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -106,11 +113,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if cfg.follow_events and PREFECT_API_URL.value():
             watchers.append(asyncio.create_task(holder.follow_promotions()))
         stopping = asyncio.Event()
-        flusher = asyncio.create_task(flush_journal_every(cfg.log_flush_seconds, stopping))
+        flusher = asyncio.create_task(flush_until_stopped(journal, cfg.log_flush_seconds, stopping, flush_failed))
         yield
         for task in watchers:
             task.cancel()
-        await batcher.stop()
+        await batcher.stop()  # lets a batch in flight finish its journal commit
         stopping.set()
         await flusher  # its last round moves what the final batches journaled
         log.info("prediction journal flushed into %s (%d rows left)", journal.log_uri, journal.pending())
@@ -137,16 +144,18 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             raise HTTPException(
                 413, f"texts[{too_long[0]}] has {len(texts[too_long[0]])} characters; the limit is {cfg.max_text_chars}"
             )
-        texts = [t[: cfg.max_text_chars] for t in texts]
         if holder.current is None:
             raise HTTPException(503, f"no model loaded: models:/{cfg.model_name}@{cfg.alias} does not exist yet")
         request_id = uuid.uuid4().hex
         try:
-            results = await batcher.submit([(request_id, t) for t in texts])
+            results = await batcher.submit(
+                [(request_id, t[: cfg.max_text_chars], len(t) > cfg.max_text_chars) for t in texts]
+            )
         except Exception as e:
             log.exception("prediction failed")
             raise HTTPException(500, f"prediction failed: {type(e).__name__}") from e
         metrics.texts.inc(len(texts))
+        metrics.truncated.inc(sum(p.truncated for _, p in results))
         version = results[0][0]
         metrics.model_version.labels(cfg.model_name).set(float(version))
         return PredictResponse(

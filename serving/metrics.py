@@ -14,6 +14,11 @@ class ServiceMetrics:
             "zero2one_requests", "Prediction requests by status code", ["status"], registry=self.registry
         )
         self.texts = Counter("zero2one_texts", "Texts classified", registry=self.registry)
+        self.truncated = Counter(
+            "zero2one_truncated_texts",
+            "Texts longer than the model's window (or max_text_chars): only their beginning was classified",
+            registry=self.registry,
+        )
         self.errors = Counter("zero2one_errors", "Requests that failed inside the service", registry=self.registry)
         self.latency = Histogram(
             "zero2one_request_latency_seconds",

@@ -32,8 +32,24 @@ class LoadedModel:
     def labels(self) -> list[str]:
         return self.classifier.labels
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.classifier.predict_proba(texts)
+    def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, truncated) in one forward pass: which texts were cut to the model's window."""
+        if hasattr(self.classifier, "classify"):
+            return self.classifier.classify(texts, batch_size=len(texts))
+        # A version registered before predictors reported truncation (its code ships with it): count tokens here.
+        probs = self.classifier.predict_proba(texts, batch_size=len(texts))
+        return probs, np.asarray([n > self.classifier.max_length for n in _token_counts(self.classifier, texts)])
+
+
+def _token_counts(classifier, texts: list[str]) -> list[int]:
+    tokenizer = classifier.tokenizer
+    if hasattr(tokenizer, "backend_tokenizer"):  # transformers' fast tokenizer (TextClassifier)
+        return [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+    tokenizer.no_truncation()  # tokenizers.Tokenizer (OnnxClassifier): count, then restore the window
+    try:
+        return [sum(e.attention_mask) for e in tokenizer.encode_batch(texts)]
+    finally:
+        tokenizer.enable_truncation(classifier.max_length)
 
 
 class ModelHolder:

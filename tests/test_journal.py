@@ -87,3 +87,37 @@ def test_a_failed_flush_keeps_the_rows_for_the_next_one(tmp_path):
     journal.log_uri = str(tmp_path / "log")
     assert journal.flush() == 2
     assert len(read_window(str(tmp_path / "log"))) == 2
+
+
+def test_a_stop_during_a_slow_flush_still_moves_rows_journaled_meanwhile(tmp_path, monkeypatch):
+    """Issue 12, item 1, without a model: the stop comes while a flush is writing its file (a loaded
+    machine); the rows journaled after that flush chose its range must be moved by a later round."""
+    import asyncio
+    import threading
+    import time
+
+    from serving.journal import flush_until_stopped
+
+    log = str(tmp_path / "log")
+    journal = PredictionJournal(tmp_path / "journal.sqlite", log)
+    real_append, writing = serving.journal.append_predictions, threading.Event()
+
+    def slow_append(*args, **kwargs):
+        writing.set()
+        time.sleep(0.5)
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(serving.journal, "append_predictions", slow_append)
+
+    async def scenario() -> None:
+        stopping = asyncio.Event()
+        journal.write(_rows(0, 2))
+        flusher = asyncio.create_task(flush_until_stopped(journal, 0.05, stopping, lambda: None))
+        await asyncio.to_thread(writing.wait, 10)
+        journal.write(_rows(2, 1))  # answered while the flush writes the first two
+        stopping.set()
+        await flusher
+
+    asyncio.run(scenario())
+    assert journal.pending() == 0
+    assert sorted(read_window(log)["request_id"]) == ["req-0", "req-1", "req-2"]

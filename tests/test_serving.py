@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -280,3 +283,88 @@ def test_a_log_store_outage_keeps_answered_predictions_in_the_journal(registered
     recovered = PredictionJournal(journal, str(tmp_path / "log"))
     assert recovered.flush() == 1
     assert list(read_window(str(tmp_path / "log"))["text"]) == ["great phone"]
+
+
+def test_a_graceful_stop_during_a_slow_flush_logs_every_answered_prediction(registered, tmp_path, monkeypatch):
+    """Issue 12, item 1: on a loaded machine a periodic flush can still be writing its Parquet file when the
+    service is told to stop; the predictions answered while it was writing must reach the log too."""
+    import serving.journal
+
+    ws, _, _ = registered
+    real_append, moving = serving.journal.append_predictions, threading.Event()
+
+    def slow_first_append(*args, **kwargs):  # what CPU contention does to the first flush's file write
+        if not moving.is_set():
+            moving.set()
+            time.sleep(3)
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(serving.journal, "append_predictions", slow_first_append)
+    log = str(tmp_path / "log")
+    cfg = _cfg(ws, prediction_log=log, journal=str(tmp_path / "journal.sqlite"), log_flush_seconds=0.2)
+    with Server(cfg) as srv:
+        assert httpx.post(f"{srv.url}/predict", json={"texts": ["first"]}, timeout=30).status_code == 200
+        assert moving.wait(30), "no flush started"
+        # Answered (so journaled) after the running flush chose its rows; the stop comes while it still writes.
+        assert httpx.post(f"{srv.url}/predict", json={"texts": ["second"]}, timeout=30).status_code == 200
+    assert sorted(read_window(log)["text"]) == ["first", "second"]
+
+
+def _metric(metrics: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith(name)))
+
+
+def test_batch_size_limit_empty_texts_and_truncation_are_reported(registered):
+    """Issue 12, item 13: --max-batch-size was not enforced (one forward pass of 256 texts with a maximum of
+    32), an empty text was answered, and texts longer than the model's window were cut silently."""
+    ws, _, _ = registered
+    with Server(_cfg(ws, max_batch_size=8, max_texts=100)) as srv:
+        many = [f"review {i}: the screen is great" for i in range(40)]
+        assert httpx.post(f"{srv.url}/predict", json={"texts": many}, timeout=60).status_code == 200
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        # Every forward pass had at most 8 texts: all of them are in the histogram's `le="8.0"` bucket.
+        assert _metric(metrics, "zero2one_batch_size_count") >= 5
+        assert _metric(metrics, 'zero2one_batch_size_bucket{le="8.0"}') == _metric(metrics, "zero2one_batch_size_count")
+
+        empty = httpx.post(f"{srv.url}/predict", json={"texts": ["fine", "great", "", "  "]})
+        assert empty.status_code == 422 and "texts[2], texts[3]" in empty.json()["detail"][0]["msg"], empty.text
+
+        long_text = " ".join(["the battery is great"] * 100)  # ~400 tokens; the tiny model's window is 64
+        r = httpx.post(f"{srv.url}/predict", json={"texts": ["short and fine", long_text]}, timeout=30)
+        assert [p["truncated"] for p in r.json()["predictions"]] == [False, True]
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        assert _metric(metrics, "zero2one_truncated_texts_total") == 1.0
+
+
+def test_mlflow_models_predict_on_the_champion_with_the_readme_input(registered, tmp_path):
+    """Issue 12, item 15: the exact command and sample input the README gives, and plain lists in the pyfunc."""
+    import mlflow
+
+    from tasks.tracking import Tracking, TrackingConfig
+    from tasks.workspace import Workspace
+
+    ws, reg, _ = registered
+    tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.uri}
+    example = ROOT / "serving" / "examples" / "predict_input.json"
+    out = subprocess.run(  # the venv's `mlflow`, run outside the repository: the model carries its own code
+        [str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", f"models:/{reg.name}@champion"]
+        + ["-i", str(example), "-t", "json", "--env-manager", "local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    predictions = json.loads(out.stdout.strip().splitlines()[-1])["predictions"]
+    assert [p["label"] in {"negative", "neutral", "positive"} for p in predictions] == [True, True]
+
+    tracking.activate()
+    model = mlflow.pyfunc.load_model(f"models:/{reg.name}@champion")
+    texts = json.loads(example.read_text())["inputs"]
+    frame = model.predict(pd.DataFrame({"text": texts}))
+    records = json.loads((ROOT / "serving" / "examples" / "predict_records.json").read_text())["dataframe_records"]
+    python_model = model.unwrap_python_model()  # what MLflow hands over when no signature stands in the way
+    for plain in (texts, records, pd.Series(texts)):
+        assert python_model.predict(None, plain)["label"].tolist() == frame["label"].tolist()
