@@ -93,12 +93,16 @@ class TuneConfig(BaseModel):
     )
     metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="Validation metric to maximise.")
     pruner: Literal["median", "none"] = Field(
-        "median", description="Optuna pruner given each trial's per-epoch validation values."
+        "median",
+        description="Optuna pruner over each trial's per-epoch validation values (they reach it when the trial "
+        "ends: the fine-tune loop takes no extra callbacks yet, so no trial is stopped mid-run).",
     )
     pruner_startup_trials: int = Field(3, ge=0, description="Trials the median pruner sees before it judges any.")
     search: SearchSpace = SearchSpace()
     storage: str | None = Field(
-        None, description="Optuna RDB storage URL; default: SQLite at <workspace>/tune/optuna.db."
+        None,
+        description="Optuna RDB storage URL (e.g. a database on the MLflow server's PostgreSQL); default: SQLite at "
+        "<workspace>/tune/optuna.db. Not MLflow's own database: both keep their schema version in alembic_version.",
     )
     seed: int = Field(0, description="Seed of the TPE sampler.")
     retry: RetryPolicy = RetryPolicy()
@@ -109,7 +113,7 @@ class TrialResult(BaseModel):
 
     number: int
     value: float
-    curve: list[tuple[int, float]]
+    curve: list[tuple[float, float]]
     global_step: int
     mlflow_run_id: str
     seconds: float
@@ -178,12 +182,12 @@ class _TrialJobs:
 
 
 def _epoch_curve(workdir: Path, metric: str) -> list[tuple[int, float]]:
-    """Validation `metric` after each epoch, from the Trainer state of the trial's last checkpoint."""
+    """(epoch, validation `metric`) at each evaluation, from the Trainer state of the trial's last checkpoint."""
     checkpoint, _ = last_checkpoint(workdir)
     if checkpoint is None:
         return []
     history = json.loads(Path(checkpoint, "trainer_state.json").read_text())["log_history"]
-    return [(round(h["epoch"]), h[f"eval_{metric}"]) for h in history if f"eval_{metric}" in h]
+    return [(h["epoch"], h[f"eval_{metric}"]) for h in history if f"eval_{metric}" in h]
 
 
 def run_trial(number: int, job: FinetuneJob, params: dict, tracking: Tracking, tune_run_id: str) -> TrialResult:
@@ -236,8 +240,8 @@ def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult, metri
     """Tell the study how the trial did, after giving its pruner the per-epoch values."""
     trial.set_user_attr("mlflow_run_id", result.mlflow_run_id)
     trial.set_user_attr("seconds", round(result.seconds, 1))
-    for epoch, value in result.curve:
-        trial.report(value, epoch)
+    for epoch, value in result.curve:  # steps in hundredths of an epoch: comparable across batch sizes, and
+        trial.report(value, round(epoch * 100))  # distinct when the recipe evaluates every N steps
     study.tell(trial, result.value)
     p = trial.params
     reporting.logger().info(
