@@ -9,18 +9,27 @@ with the same inputs and code, and a retry of the same run picks up where it sto
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from prefect import Task, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import code_fingerprint
 
-# `parent_run_id` changes with every flow run and says nothing about the work: keep it out of the key.
-STAGE_CACHE = (
-    (INPUTS - "parent_run_id") + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=lambda ctx, params: code_fingerprint())
-)
+if TYPE_CHECKING:
+    from prefect import Task
+
+# Prefect is imported inside stage_task only: every stage config imports RetryPolicy from here, and the CLI
+# validates the data source (tasks.data) before Prefect is imported, so that a typo fails in a second or two.
+
+
+def _stage_cache():
+    """`parent_run_id` changes with every flow run and says nothing about the work: keep it out of the key."""
+    from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+
+    return (
+        (INPUTS - "parent_run_id") + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=lambda ctx, params: code_fingerprint())
+    )
 
 
 class RetryPolicy(BaseModel):
@@ -54,6 +63,8 @@ def stage_task(fn: Callable, name: str, policy: RetryPolicy, cache: bool = True)
     Results persist to Prefect's default result storage: `<PREFECT_HOME>/storage`, which is in the
     workspace by default; on a cluster set PREFECT_DEFAULT_RESULT_STORAGE_BLOCK to shared storage.
     """
+    from prefect import task
+
     return task(
         fn,
         name=name,
@@ -62,7 +73,7 @@ def stage_task(fn: Callable, name: str, policy: RetryPolicy, cache: bool = True)
         retry_jitter_factor=policy.jitter_factor,
         retry_condition_fn=_retry_unless_user_error,
         timeout_seconds=policy.timeout_seconds,
-        cache_policy=STAGE_CACHE if cache else None,
+        cache_policy=_stage_cache() if cache else None,
         persist_result=True,
         # Stages log sentences through the run logger; they never print. Captured prints were only library noise:
         # `datasets` hashes functions with dill, which disassembles them into a redirected stdout, and Prefect's
