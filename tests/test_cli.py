@@ -92,13 +92,39 @@ def test_show_config_applies_overrides():
 @pytest.mark.slow
 def test_run_prints_an_actionable_summary(tmp_path):
     ws = tmp_path / "ws"
-    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "250"}  # no wrapping inside the commands printed
     env.pop("PREFECT_API_URL", None)
     sets = [arg for s in [f"workspace.root={ws}", *FAST] for arg in ("--set", s)]
-    out = _cli("run", "--config", "configs/tiny.yaml", *sets, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # A bar no tiny model reaches: the gate refuses, and a scheduler must be able to tell from the exit code.
+    out = _cli("run", "--config", "configs/tiny.yaml", *sets, "--set", "gate.min_value=0.99", env=env)
+    assert out.returncode == 3, out.stderr[-3000:]
     assert "Registered models:/zero2one-classifier/1" in out.stdout
     assert "majority class" in out.stdout and "tf-idf + logreg" in out.stdout
+    assert "refused (exit code 3)" in out.stdout and "was refused by the gate" in out.stdout
+    assert f"zero2one ui --workspace {ws}" in out.stdout
+    assert list((ws / "logs").glob("run-*.log"))
     assert (ws / "mlflow.db").exists() and (tmp_path / "prefect" / "prefect.db").exists()
     bad = _cli("run", "--config", "configs/tiny.yaml", *sets, "--set", "data.source=missing.csv", env=env)
     assert bad.returncode == 2 and "data source 'missing.csv' does not exist" in bad.stderr
+
+
+def test_run_log_keeps_tracebacks_in_the_file_and_off_the_console(tmp_path):
+    import io
+    import logging
+
+    from flows.cli_common import run_log
+
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    logging.getLogger().addHandler(handler)
+    log = logging.getLogger("prefect.task_runs.test")
+    try:
+        with run_log(tmp_path / "logs", verbose=False) as path:
+            try:
+                raise ValueError("data.csv: column 'txt' not found")
+            except ValueError:
+                log.error("Task run failed", exc_info=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "Task run failed" in console.getvalue() and "Traceback" not in console.getvalue()
+    assert "Traceback" in path.read_text() and "column 'txt' not found" in path.read_text()
