@@ -33,6 +33,7 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
         )
     console.print(f"Registered [bold]{reg.model_uri}[/] with aliases {', '.join(result.aliases)}")
     console.print(f"  weights:     {result.model.uri}")
+    console.print(f"  recipe:      {result.model.recipe} (fine-tuning settings left unset came from it)")
     console.print(f"  data:        {result.data.uri} (fingerprint {result.data.fingerprint})")
     if result.reused_stages:
         console.print(f"  reused:      {', '.join(result.reused_stages)} (same inputs and code as an earlier run)")
