@@ -65,7 +65,7 @@ class TextGenerator:
             add_special_tokens=False,
             return_tensors="pt",
         ).to(self.device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {}
+        sampling = {"temperature": temperature, "top_p": top_p} if temperature > 0 else {}
         out = self.model.generate(
             **enc,
             max_new_tokens=max_new_tokens,
