@@ -283,6 +283,8 @@ def test_too_small_window_is_insufficient_data_not_no_drift(setup):
 @pytest.mark.slow
 def test_bad_input_raises_and_emits_nothing(setup, tmp_path):
     start = datetime.now(timezone.utc)
+    client = setup.tracking.client()
+    before = sorted(str(v.version) for v in client.search_model_versions(f"name='{setup.name}'"))
     no_text = tmp_path / "no_text.csv"
     no_text.write_text("review,sentiment\n" + "great phone,positive\n" * 300)
     with pytest.raises(PipelineInputError, match=r"no text column 'text'"):
@@ -297,8 +299,8 @@ def test_bad_input_raises_and_emits_nothing(setup, tmp_path):
     with pytest.raises(PipelineInputError, match=r"no text column 'text'"):
         _monitor(setup, WindowSource(uri=str(no_text)), retrain_on_drift=True)
     assert _drift_events(setup.name, start, timeout=5) == []
-    versions = setup.tracking.client().search_model_versions(f"name='{setup.name}'")
-    assert [str(v.version) for v in versions] == [setup.version]  # nothing was retrained
+    after = sorted(str(v.version) for v in client.search_model_versions(f"name='{setup.name}'"))
+    assert after == before  # nothing was retrained (the setup's gate may have registered a baseline version too)
 
 
 @pytest.mark.slow
@@ -347,8 +349,9 @@ def test_monitor_with_retrain_on_drift_closes_the_loop(setup):
     run = retrained.pipeline
     assert run.encoder is None and run.model.base_model == champion.checkpoint_uri  # fine-tuned, not pretrained
     assert run.data.sizes["train"] == len(load_reference(champion.data_uri)["train"]) + added["train"]
-    versions = setup.tracking.client().search_model_versions(f"name='{setup.name}'")
-    assert retrained.new_version == str(max(int(v.version) for v in versions))
+    versions = {str(v.version) for v in setup.tracking.client().search_model_versions(f"name='{setup.name}'")}
+    # A version of its own, newer than the champion (the gate may register a TF-IDF baseline version after it).
+    assert retrained.new_version in versions and int(retrained.new_version) > int(champion.version)
     assert retrained.promoted == (run.verdict.passed and run.promotion is not None)
     assert retrained.champion_after == (retrained.new_version if retrained.promoted else champion.version)
     tags = setup.tracking.client().get_model_version(setup.name, retrained.new_version).tags

@@ -5,7 +5,8 @@
 - `windows`: the current window from the prediction log or a file (`WindowSource`, `load_window`);
 - `model_view`: the champion's view of a text: probabilities, pooled embeddings, words its tokenizer splits;
 - `signals`: the Evidently reports that compute each drift signal, against which reference, and why;
-- `reports`: each report's header (model, version, window, reference) and distributions as shares;
+- `reports`: what each HTML report says on top (model, version, window, reference);
+- `report_layout`: how Evidently draws it: the header widget, distributions as shares when sizes differ;
 - `policy`: `DriftPolicy`, the accuracy signal and the verdict;
 - `config`: `MonitorConfig`, how the statistics are computed;
 - `results`: `Signal` and `DriftReport`;

@@ -18,7 +18,6 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from tasks.monitoring.config import MonitorConfig
-from tasks.monitoring.reports import Titled
 from tasks.monitoring.results import Signal
 
 DESCRIPTORS = ("text_length", "non_letter_pct")
@@ -82,6 +81,8 @@ def inputs_report(cfg: MonitorConfig, ref: pd.DataFrame, cur: pd.DataFrame, labe
     from evidently.presets.dataset_stats import ValueStatsTests
     from evidently.tests import gte
 
+    from tasks.monitoring.report_layout import Titled
+
     # Evidently 0.7.23 fails to render when a column's row-count tests are emptied, so those stay default.
     no_tests = ValueStatsTests(
         **{f.name: [] for f in dataclasses.fields(ValueStatsTests) if f.name != "row_count_tests"}
@@ -125,6 +126,8 @@ def model_report(cfg: MonitorConfig, ref: pd.DataFrame, cur: pd.DataFrame, title
     from evidently.metrics import EmbeddingsDrift, ValueDrift
     from evidently.metrics.embeddings import ModelDriftMethod
     from evidently.tests import lte
+
+    from tasks.monitoring.report_layout import Titled
 
     emb = [c for c in ref.columns if c.startswith("emb_")]
     definition = DataDefinition(
