@@ -366,7 +366,7 @@ def _register_baseline(
         registered.name,
         registered.version,
         title,
-        "; ".join(verdict.reasons) or f"zero2one promote {registered.name} --version {registered.version}",
+        "; ".join(verdict.reasons) or f"zero2one promote --model {registered.name} --version {registered.version}",
     )
     return registered.version
 
@@ -407,8 +407,19 @@ def _report(verdict: GateVerdict, report: EvalReport) -> None:
         "gate",
         f"# Gate {title}: {verdict.model} v{verdict.version}\n\n"
         f"{reporting.md_table(comparison_rows(verdict, report))}\n\n{reporting.md_table(rule_rows(verdict))}\n\n"
-        f"Frozen evaluation set: {verdict.eval_size} texts {verdict.eval_sources}, `{verdict.eval_uri}`\n",
+        f"Frozen evaluation set: {verdict.eval_size} texts {verdict.eval_sources}, `{verdict.eval_uri}`\n"
+        + _baseline_note(verdict),
         description=f"Gate verdict for v{verdict.version}",
     )
     why = verdict.reasons or "all rules passed"
     reporting.logger().info("gate %s for %s v%s: %s", title, verdict.model, verdict.version, why)
+
+
+def _baseline_note(verdict: GateVerdict) -> str:
+    if not verdict.baseline_version:
+        return ""
+    return (
+        f"\nThe TF-IDF baseline beat v{verdict.version} and is registered as v{verdict.baseline_version} "
+        f"(`zero2one.kind=baseline`, with its own verdict). Ship it instead: "
+        f"`zero2one promote --model {verdict.model} --version {verdict.baseline_version}`\n"
+    )
