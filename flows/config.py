@@ -75,15 +75,17 @@ def validate(data: dict, source: str = "config", overrides: list[str] | None = N
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
-        problems = []
+        problems, from_overrides = [], []
         for err in e.errors():
             key = _dotted(err["loc"]) or "(top level)"
-            key = override_for(key, overrides or []) or key
+            item = override_for(key, overrides or [])
+            from_overrides.append(item is not None)
             if err["type"] == "extra_forbidden":
-                problems.append(f"{key}: unknown key")
+                problems.append(f"{key}: unknown key" + (f" (from --set {item})" if item else ""))
             else:
-                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-        if all(p.startswith("--set ") for p in problems):
+                via = f", from --set {item}" if item else ""
+                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r}{via})")
+        if all(from_overrides):
             source = "override" if len(problems) == 1 else "overrides"
         raise PipelineInputError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
 

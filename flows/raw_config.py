@@ -62,15 +62,9 @@ def workspace_root(data: dict) -> str:
 
 
 def override_for(key: str, overrides: list[str]) -> str | None:
-    """How to name a setting that failed validation when a `--set` gave it: `--set a.b=value` (the last one wins).
-
-    `key` may lie below the override (`--set finetune.optim={...}` gave `finetune.optim.learning_rate`): then the
-    key follows, `--set finetune.optim={...}: finetune.optim.learning_rate`.
-    """
+    """The `--set` that gave `key` (or a section above it), as the user typed it; the last one wins."""
     for item in reversed(overrides):
         name = item.partition("=")[0].strip()
-        if key == name:
-            return f"--set {item}"
-        if key.startswith(name + "."):
-            return f"--set {item}: {key}"
+        if key == name or key.startswith(name + "."):
+            return item
     return None

@@ -36,13 +36,14 @@ def test_help_lists_the_commands():
 def test_bad_override_exits_with_the_dotted_key():
     out = _cli("show-config", "--config", "configs/tiny.yaml", "--set", "finetune.optim.learning_rat=0.1")
     assert out.returncode == 2
-    assert "--set finetune.optim.learning_rat=0.1: unknown key" in out.stderr
+    assert "finetune.optim.learning_rat: unknown key (from --set finetune.optim.learning_rat=0.1)" in out.stderr
 
 
 def test_an_override_of_the_wrong_type_is_named_not_the_file():
     out = _cli("show-config", "--config", "configs/tiny.yaml", "--set", "pretrain.max_steps=abc")
     assert out.returncode == 2
-    assert "invalid override:\n  --set pretrain.max_steps=abc: Input should be a valid integer" in out.stderr
+    assert "invalid override:\n  pretrain.max_steps: Input should be a valid integer" in out.stderr
+    assert "(got 'abc', from --set pretrain.max_steps=abc)" in out.stderr
     assert "tiny.yaml" not in out.stderr
 
 
