@@ -55,11 +55,14 @@ def mark_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
         client.set_terminated(run.info.run_id, status="KILLED")
         if flow_run := tags.get("prefect.flow_run_id"):
             flow_runs.add(flow_run)
-    if flow_runs:
-        crash_flow_runs(sorted(flow_runs), "its process ended without reporting (killed?); found by a later run")
-    if orphans:
-        from tasks import reporting
+    from tasks import reporting
 
+    if flow_runs:
+        try:
+            crash_flow_runs(sorted(flow_runs), "its process ended without reporting (killed?); found by a later run")
+        except Exception as e:  # housekeeping must never fail the run that found the orphans
+            reporting.logger().warning("could not mark Prefect flow runs %s crashed: %s", sorted(flow_runs), e)
+    if orphans:
         reporting.logger().warning(
             "marked %d run(s) of ended processes as killed: %s",
             len(orphans),
