@@ -1,15 +1,22 @@
-"""Serving throughput on loopback: our service vs a naive PyTorch-eager endpoint without batching.
+"""Serving throughput on loopback: our service vs `mlflow models serve` vs a naive endpoint, and the model's own limit.
 
-Both servers run as separate processes serving the same registered model; one async load generator
-drives each in turn at concurrency 1, 8 and 32 and prints requests/s, p50/p99 latency and the
-ratio. Then a soak at concurrency 32 checks for zero errors and, once the service has shut down
-(which moves its journal into the log), that the prediction log holds exactly the texts sent.
+Three servers run as separate processes serving the same registered model: ours (`zero2one serve`),
+MLflow's (`mlflow models serve -m models:/NAME@champion --env-manager local`, what an MLflow user
+has without us) and a naive PyTorch-eager endpoint without batching. One async load generator drives
+each in turn at concurrency 1, 8 and 32 (one text per request) and prints requests/s and p50/p99
+latency. The model-only limit is the served graph called directly in this process, at the mean batch
+size our service formed at that concurrency: texts/s with no HTTP, JSON, queueing or journal. Then a
+soak at concurrency 32 checks for zero errors and, once the service has shut down (which moves its
+journal into the log), that the prediction log holds exactly the texts answered.
 
 The load generator is aiohttp, not httpx: on this 2-core machine httpx's connection pool topped
 out near 350 requests/s at concurrency 32 against an endpoint that does nothing (aiohttp: over
 9,000), so it measured itself rather than the servers.
 
-    python bench/serving.py [--seconds 10] [--soak 60]
+    python bench/serving.py [--seconds 10] [--soak 60] [--busy 2]
+
+`--busy N` keeps N extra processes spinning on the CPU from the servers' start to the end (the
+"log rows = texts answered on a loaded machine" check).
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +43,7 @@ TEXTS = [
     "I bought it last week and the delivery was slow",
     "the price is fair but the sound is awful",
 ]
+CONCURRENCY = (1, 8, 32)
 
 
 class NaiveRequest(BaseModel):  # module level: FastAPI resolves the (string) annotation from here
@@ -62,18 +72,33 @@ def naive_server(port: int, model_dir: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+class Side(BaseModel):
+    """One server under test: where to send a text and how to wrap it."""
+
+    name: str
+    url: str
+    path: str
+    ready_path: str
+    mlflow_format: bool = False  # MLflow's scoring protocol instead of ours
+
+    def body(self, text: str) -> dict:
+        return {"dataframe_split": {"columns": ["text"], "data": [[text]]}} if self.mlflow_format else {"texts": [text]}
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen) -> None:
     import httpx
 
-    for _ in range(300):
+    for _ in range(900):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -81,7 +106,7 @@ def _wait_ready(url: str) -> None:
     raise TimeoutError(url)
 
 
-async def _load(url: str, concurrency: int, seconds: float) -> dict:
+async def _load(side: Side, concurrency: int, seconds: float) -> dict:
     """`concurrency` clients, each sending one-text requests back to back for `seconds`."""
     import aiohttp
 
@@ -94,7 +119,7 @@ async def _load(url: str, concurrency: int, seconds: float) -> dict:
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
             try:
-                async with session.post(f"{url}/predict", json={"texts": [TEXTS[i % len(TEXTS)]]}) as r:
+                async with session.post(f"{side.url}{side.path}", json=side.body(TEXTS[i % len(TEXTS)])) as r:
                     await r.read()
                     ok = r.status == 200
             except aiohttp.ClientError:
@@ -116,80 +141,170 @@ async def _load(url: str, concurrency: int, seconds: float) -> dict:
         "p99": latencies[int(len(latencies) * 0.99)] * 1000,
         "errors": errors,
         "sent": sent,
+        "answered": sent - errors,
     }
+
+
+def _batches(url: str) -> tuple[float, float]:
+    """(texts, forward passes) so far, from our service's `zero2one_batch_size` histogram."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    value = {m[0]: float(m[1]) for m in re.findall(r"^zero2one_batch_size_(sum|count) (\S+)$", text, re.M)}
+    return value["sum"], value["count"]
+
+
+def model_limit(classify: Callable, batch_size: int, seconds: float = 3.0) -> float:
+    """Texts/s of the served predictor called directly on batches of `batch_size` (no HTTP, no queue)."""
+    texts = [TEXTS[i % len(TEXTS)] for i in range(batch_size)]
+    classify(texts)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        classify(texts)
+        done += batch_size
+    return done / (time.perf_counter() - start)
+
+
+def _served_predictor(name: str, version: str) -> Callable:
+    """The predictor our service calls, loaded the same way (through the registered pyfunc)."""
+    import mlflow
+
+    classifier = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().classifier
+    return lambda texts: classifier.classify(texts, batch_size=len(texts))
+
+
+class Served(BaseModel):
+    """The registered version all three servers serve."""
+
+    name: str
+    version: str
+    model_dir: str  # the fine-tuned checkpoint (the naive server's PyTorch model)
+    tracking_uri: str
+
+
+def _champion(ws: Path, train: bool) -> Served:
+    """Train and register a tiny model in `ws` (and make it champion), or take the champion already there."""
+    from tasks.tracking import Tracking, TrackingConfig
+    from tasks.workspace import Workspace
+
+    tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
+    if train:
+        from flows.config import load_config
+        from flows.pipeline import pipeline
+
+        print("training and registering a tiny model ...", flush=True)
+        overrides = [f"workspace.root={ws}", "pretrain.max_steps=100", "finetune.epochs=2"]
+        reg = pipeline(load_config(ROOT / "configs" / "tiny.yaml", overrides)).registered
+        tracking.activate()
+        tracking.client().set_registered_model_alias(reg.name, "champion", reg.version)
+    tracking.activate()
+    name = "zero2one-classifier"
+    mv = tracking.client().get_model_version_by_alias(name, "champion")
+    checkpoint = mv.tags["zero2one.checkpoint_uri"]
+    return Served(name=name, version=str(mv.version), model_dir=checkpoint, tracking_uri=tracking.uri)
+
+
+def _start(ws: Path, served: Served) -> tuple[list[Side], list[subprocess.Popen]]:
+    venv_bin = str(Path(sys.executable).parent)  # `mlflow models serve` starts `uvicorn` from PATH
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": served.tracking_uri}
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    ports = {name: _port() for name in ("ours", "mlflow-serve", "naive")}
+    commands = {
+        "ours": [sys.executable, "-m", "flows.cli", "serve", "--workspace", str(ws), "--port", str(ports["ours"])],
+        "mlflow-serve": [f"{venv_bin}/mlflow", "models", "serve", "-m", f"models:/{served.name}@champion"]
+        + ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow-serve"])],
+        "naive": [sys.executable, __file__, "--naive-server", str(ports["naive"]), served.model_dir],
+    }
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}
+    sides = [
+        Side(name="ours", url=f"http://127.0.0.1:{ports['ours']}", path="/predict", ready_path="/ready"),
+        Side(
+            name="mlflow-serve",
+            url=f"http://127.0.0.1:{ports['mlflow-serve']}",
+            path="/invocations",
+            ready_path="/ping",
+            mlflow_format=True,
+        ),
+        Side(name="naive", url=f"http://127.0.0.1:{ports['naive']}", path="/predict", ready_path="/ready"),
+    ]
+    try:
+        for side in sides:
+            _wait_ready(f"{side.url}{side.ready_path}", procs[side.name])
+    except BaseException:
+        for p in procs.values():
+            p.terminate()
+        raise
+    return sides, [procs[s.name] for s in sides]
+
+
+def _print_rows(rows: list[dict]) -> None:
+    print(
+        f"\n{'conc.':>5} | {'ours rps':>8} {'p50':>6} {'p99':>6} | {'mlflow rps':>10} {'p99':>6} | {'naive rps':>9} "
+        f"{'p99':>6} | {'batch':>5} {'limit t/s':>9} | {'ours/mlflow':>11} {'ours/limit':>10} {'ours/naive':>10}"
+    )
+    for r in rows:
+        o, m, n = r["ours"], r["mlflow-serve"], r["naive"]
+        print(
+            f"{r['c']:>5} | {o['rps']:8.1f} {o['p50']:6.1f} {o['p99']:6.1f} | {m['rps']:10.1f} {m['p99']:6.1f} | "
+            f"{n['rps']:9.1f} {n['p99']:6.1f} | {r['batch']:5.1f} {r['limit']:9.1f} | {o['rps'] / m['rps']:10.2f}x "
+            f"{o['rps'] / r['limit']:9.0%} {o['rps'] / n['rps']:9.2f}x   (errors: ours {o['errors']}, "
+            f"mlflow {m['errors']}, naive {n['errors']})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--soak", type=float, default=60)
+    parser.add_argument("--busy", type=int, default=0, help="busy-loop processes to run beside the servers")
+    parser.add_argument("--workspace", type=Path, help="serve the champion already in this workspace (no training)")
     parser.add_argument("--naive-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
         return naive_server(int(args.naive_server[0]), args.naive_server[1])
 
-    from flows.config import load_config
-    from flows.pipeline import pipeline
-    from tasks.prediction_log import read_window
+    from tasks.prediction_log import is_prediction_log, read_window
 
-    ws = SCRATCH / "ws"
-    print("training and registering a tiny model ...", flush=True)
-    result = pipeline(
-        load_config(
-            ROOT / "configs" / "tiny.yaml",
-            [
-                f"workspace.root={ws}",
-                "pretrain.max_steps=100",
-                "finetune.epochs=2",
-            ],
-        )
-    )
-    reg = result.registered
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
-
-    Tracking.resolve(TrackingConfig(), Workspace(root=str(ws))).client().set_registered_model_alias(
-        reg.name, "champion", reg.version
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ours_port, naive_port = _port(), _port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve", "--workspace", str(ws), "--port", str(ours_port)],
-            cwd=ROOT,
-            env=env,
-        ),
-        subprocess.Popen([sys.executable, __file__, "--naive-server", str(naive_port), result.model.uri], env=env),
-    ]
+    ws = args.workspace or SCRATCH / "ws"
+    served = _champion(ws, train=args.workspace is None)
+    log_uri = str(ws / "predictions")
+    logged_before = len(read_window(log_uri)) if is_prediction_log(log_uri) else 0
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    procs: list[subprocess.Popen] = []
     try:
-        ours, naive = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{naive_port}"
-        _wait_ready(ours)
-        _wait_ready(naive)
-        print(
-            f"\n{'concurrency':>11} | {'ours rps':>9} {'p50 ms':>7} {'p99 ms':>7} | {'naive rps':>9} {'p50 ms':>7} "
-            f"{'p99 ms':>7} | ratio"
-        )
-        texts_sent = 0  # one text per request: every one must end up in the prediction log
-        for c in (1, 8, 32):
-            a = asyncio.run(_load(ours, c, args.seconds))
-            texts_sent += a["sent"]
-            b = asyncio.run(_load(naive, c, args.seconds))
-            print(
-                f"{c:>11} | {a['rps']:9.1f} {a['p50']:7.1f} {a['p99']:7.1f} | {b['rps']:9.1f} {b['p50']:7.1f} "
-                f"{b['p99']:7.1f} | {a['rps'] / b['rps']:.2f}x  (errors: ours {a['errors']}, naive {b['errors']})"
-            )
+        sides, procs = _start(ws, served)
+        ours = sides[0]
+        print(f"load average before the load: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs, {args.busy} busy loops)")
+        rows, answered = [], 0  # one text per request: every answered one must end up in the prediction log
+        classify = _served_predictor(served.name, served.version)
+        for c in CONCURRENCY:
+            texts_before, passes_before = _batches(ours.url)
+            row = {"c": c, "ours": asyncio.run(_load(ours, c, args.seconds))}
+            texts_after, passes_after = _batches(ours.url)
+            row["batch"] = (texts_after - texts_before) / max(passes_after - passes_before, 1)
+            # Right after ours (the machine is shared: the closer in time, the fairer the ratio).
+            row["limit"] = model_limit(classify, max(round(row["batch"]), 1), seconds=args.seconds / 2)
+            row |= {side.name: asyncio.run(_load(side, c, args.seconds)) for side in sides[1:]}
+            answered += row["ours"]["answered"]
+            rows.append(row)
         soak = asyncio.run(_load(ours, 32, args.soak))
-        texts_sent += soak["sent"]
+        answered += soak["answered"]
         procs[0].terminate()  # a graceful stop moves the journal's last rows into the log
-        procs[0].wait(timeout=60)
-        logged = len(read_window(str(ws / "predictions")))
+        procs[0].wait(timeout=120)
+        load = os.getloadavg()[0]
+        for p in procs[1:]:
+            p.terminate()
+            p.wait(timeout=30)
+        _print_rows(rows)
+        logged = len(read_window(log_uri)) - logged_before
         print(
             f"\nsoak: {args.soak:.0f} s at concurrency 32: {soak['sent']} requests, {soak['errors']} errors, "
-            f"{soak['rps']:.1f} rps, p99 {soak['p99']:.0f} ms\nprediction log after shutdown: {logged} rows for "
-            f"{texts_sent} texts sent in the whole run ({'equal' if logged == texts_sent else 'NOT equal'})"
+            f"{soak['rps']:.1f} rps, p99 {soak['p99']:.0f} ms; load average at the end {load:.1f}\n"
+            f"prediction log after shutdown: {logged} rows for {answered} texts answered in the whole run "
+            f"({'equal' if logged == answered else 'NOT equal'})"
         )
     finally:
-        for p in procs:
+        for p in procs + busy:
             p.terminate()
             p.wait(timeout=30)
 
