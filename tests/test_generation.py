@@ -75,7 +75,7 @@ def test_demo_instructions_deterministic_and_held_out(tmp_path: Path) -> None:
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
     reviews = {r["prompt"].split("\nReview: ")[1] for r in test}
     assert not reviews & set(a.corpus.read_text().splitlines())
-    assert any(r["response"].startswith("Verdict: ") for r in test) and any(
+    assert any(r["response"].startswith("Aspects: ") for r in test) and any(
         r["response"].startswith("The ") for r in test
     )
 
@@ -185,6 +185,23 @@ def test_packing_leaves_no_padding(tok) -> None:
     assert sum(blocks, []) == stream[: len(blocks) * 16]  # nothing reordered or lost but the last partial block
     batch = DataCollatorForLanguageModeling(tok, mlm=False)([{"input_ids": b} for b in blocks[:4]])
     assert tok.pad_token_id not in batch["input_ids"] and (batch["labels"] == batch["input_ids"]).all()
+
+
+def test_lora_adapts_attention_only_and_merges_to_a_plain_decoder(tok) -> None:
+    import torch
+
+    from models.decoder import DecoderShape, build_causal_lm
+    from models.lora import merge_lora
+    from tasks.sft import _lora
+
+    model = build_causal_lm(DecoderShape(num_layers=2), len(tok), tok.pad_token_id, tok.eos_token_id)
+    peft_model = _lora(model, SftConfig().lora)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n and "self_attn" in n for n in trainable)
+    merged = merge_lora(peft_model)
+    assert type(merged).__name__ == "LlamaForCausalLM" and not any("lora_" in n for n, _ in merged.named_parameters())
+    ids = torch.tensor([[1, 5, 7, 9]])
+    assert merged(input_ids=ids).logits.shape == (1, 4, len(tok))
 
 
 @pytest.mark.parametrize("preset", ["tiny-generation.yaml", "base-generation.yaml"])
