@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
 from tasks.data import DataConfig
 from tasks.errors import PipelineInputError
@@ -43,6 +44,7 @@ class PipelineConfig(BaseModel):
     optimize: OptimizeConfig = OptimizeConfig()
     registry: RegisterConfig = RegisterConfig()
     gate: GateConfig = GateConfig()
+    placement: PlacementConfig = PlacementConfig()
 
     @model_validator(mode="after")
     def _encoder_source(self) -> PipelineConfig:

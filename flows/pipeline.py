@@ -14,6 +14,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from flows.config import PipelineConfig
+from flows.placement import run_placed
 from tasks import reporting
 from tasks.data import PreparedData, prepare_data
 from tasks.evaluate import EvalReport, evaluate
@@ -66,13 +67,18 @@ class _Stages:
 
     def __init__(self, config: PipelineConfig):
         self.ws = config.workspace.resolved()
+        self.placement = config.placement
         self.reused: list[str] = []
 
     def __call__(self, fn: Callable, policy: RetryPolicy, *args, cache: bool = True, **kwargs):
-        state = stage_task(fn, fn.__name__, policy, cache=cache)(*args, return_state=True, **kwargs)
-        if state.name == "Cached":
+        if where := self.placement.where(fn.__name__):  # its own flow run on another work pool
+            result, cached = run_placed(fn, policy, where, self.ws, cache, *args, **kwargs)
+        else:
+            state = stage_task(fn, fn.__name__, policy, cache=cache)(*args, return_state=True, **kwargs)
+            result, cached = state.result(), state.name == "Cached"
+        if cached:
             self.reused.append(fn.__name__)
-        return state.result()
+        return result
 
 
 @flow(name="pipeline", log_prints=True)
