@@ -40,6 +40,13 @@ class PoolSpec(BaseModel):
 class Applied(BaseModel):
     pools: dict[str, str]  # pool name -> created / updated / unchanged
     deployments: list[str]  # flow/deployment names, as `prefect deployment run` takes them
+    lost_runs: str = "unchanged"  # the automation that crashes flow runs whose machine is gone
+
+
+LOST_RUNS_AUTOMATION = "zero2one-crash-lost-flow-runs"
+# A flow run sends a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (180 by default): three missed ones
+# and a margin before it counts as lost.
+LOST_AFTER_SECONDS = 600
 
 
 def pool_specs(folder: Path = POOLS_DIR) -> list[PoolSpec]:
@@ -121,6 +128,55 @@ def apply_deployments(prefect_file: Path = PREFECT_FILE) -> list[str]:
     return [names[n] for n in wanted]
 
 
+def lost_runs_automation(within_seconds: int):
+    """Prefect's own recipe for "zombie" flow runs: no heartbeat for `within_seconds` after one -> Crashed.
+
+    Nothing else marks a flow run crashed when its machine disappears (kill -9, a lost node or spot instance): it
+    would stay Running, and a pipeline waiting on a placed stage would wait forever. Crashed, the stage's retry
+    starts it again on a live worker (flows/placement.py), and training resumes from its last checkpoint.
+    """
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    return AutomationCore(
+        name=LOST_RUNS_AUTOMATION,
+        description="Crash flow runs whose heartbeats stopped (their process or machine is gone).",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=within_seconds,
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message="No heartbeat: its worker or machine is gone.")],
+    )
+
+
+def ensure_lost_runs_automation(within_seconds: int = LOST_AFTER_SECONDS) -> str:
+    from prefect import get_client
+
+    wanted = lost_runs_automation(within_seconds)
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(LOST_RUNS_AUTOMATION)
+        if not found:
+            client.create_automation(wanted)
+            return "created"
+        same = found[0].trigger.model_dump(exclude={"id"}) == wanted.trigger.model_dump(exclude={"id"})
+        if same and found[0].actions == wanted.actions:
+            return "unchanged"
+        client.update_automation(found[0].id, wanted)
+        return "updated"
+
+
 def api_url() -> str:
     from prefect.settings import get_current_settings
 
@@ -133,11 +189,15 @@ def api_url() -> str:
     return url
 
 
-def apply(prefect_file: Path = PREFECT_FILE, pools_dir: Path = POOLS_DIR) -> Applied:
-    """Pools first (deployments name them), then deployments."""
+def apply(
+    prefect_file: Path = PREFECT_FILE, pools_dir: Path = POOLS_DIR, lost_after_seconds: int = LOST_AFTER_SECONDS
+) -> Applied:
+    """Pools first (deployments name them), then deployments, then the automation that crashes lost runs."""
     api_url()
     pools = ensure_pools(pool_specs(pools_dir))
-    return Applied(pools=pools, deployments=apply_deployments(prefect_file))
+    deployments = apply_deployments(prefect_file)
+    lost = ensure_lost_runs_automation(lost_after_seconds)
+    return Applied(pools=pools, deployments=deployments, lost_runs=lost)
 
 
 def deploy(
@@ -145,7 +205,7 @@ def deploy(
         Path, typer.Option(help="Deployments to apply (Prefect's prefect.yaml format).", exists=True, dir_okay=False)
     ] = PREFECT_FILE,
     pools_dir: Annotated[
-        Path, typer.Option(help="Base job templates, one work pool per TYPE[-PURPOSE].json.", file_okay=False)
+        Path, typer.Option(help="Base job templates, one work pool per <type>[-<purpose>].json.", file_okay=False)
     ] = POOLS_DIR,
 ) -> None:
     """Create the work pools (if missing) and apply the deployments to the Prefect server at PREFECT_API_URL.
@@ -165,5 +225,6 @@ def deploy(
         typer.echo(f"work pool   {name:28s} {action}")
     for name in result.deployments:
         typer.echo(f"deployment  {name}")
+    typer.echo(f"automation  {LOST_RUNS_AUTOMATION:28s} {result.lost_runs}")
     typer.echo("Run flows from the UI, or: prefect deployment run 'pipeline/pipeline'")
     typer.echo("Start a local worker:      prefect worker start --pool zero2one-process")

@@ -8,8 +8,10 @@ answers, and can stop and start it again for fault tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -147,8 +149,15 @@ class Service:
         self.proc: subprocess.Popen | None = None
 
     def start(self, seconds: float = 180) -> None:
+        self.launch()
+        self.wait_up(seconds)
+
+    def launch(self) -> None:
+        """Start without waiting: servers that start slowly can start side by side."""
         out = open(self.log, "ab")  # noqa: SIM115 - the server outlives this call
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_up(self, seconds: float = 180) -> None:
         wait_until(self._up, self.name, seconds)
 
     def _up(self) -> bool:
@@ -198,9 +207,33 @@ def prefect_server(pg: Postgres, log_dir: Path, env: dict[str, str]) -> Service:
 
 
 def worker(pool: str, log_dir: Path, env: dict[str, str], name: str | None = None) -> subprocess.Popen:
-    """A process worker on `pool` (created by `zero2one deploy`)."""
+    """A process worker on `pool` (created by `zero2one deploy`), in its own process group with its flow runs.
+
+    `kill_group(proc)` ends the worker and every flow run it started at once: what a lost machine looks like.
+    """
     out = open(log_dir / f"worker-{name or pool}.log", "ab")  # noqa: SIM115 - the worker outlives this call
     args = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
     if name:
         args += ["--name", name]
-    return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_tree(proc: subprocess.Popen) -> list[int]:
+    """kill -9 a worker and every process below it, flow runs included (Prefect starts those in their own
+    sessions, so a process-group kill would miss them): what a machine that disappears looks like."""
+    import psutil
+
+    victims = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait(timeout=30)
+    return [p.pid for p in victims]
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal a process started with `start_new_session=True` and everything it started."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
