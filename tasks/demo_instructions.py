@@ -6,13 +6,11 @@ instruction plus a review) and the one correct response:
 
     prompt:   State the verdict and the aspects of this review.
               Review: The battery of this phone is not great but the screen is excellent.
-    response: Aspects: battery (negative), screen (positive). Verdict: neutral.
+    response: Verdict: neutral. Aspects: battery (negative), screen (positive).
 
 A fifth of the prompts ask a second, easier question ("Which product is this review about?" ->
 "The phone."), so the model has to read the instruction, not only the review. The response is a
-function of the prompt (no label noise), so exact match and chrF measure the skill directly. The aspects come
-before the verdict on purpose: a model that writes each aspect's polarity first can then read the verdict off
-its own words, as people do (measured here: verdict-first answers were learnt more slowly).
+function of the prompt (no label noise), so exact match and chrF measure the skill directly.
 
 What it shows: a tiny decoder, pretrained on the review corpus and instruction-tuned for a few
 minutes on 2 CPU cores, learns to copy the aspects in order and to judge each one through negation
@@ -104,7 +102,7 @@ def verdict_response(aspects: list[tuple[str, int]]) -> str:
     total = sum(p for _, p in aspects)
     verdict = "positive" if total > 0 else "negative" if total < 0 else "neutral"
     listed = ", ".join(f"{a} ({'positive' if p > 0 else 'negative'})" for a, p in aspects)
-    return f"Aspects: {listed}. Verdict: {verdict}."
+    return f"Verdict: {verdict}. Aspects: {listed}."
 
 
 def example(rng: random.Random, style: Style) -> dict[str, str]:

@@ -75,7 +75,7 @@ def test_demo_instructions_deterministic_and_held_out(tmp_path: Path) -> None:
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
     reviews = {r["prompt"].split("\nReview: ")[1] for r in test}
     assert not reviews & set(a.corpus.read_text().splitlines())
-    assert any(r["response"].startswith("Aspects: ") for r in test) and any(
+    assert any(r["response"].startswith("Verdict: ") for r in test) and any(
         r["response"].startswith("The ") for r in test
     )
 
