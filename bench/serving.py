@@ -200,7 +200,9 @@ def _champion(ws: Path, train: bool) -> Served:
     tracking.activate()
     name = "zero2one-classifier"
     mv = tracking.client().get_model_version_by_alias(name, "champion")
-    checkpoint = mv.tags["zero2one.checkpoint_uri"]
+    from tasks.registry_names import LINEAGE_CHECKPOINT_URI, read_tag
+
+    checkpoint = read_tag(mv.tags, LINEAGE_CHECKPOINT_URI)
     return Served(name=name, version=str(mv.version), model_dir=checkpoint, tracking_uri=tracking.uri)
 
 

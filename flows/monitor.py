@@ -17,6 +17,7 @@ from prefect.events import emit_event
 from pydantic import BaseModel
 
 from flows.config import PipelineConfig
+from flows.outcome import mark_flow_run
 from flows.retrain import RetrainResult, resolve_champion, retrain
 from tasks import reporting
 from tasks.monitoring.check import check_drift, event_payload
@@ -24,8 +25,7 @@ from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import stage_task
-
-DRIFT_EVENT = "zero2one.drift.detected"
+from tasks.registry_names import DRIFT_EVENT, model_resource_id
 
 
 class MonitorResult(BaseModel):
@@ -39,7 +39,7 @@ class MonitorResult(BaseModel):
 
 def model_resource(name: str, version: str) -> dict[str, str]:
     """The Prefect resource a drift event is about (the same id promotion events use)."""
-    return {"prefect.resource.id": f"zero2one.model.{name}", "prefect.resource.name": name, "zero2one.version": version}
+    return {"prefect.resource.id": model_resource_id(name), "prefect.resource.name": name, "zero2one.version": version}
 
 
 @flow(name="monitor", log_prints=True)
@@ -58,6 +58,7 @@ def monitor(
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     report = stage_task(check_drift, "check_drift", config.retry, cache=False)(config, champion, window, tracking, ws)
     print(f"{champion.name} v{champion.version}: {report.status} - {'; '.join(report.reasons)}")
+    mark_flow_run(f"monitor · {champion.name} v{champion.version} · {report.status}", [report.status])
     if report.status != "drift":
         return MonitorResult(report=report)
 

@@ -14,6 +14,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from flows.config import PipelineConfig
+from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
 from tasks import reporting
 from tasks.data import PreparedData, prepare_data
@@ -27,8 +28,9 @@ from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import EncoderArtifact, pretrain
 from tasks.promotion import Promotion, promote
 from tasks.register import Lineage, RegisteredModel, register
+from tasks.registry_names import CHAMPION, GATE_VERDICT
 from tasks.tokenizer import TokenizerArtifact, train_tokenizer
-from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run
+from tasks.tracking import Tracking, close_pipeline_run, flow_run_id, open_pipeline_run, prefect_run_url
 from tasks.tune import TuneResult, tune
 
 
@@ -49,11 +51,21 @@ class PipelineResult(BaseModel):
     mlflow_run_id: str
     tracking_uri: str
     workspace: str
+    flow_run_id: str | None = None
 
     @property
     def aliases(self) -> list[str]:
         """The version's aliases after this run: `champion` only when the gate passed and it was promoted."""
-        return self.registered.aliases + (["champion"] if self.promotion else [])
+        return self.registered.aliases + ([CHAMPION] if self.promotion else [])
+
+    @property
+    def outcome(self) -> str:
+        """One word for run names and tags: `champion` (promoted), `passed` (not promoted) or `refused`."""
+        return CHAMPION if self.promotion else "passed" if self.verdict.passed else "refused"
+
+    @property
+    def title(self) -> str:
+        return f"{self.registered.name} v{self.registered.version}"
 
     @property
     def gate_summary(self) -> str:
@@ -90,7 +102,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
     run_id = open_pipeline_run(
         tracking,
-        "pipeline",
+        config.registry.model_name,  # renamed to "NAME vN" once the version exists
         {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
         {"zero2one.config_hash": lineage.config_hash},
     )
@@ -132,7 +144,15 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             parent_run_id=run_id,
         )
         report = stage(
-            evaluate, config.evaluate.retry, config.evaluate, data, model, tracking, ws, parent_run_id=run_id
+            evaluate,
+            config.evaluate.retry,
+            config.evaluate,
+            data,
+            model,
+            tracking,
+            ws,
+            parent_run_id=run_id,
+            quality=config.gate.quality(),  # the verdict applies the gate's rules (a rule switched off is off here)
         )
         optimized = None
         if config.optimize.enabled:
@@ -175,7 +195,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             promotion = stage(promote, config.gate.retry, registered.name, registered.version, tracking, cache=False)
         ok = True
     finally:
-        close_pipeline_run(tracking, run_id, ok)
+        close_pipeline_run(tracking, run_id, ok, **(_parent_run(registered, report, verdict, tracking) if ok else {}))
     result = PipelineResult(
         data=data,
         tokenizer=tokenizer,
@@ -191,9 +211,33 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         mlflow_run_id=run_id,
         tracking_uri=tracking.uri,
         workspace=ws.root,
+        flow_run_id=flow_run_id(),
     )
     reporting.markdown("pipeline-summary", summary_markdown(result), description="What this run produced")
-    return result
+    mark_flow_run(f"pipeline · {result.title} · {result.outcome}", [result.outcome])
+    said = f"is the new champion, gate {verdict.headline}" if promotion else f"gate {verdict.headline}"
+    return completed(result, f"{result.title} {said}")
+
+
+def _parent_run(registered: RegisteredModel, report: EvalReport, verdict: GateVerdict, tracking: Tracking) -> dict:
+    """The parent MLflow run's name, headline metrics and note: the runs table compares runs without opening them."""
+    metrics = {
+        "test_macro_f1": report.model.macro_f1,
+        "test_accuracy": report.model.accuracy,
+        "tfidf_macro_f1": report.tfidf_logreg.macro_f1,
+        "gate_passed": float(verdict.passed),
+        f"gate_{verdict.metric}": getattr(verdict.challenger, verdict.metric),
+    }
+    link = f"[{registered.name} v{registered.version}]({tracking.ui_url}/#/models/{registered.name}/versions/"
+    note = f"{link}{registered.version}): gate {verdict.headline}"
+    if run := flow_run_id():
+        note += f"  \n[Prefect flow run]({prefect_run_url(run)})"
+    return {
+        "metrics": metrics,
+        "name": f"{registered.name} v{registered.version}",
+        "tags": {GATE_VERDICT: "passed" if verdict.passed else "failed", "zero2one.model_version": registered.version},
+        "note": note,
+    }
 
 
 def summary_markdown(result: PipelineResult) -> str:

@@ -15,6 +15,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from flows.config import PipelineConfig, validate
+from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
 from tasks import reporting
 from tasks.monitoring.champion import Champion, find_champion
@@ -118,5 +119,8 @@ def retrain(
         f"Added rows: {data.added}; dropped: {data.dropped}  \nGate: {out.gate}  \n"
         f"`{alias}` is now v{after} ({'promoted' if out.promoted else 'not promoted'})\n",
         description="Retraining after drift",
+    )
+    mark_flow_run(
+        f"retrain · {out.model} v{out.champion_before} → v{out.new_version} · {result.outcome}", [result.outcome]
     )
     return out

@@ -15,9 +15,10 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
+# tasks/promotion.py emits PROMOTED_EVENT on every move of `champion`; the names module is light (no torch).
+from tasks.registry_names import PROMOTED_EVENT, model_resource_id
+
 log = logging.getLogger("zero2one.serving")
-# tasks/promotion.py emits it on every move of `champion`; not imported from there, which would load torch.
-PROMOTED_EVENT = "zero2one.model.promoted"
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ModelHolder:
 
         promotions = EventFilter(
             event=EventNameFilter(name=[PROMOTED_EVENT]),
-            resource=EventResourceFilter(id=[f"zero2one.model.{self.name}"]),
+            resource=EventResourceFilter(id=[model_resource_id(self.name)]),
         )
         while True:
             try:

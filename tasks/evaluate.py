@@ -12,12 +12,20 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import mlflow
+import numpy as np
 from matplotlib.figure import Figure  # the object API needs no display backend on workers
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.dummy import DummyClassifier
-from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from models.classifier import TextClassifier
 from tasks import reporting
@@ -60,6 +68,7 @@ class EvalReport(BaseModel):
     baseline: BaselineModel | None = None
     test_size: int
     mlflow_run_id: str
+    confusion: list[list[int]] = Field([], description="Test split counts: rows true labels, columns predicted.")
 
 
 def score(y_true: list[int], y_pred: list[int], labels: list[str]) -> Scores:
@@ -75,15 +84,21 @@ def score(y_true: list[int], y_pred: list[int], labels: list[str]) -> Scores:
     )
 
 
-def _confusion_png(y_true, y_pred, labels: list[str], path: Path) -> None:
-    fig = Figure(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+def confusion_figure(counts: list[list[int]], labels: list[str], title: str) -> Figure:
+    """The confusion matrix as a figure titled `title` (register re-draws it with the model's name and version)."""
+    fig = Figure(figsize=(1.2 * len(labels) + 2.4, 1.2 * len(labels) + 1.6))
     ax = fig.subplots()
-    ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=list(range(len(labels))), display_labels=labels, ax=ax, colorbar=False, cmap="Blues"
+    ConfusionMatrixDisplay(confusion_matrix=np.array(counts), display_labels=labels).plot(
+        ax=ax, colorbar=False, cmap="Blues"
     )
-    ax.set_title("Test split: true vs predicted")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
+
+
+def artifact_url(tracking: Tracking, run_id: str, path: str) -> str:
+    """An MLflow run artifact as a URL the MLflow UI serves (for images in markdown)."""
+    return f"{tracking.ui_url}/get-artifact?path={quote(path)}&run_uuid={run_id}"
 
 
 def evaluate(
@@ -132,7 +147,9 @@ def evaluate(
         mlflow.log_params({"baseline_C": baseline.c})
         mlflow.set_tag("zero2one.eval_passed", str(not reasons).lower())
         out = Path(tmp)
-        _confusion_png(y_true, y_model, labels, out / "confusion_matrix.png")
+        counts = confusion_matrix(y_true, y_model, labels=list(range(len(labels)))).tolist()
+        title = f"Test split ({len(test)} texts): true vs predicted"
+        confusion_figure(counts, labels, title).savefig(out / "confusion_matrix.png", dpi=110)
         (out / "metrics.json").write_text(json.dumps({k: v.model_dump() for k, v in scores.items()}, indent=2))
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
         uri = publish_dir(out, ws.uri("evaluations", model.uri.rstrip("/").split("/")[-2]))
@@ -145,6 +162,7 @@ def evaluate(
         baseline=baseline,
         test_size=len(test),
         mlflow_run_id=run.info.run_id,
+        confusion=counts,
     )
     _report(report, tracking)
     return report
@@ -189,6 +207,7 @@ def rule_rows(report: EvalReport) -> list[dict]:
 
 
 def _report(report: EvalReport, tracking: Tracking) -> None:
+    png = artifact_url(tracking, report.mlflow_run_id, "evaluation/confusion_matrix.png")
     reporting.table("evaluate", comparison_rows(report), description=f"Test split ({report.test_size} texts)")
     per_class = [{"class": k, **{m: round(v, 4) for m, v in d.items()}} for k, d in report.model.per_class.items()]
     verdict = "passed" if report.passed else "failed: " + "; ".join(report.reasons)
@@ -197,7 +216,9 @@ def _report(report: EvalReport, tracking: Tracking) -> None:
         f"# Evaluation: {verdict}\n\n{reporting.md_table(comparison_rows(report))}\n\n"
         f"Rules (the gate applies the same ones to its frozen set):\n\n{reporting.md_table(rule_rows(report))}\n\n"
         f"TF-IDF baseline: C={report.baseline.c if report.baseline else '-'} (chosen on the validation split)\n\n"
-        f"Per class:\n\n{reporting.md_table(per_class)}\n\nConfusion matrix and metrics: `{report.uri}`  \n"
-        f"MLflow run: [{report.mlflow_run_id}]({tracking.run_url(report.mlflow_run_id)})\n",
+        f"Per class:\n\n{reporting.md_table(per_class)}\n\n"
+        f"![Confusion matrix on the test split]({png})\n\n"
+        f"[Confusion matrix]({png}) and metrics.json in the MLflow run: "
+        f"[{report.mlflow_run_id}]({tracking.run_url(report.mlflow_run_id)}) (and in `{report.uri}`)\n",
     )
     reporting.logger().info("evaluation %s: %s", verdict, comparison_rows(report))

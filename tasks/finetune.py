@@ -39,6 +39,7 @@ from tasks.tracking import Tracking, flow_run_id
 from tasks.training import (
     check_divisible,
     last_checkpoint,
+    optim_params,
     report_stage,
     training_arguments,
     training_run,
@@ -268,7 +269,9 @@ def finetune(
     params = {"method": cfg.method}
     with training_run("finetune", train_classifier, job, tracking, parent_run_id, tags, params) as (trained, run_id):
         plan = trained.plan
-        mlflow.log_params({"recipe": plan.recipe, "recipe_max_length": plan.max_length})
+        used = {"recipe": plan.recipe, "recipe_max_length": plan.max_length, "epochs": plan.epochs}
+        used |= {"total_steps": plan.total_steps, "eval_steps": plan.eval_steps or "epoch"}
+        mlflow.log_params(used | optim_params(plan.optim) | {"parameters": trained.parameters})
         mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
     uri = publish_dir(workdir / "model", ws.uri("finetune", key, "model"))
     report_stage(

@@ -41,13 +41,26 @@ from tasks.gate_rules import champion_rule, evaluation_rule, newest_rule, parity
 from tasks.orchestration import RetryPolicy
 from tasks.quality import QualityBar, RuleResult, baseline_rule, min_rule
 from tasks.register import RegisteredModel, load_predictor, register_baseline
+from tasks.registry_names import (
+    CHAMPION,
+    GATE_BASELINE_OFF,
+    GATE_BASELINE_VERSION,
+    GATE_CHALLENGER,
+    GATE_CHAMPION_VERSION,
+    GATE_FAILED_RULES,
+    GATE_REASONS,
+    GATE_RUN,
+    GATE_VERDICT,
+    LINEAGE_DATA_URI,
+    failed_reasons,
+    read_tag,
+)
 from tasks.storage import publish_dir
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace, exists, join
 
-CHAMPION = "champion"
-VERDICT_TAG = "zero2one.gate.verdict"
-__all__ = ["CHAMPION", "VERDICT_TAG", "GateConfig", "GateVerdict", "RuleResult", "gate"]
+VERDICT_TAG = GATE_VERDICT
+__all__ = ["CHAMPION", "VERDICT_TAG", "GateConfig", "GateVerdict", "RuleResult", "failed_reasons", "gate"]
 
 
 class GateConfig(BaseModel):
@@ -114,20 +127,33 @@ class GateVerdict(BaseModel):
     def reasons(self) -> list[str]:
         return [f"{r.name}: {r.reason}" for r in self.rules if not r.passed]
 
+    @property
+    def headline(self) -> str:
+        """One line for people: "passed: macro-F1 0.8123 ..." or "refused: <the first failed rule's reason>"."""
+        if self.passed:
+            label = "macro-F1" if self.metric == "macro_f1" else self.metric
+            return f"passed: {label} {getattr(self.challenger, self.metric):.4f} on {self.eval_size} frozen texts"
+        failed = [r for r in self.rules if not r.passed and r.name != "evaluation"] or [
+            r for r in self.rules if not r.passed
+        ]
+        return "refused: " + failed[0].reason
+
     def tags(self) -> dict[str, str]:
+        """Few and machine-readable: every rule's value and reason is in verdict.json and the model card."""
+        failed = [r.name for r in self.rules if not r.passed]
         tags = {
-            VERDICT_TAG: "passed" if self.passed else "failed",
-            "zero2one.gate.champion_version": self.champion_version or "none",
-            "zero2one.gate.eval_fingerprint": self.eval_fingerprint,
-            "zero2one.gate.eval_size": str(self.eval_size),
-            "zero2one.gate.run_id": self.mlflow_run_id,
+            GATE_VERDICT: "passed" if self.passed else "failed",
+            GATE_FAILED_RULES: ",".join(failed) or "none",
+            GATE_CHAMPION_VERSION: self.champion_version or "none",
+            GATE_RUN: self.mlflow_run_id,
         }
+        if failed:
+            tags[GATE_REASONS] = "\n".join(self.reasons)
         if self.baseline_version:
-            tags["zero2one.gate.baseline_version"] = self.baseline_version
-        for r in self.rules:
-            tags[f"zero2one.gate.{r.name}"] = "passed" if r.passed else "failed"
-            tags[f"zero2one.gate.{r.name}.value"] = r.value
-            tags[f"zero2one.gate.{r.name}.reason"] = r.reason
+            tags[GATE_BASELINE_VERSION] = self.baseline_version
+        off = [r.reason for r in self.rules if r.name == "baseline" and r.value == "off"]
+        if off:
+            tags[GATE_BASELINE_OFF] = off[0]
         return tags
 
 
@@ -208,13 +234,6 @@ def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
     return client.get_model_version(name, version) if version is not None else None
 
 
-def failed_reasons(tags: dict[str, str]) -> list[str]:
-    """The reasons of the failed rules, read back from a model version's tags."""
-    rules = [k for k, v in tags.items() if k.startswith("zero2one.gate.") and k.count(".") == 2 and v == "failed"]
-    rules = [k for k in rules if k != VERDICT_TAG]
-    return [f"{k.removeprefix('zero2one.gate.')}: {tags.get(k + '.reason', '?')}" for k in sorted(rules)]
-
-
 def frozen_eval_set(data: PreparedData, champion: ModelVersion | None) -> tuple[pd.DataFrame, dict[str, int]]:
     """The champion's test split plus the newest one, deduplicated by text: rows both models are judged on.
 
@@ -223,10 +242,10 @@ def frozen_eval_set(data: PreparedData, champion: ModelVersion | None) -> tuple[
     newest = _test_frame(data.splits_uri).assign(newest=True)
     if champion is None:
         return newest, {"newest_test": len(newest)}
-    data_uri = champion.tags.get("zero2one.data_uri")
+    data_uri = read_tag(champion.tags, LINEAGE_DATA_URI)
     if not data_uri or not exists(join(data_uri, "splits", "dataset_dict.json")):
         raise PipelineInputError(
-            f"champion v{champion.version} has no test data to compare on (tag zero2one.data_uri={data_uri!r} "
+            f"champion v{champion.version} has no test data to compare on (tag {LINEAGE_DATA_URI}={data_uri!r} "
             "does not point at prepared data). Restore that folder, or promote by hand: "
             "zero2one promote --force --reason ..."
         )
@@ -358,7 +377,7 @@ def _register_baseline(
             "mlflow_run_id": registered.run_id,
         }
     )
-    _tag_version(tracking.client(), registered, verdict.tags() | {"zero2one.gate.challenger": challenger.version})
+    _tag_version(tracking.client(), registered, verdict.tags() | {GATE_CHALLENGER: challenger.version})
     title = "may be promoted" if verdict.passed else "did not pass either"
     reporting.logger().info(
         "the TF-IDF baseline beat v%s and is registered as %s v%s; it %s: %s",

@@ -10,11 +10,22 @@ import yaml
 
 from tasks import reporting
 from tasks.data import PreparedData
-from tasks.evaluate import EvalReport
+from tasks.evaluate import EvalReport, artifact_url
 from tasks.evaluate import comparison_rows as baseline_rows
 from tasks.gate import GateVerdict, comparison_rows, rule_rows
-from tasks.register import RegisteredModel
-from tasks.tracking import Tracking
+from tasks.register import CONFUSION_PNG, RegisteredModel
+from tasks.registry_names import (
+    LINEAGE_BASE_MODEL,
+    LINEAGE_CHECKPOINT_URI,
+    LINEAGE_CODE_VERSION,
+    LINEAGE_CONFIG_HASH,
+    LINEAGE_EVAL_RUN,
+    LINEAGE_FINETUNE_RUN,
+    LINEAGE_FLOW_RUN,
+    LINEAGE_PRETRAIN_RUN,
+    read_tag,
+)
+from tasks.tracking import Tracking, prefect_run_url
 
 CARD_PATH = "model_card.md"
 
@@ -31,15 +42,41 @@ def write_model_card(
     card = render(config, data, registered, report, verdict)
     client = tracking.client()
     client.log_text(registered.run_id, card, CARD_PATH)
-    metric = verdict.metric
-    summary = f"Gate {'passed' if verdict.passed else 'failed'}: {metric} {getattr(verdict.challenger, metric):.4f}"
-    summary += f" on {verdict.eval_size} frozen texts"
-    if verdict.champion:
-        summary += f" (champion v{verdict.champion_version}: {getattr(verdict.champion, metric):.4f})"
-    summary += f". Model card: {CARD_PATH} in run {registered.run_id}."
+    summary = description(registered, report, verdict, tracking)
     client.update_model_version(registered.name, registered.version, description=summary)
-    reporting.markdown("model-card", card, description=f"Model card of {registered.name} v{registered.version}")
+    png = artifact_url(tracking, registered.run_id, CONFUSION_PNG)
+    reporting.markdown(
+        "model-card",
+        f"{card}\n![Confusion matrix on the test split]({png})\n",
+        description=f"Model card of {registered.name} v{registered.version}",
+    )
     return f"runs:/{registered.run_id}/{CARD_PATH}"
+
+
+def description(registered: RegisteredModel, report: EvalReport, verdict: GateVerdict, tracking: Tracking) -> str:
+    """The version's description in the MLflow UI (markdown): the verdict first, the numbers, links to the runs."""
+    tags = registered.tags
+    if verdict.passed:
+        head = f"**Gate passed**: {verdict.headline.removeprefix('passed: ')}"
+    else:
+        head = "**Refused by the gate**" + "".join(f"\n- {r}" for r in verdict.reasons)
+    runs = {
+        "fine-tuning": read_tag(tags, LINEAGE_FINETUNE_RUN),
+        "evaluation": read_tag(tags, LINEAGE_EVAL_RUN),
+        "gate": verdict.mlflow_run_id,
+        "this version (model card)": registered.run_id,
+    }
+    links = [f"[{what}]({tracking.run_url(rid)})" for what, rid in runs.items() if rid and rid != "none"]
+    if (flow_run := read_tag(tags, LINEAGE_FLOW_RUN)) and flow_run != "none":
+        links.append(f"[Prefect flow run]({prefect_run_url(flow_run)})")
+    return (
+        f"{head}\n\n"
+        f"{reporting.md_table(comparison_rows(verdict, report))}\n\n"
+        f"Newest test split ({report.test_size} texts): macro-F1 {report.model.macro_f1:.4f}, "
+        f"accuracy {report.model.accuracy:.4f}; the table above is the gate's frozen set of "
+        f"{verdict.eval_size} texts. [Confusion matrix]({artifact_url(tracking, registered.run_id, CONFUSION_PNG)})"
+        f"\n\nRuns: {' · '.join(links)}. Model card: `{CARD_PATH}` in the version's run."
+    )
 
 
 def render(
@@ -49,16 +86,16 @@ def render(
     gate = "passed" if verdict.passed else "failed: " + "; ".join(verdict.reasons)
     sizes = [{"split": k, "texts": v} for k, v in data.sizes.items()] + [{"split": "corpus", "texts": data.corpus_size}]
     lineage = {
-        "pretraining run": tags.get("zero2one.pretrain_run_id", "none"),
-        "fine-tuning run": tags.get("zero2one.finetune_run_id", "none"),
-        "evaluation run": tags.get("zero2one.eval_run_id", "none"),
+        "pretraining run": read_tag(tags, LINEAGE_PRETRAIN_RUN, "none"),
+        "fine-tuning run": read_tag(tags, LINEAGE_FINETUNE_RUN, "none"),
+        "evaluation run": read_tag(tags, LINEAGE_EVAL_RUN, "none"),
         "gate run": verdict.mlflow_run_id,
         "parent version (champion at the gate)": f"v{verdict.champion_version}" if verdict.champion_version else "none",
-        "base model": tags.get("zero2one.base_model", "none"),
-        "checkpoint": tags.get("zero2one.checkpoint_uri", "none"),
-        "Prefect flow run": tags.get("prefect.flow_run_id", "none"),
-        "code version": tags.get("zero2one.code_version", "none"),
-        "config hash": tags.get("zero2one.config_hash", "none"),
+        "base model": read_tag(tags, LINEAGE_BASE_MODEL, "none"),
+        "checkpoint": read_tag(tags, LINEAGE_CHECKPOINT_URI, "none"),
+        "Prefect flow run": read_tag(tags, LINEAGE_FLOW_RUN, "none"),
+        "code version": read_tag(tags, LINEAGE_CODE_VERSION, "none"),
+        "config hash": read_tag(tags, LINEAGE_CONFIG_HASH, "none"),
     }
     return "\n".join(
         [

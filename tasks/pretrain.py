@@ -31,6 +31,7 @@ from tasks.training import (
     OptimConfig,
     check_divisible,
     last_checkpoint,
+    optim_params,
     report_stage,
     training_arguments,
     training_run,
@@ -218,7 +219,9 @@ def pretrain(
         tags = {"zero2one.data_fingerprint": data.fingerprint}
         with training_run("pretrain", train_encoder, job, tracking, parent_run_id, tags) as (trained, run_id):
             perplexity = math.exp(min(trained.eval_loss, 50))
-            mlflow.log_params({"parameters": trained.parameters})
+            shape = {f"shape.{k}": v for k, v in cfg.shape.model_dump(mode="json").items()}
+            used = {"max_steps": cfg.max_steps, "mlm_probability": cfg.mlm_probability, **optim_params(cfg.optim)}
+            mlflow.log_params(used | shape | {"parameters": trained.parameters})
             mlflow.log_metrics({"eval_loss": trained.eval_loss, "perplexity": perplexity}, step=trained.global_step)
         uri = publish_dir(workdir / "model", ws.uri("pretrain", key, "model"))
     report_stage(

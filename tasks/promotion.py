@@ -6,10 +6,13 @@
 - Promotions of one model are serialized by a Prefect global concurrency limit
   (`zero2one-promote-<model>`, one slot), so racing promotions from threads, processes or
   machines that share the Prefect server end with one champion and an unbroken history.
-- History: one registered-model tag per move, `zero2one.promotion.000001` = a JSON record
-  (seq, action, version, previous_version, forced, reason, at, flow run). Each record's
-  `previous_version` is the version of the record before it, and `previous-champion` always
-  equals the newest record's `previous_version`.
+- History: one tag per move, `zero2one.promotion.000001` = a JSON record (seq, action, version,
+  previous_version, forced, reason, at, flow run), on the model's history run in MLflow (tagged
+  `zero2one.history_of=<model>`), not on the registered model, whose page and list stay readable:
+  the model gets a markdown description (who is champion, why, the last moves) and one
+  `zero2one.champion` tag. Each record's `previous_version` is the version of the record before it,
+  and `previous-champion` always equals the newest record's `previous_version`. Registries from
+  before kept the records as registered-model tags; they are still read.
 - Every move emits the Prefect event `zero2one.model.promoted` on resource
   `zero2one.model.<name>` (payload: model, version, previous_version, action, ...), for
   automations such as "reload serving".
@@ -31,12 +34,27 @@ from pydantic import BaseModel
 
 from tasks import reporting
 from tasks.errors import PipelineInputError
-from tasks.gate import CHAMPION, VERDICT_TAG, failed_reasons
+from tasks.registry_names import (
+    CHAMPION,
+    CHAMPION_TAG,
+    GATE_VERDICT,
+    HISTORY_OF,
+    HISTORY_PREFIX,
+    METRIC_MACRO_F1,
+    PREVIOUS_CHAMPION,
+    PROMOTED_EVENT,
+    PROMOTION_REASON,
+    PROMOTION_ROLLED_BACK_AT,
+    PROMOTION_SINCE,
+    failed_reasons,
+    model_resource_id,
+    read_tag,
+)
 from tasks.tracking import Tracking, flow_run_id
 
-PREVIOUS = "previous-champion"
-EVENT = "zero2one.model.promoted"
-HISTORY_PREFIX = "zero2one.promotion."
+PREVIOUS = PREVIOUS_CHAMPION
+EVENT = PROMOTED_EVENT
+VERDICT_TAG = GATE_VERDICT
 LOCK_TIMEOUT_SECONDS = 120.0
 
 
@@ -77,7 +95,9 @@ def promote(model: str, version: str, tracking: Tracking, force: bool = False, r
             "Promote it anyway with force=True and a reason (--force --reason TEXT)."
         )
     with model_lock(model):
-        result = _move_champion(client, model, str(target.version), "promote", force, reason or "passed the gate")
+        result = _move_champion(
+            client, tracking, model, str(target.version), "promote", force, reason or "passed the gate"
+        )
     return _announce(result)
 
 
@@ -88,15 +108,17 @@ def rollback(model: str, tracking: Tracking, reason: str | None = None) -> Promo
         previous = _aliases(client, model).get(PREVIOUS)
         if previous is None:
             raise PipelineInputError(f"model {model!r} has no {PREVIOUS!r} alias: there is nothing to roll back to")
-        result = _move_champion(client, model, previous, "rollback", False, (reason or "").strip() or "rollback")
+        result = _move_champion(
+            client, tracking, model, previous, "rollback", False, (reason or "").strip() or "rollback"
+        )
     if result.changed and result.previous_version:
-        client.set_model_version_tag(model, result.previous_version, "zero2one.rolled_back_at", result.at)
+        client.set_model_version_tag(model, result.previous_version, PROMOTION_ROLLED_BACK_AT, result.at)
     return _announce(result)
 
 
 def history(model: str, tracking: Tracking) -> list[Promotion]:
     """Every move of `champion`, oldest first."""
-    return _history(tracking.client(), model)
+    return _history(tracking.client(), tracking, model)
 
 
 @contextlib.contextmanager
@@ -115,7 +137,9 @@ def model_lock(model: str, timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> Ite
         yield
 
 
-def _move_champion(client: MlflowClient, model: str, version: str, action: str, forced: bool, reason: str) -> Promotion:
+def _move_champion(
+    client: MlflowClient, tracking: Tracking, model: str, version: str, action: str, forced: bool, reason: str
+) -> Promotion:
     """Call with the model's lock held: reads the aliases, moves them, appends the history record."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     aliases = _aliases(client, model)
@@ -137,7 +161,7 @@ def _move_champion(client: MlflowClient, model: str, version: str, action: str, 
         client.set_registered_model_alias(model, PREVIOUS, current)
     elif PREVIOUS in aliases:
         client.delete_registered_model_alias(model, PREVIOUS)
-    past = _history(client, model)
+    past = _history(client, tracking, model)
     result = Promotion(
         model=model,
         version=version,
@@ -149,9 +173,10 @@ def _move_champion(client: MlflowClient, model: str, version: str, action: str, 
         at=now,
         flow_run_id=flow_run_id(),
     )
-    client.set_registered_model_tag(model, f"{HISTORY_PREFIX}{result.seq:06d}", result.record())
-    client.set_model_version_tag(model, version, "zero2one.champion_since", now)
-    client.set_model_version_tag(model, version, "zero2one.promotion_reason", f"{action}: {reason}")
+    client.set_tag(_history_run(client, tracking, model), f"{HISTORY_PREFIX}{result.seq:06d}", result.record())
+    client.set_model_version_tag(model, version, PROMOTION_SINCE, now)
+    client.set_model_version_tag(model, version, PROMOTION_REASON, f"{action}: {reason}")
+    _describe_model(client, model, [*past, result])
     return result
 
 
@@ -162,7 +187,7 @@ def _announce(result: Promotion) -> Promotion:
     if result.changed:
         event = emit_event(
             event=EVENT,
-            resource={"prefect.resource.id": f"zero2one.model.{result.model}", "prefect.resource.name": result.model},
+            resource={"prefect.resource.id": model_resource_id(result.model), "prefect.resource.name": result.model},
             payload={
                 "model": result.model,
                 "version": result.version,
@@ -203,7 +228,45 @@ def _resolve(client: MlflowClient, model: str, version: str) -> ModelVersion:
         raise PipelineInputError(f"model {model!r} has no version or alias {version!r}") from None
 
 
-def _history(client: MlflowClient, model: str) -> list[Promotion]:
-    tags = client.get_registered_model(model).tags
+def _history_run(client: MlflowClient, tracking: Tracking, model: str, create: bool = True) -> str | None:
+    """The MLflow run that holds `model`'s history (created on the first move; call with the model's lock held)."""
+    experiment_id = tracking.activate()
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{HISTORY_OF}` = '{model}'", max_results=1, order_by=["start_time ASC"]
+    )
+    if found or not create:
+        return found[0].info.run_id if found else None
+    run = client.create_run(
+        experiment_id,
+        run_name=f"promotions of {model}",
+        tags={HISTORY_OF: model, "zero2one.stage": "promotion-history"},
+    )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def _history(client: MlflowClient, tracking: Tracking, model: str) -> list[Promotion]:
+    tags = dict(client.get_registered_model(model).tags)  # registries from before the history run
+    if run_id := _history_run(client, tracking, model, create=False):
+        tags |= client.get_run(run_id).data.tags
     records = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(HISTORY_PREFIX)]
     return [Promotion(model=model, **r) for r in records]
+
+
+def _describe_model(client: MlflowClient, model: str, moves: list[Promotion]) -> None:
+    """The registered model's description and `zero2one.champion` tag: who is champion and why, the last moves."""
+    now = moves[-1]
+    f1 = read_tag(client.get_model_version(model, now.version).tags, METRIC_MACRO_F1)
+    score = f" (test macro-F1 {f1})" if f1 else ""
+    rows = [
+        f"| {m.seq} | {m.at.replace('T', ' ')} | {m.action}{' (forced)' if m.forced else ''} | "
+        f"v{m.previous_version or '-'} → v{m.version} | {m.reason} |"
+        for m in reversed(moves[-5:])
+    ]
+    text = (
+        f"**Champion: v{now.version}**{score} since {now.at.replace('T', ' ')}: {now.action}, {now.reason}.  \n"
+        f"Serve it: `models:/{model}@{CHAMPION}`; roll back: `zero2one rollback --model {model}`.\n\n"
+        "| # | when | move | champion | why |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+    client.update_registered_model(model, description=text)
+    client.set_registered_model_tag(model, CHAMPION_TAG, f"v{now.version}{score}")

@@ -30,17 +30,38 @@ from models.baseline_onnx import META_FILE, BaselineClassifier
 from models.classifier import TextClassifier
 from tasks import reporting
 from tasks.data import PreparedData, load_splits
-from tasks.evaluate import EvalReport, comparison_rows
+from tasks.evaluate import EvalReport, comparison_rows, confusion_figure
 from tasks.faults import maybe_fail
 from tasks.finetune import FinetunedModel
 from tasks.optimize import OptimizedModel
 from tasks.orchestration import RetryPolicy
+from tasks.registry_names import (
+    CHALLENGER,
+    KIND,
+    LINEAGE_BASE_MODEL,
+    LINEAGE_BASELINE_URI,
+    LINEAGE_CHECKPOINT_URI,
+    LINEAGE_CODE_VERSION,
+    LINEAGE_CONFIG_HASH,
+    LINEAGE_DATA_FINGERPRINT,
+    LINEAGE_DATA_URI,
+    LINEAGE_EVAL_RUN,
+    LINEAGE_FINETUNE_RUN,
+    LINEAGE_FLOW_RUN,
+    LINEAGE_OPTIMIZE_RUN,
+    LINEAGE_PRETRAIN_RUN,
+    METRIC_ACCURACY,
+    METRIC_EVAL_PASSED,
+    METRIC_MACRO_F1,
+    SERVING_VARIANT,
+    read_tag,
+)
 from tasks.storage import materialize
 from tasks.tracking import Tracking, flow_run_id, stage_run
 from tasks.workspace import Workspace, exists, join
 
 PYFUNC_CODE = Path(models.__file__).parent / "pyfunc_model.py"
-KIND_TAG = "zero2one.kind"  # "finetuned" or "baseline"
+CONFUSION_PNG = "confusion_matrix.png"  # on the version's run, titled with its name and version
 
 
 class RegisterConfig(BaseModel):
@@ -49,7 +70,7 @@ class RegisterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_name: str = Field("zero2one-classifier", min_length=1)
-    challenger_alias: str = "challenger"
+    challenger_alias: str = CHALLENGER
     retry: RetryPolicy = RetryPolicy()
 
 
@@ -103,28 +124,25 @@ def register(
 ) -> RegisteredModel:
     maybe_fail("register", ws.local_dir("faults"))
     tags = {
-        "zero2one.data_fingerprint": data.fingerprint,
-        "zero2one.data_uri": data.uri,
-        "zero2one.config_hash": lineage.config_hash,
-        "zero2one.code_version": lineage.code_version,
-        "zero2one.pretrain_run_id": model.pretrain_run_id or "none",
-        "zero2one.finetune_run_id": model.mlflow_run_id,
-        "zero2one.eval_run_id": report.mlflow_run_id,
-        "zero2one.checkpoint_uri": model.uri,
-        "zero2one.base_model": model.base_model,
-        KIND_TAG: "finetuned",
-        "zero2one.eval_passed": str(report.passed).lower(),
-        "zero2one.test_macro_f1": f"{report.model.macro_f1:.4f}",
-        "zero2one.test_accuracy": f"{report.model.accuracy:.4f}",
-        "prefect.flow_run_id": flow_run_id() or "none",
+        KIND: "finetuned",
+        LINEAGE_DATA_FINGERPRINT: data.fingerprint,
+        LINEAGE_DATA_URI: data.uri,
+        LINEAGE_CONFIG_HASH: lineage.config_hash,
+        LINEAGE_CODE_VERSION: lineage.code_version,
+        LINEAGE_PRETRAIN_RUN: model.pretrain_run_id or "none",
+        LINEAGE_FINETUNE_RUN: model.mlflow_run_id,
+        LINEAGE_EVAL_RUN: report.mlflow_run_id,
+        LINEAGE_CHECKPOINT_URI: model.uri,
+        LINEAGE_BASE_MODEL: model.base_model,
+        LINEAGE_FLOW_RUN: flow_run_id() or "none",
+        METRIC_EVAL_PASSED: str(report.passed).lower(),
+        METRIC_MACRO_F1: f"{report.model.macro_f1:.4f}",
+        METRIC_ACCURACY: f"{report.model.accuracy:.4f}",
     }
     artifacts = {"model": str(materialize(model.uri))}
     if optimized is not None:
-        tags |= {
-            "zero2one.optimize_run_id": optimized.mlflow_run_id,
-            "zero2one.serving_variant": optimized.variant,
-            "zero2one.optimize_passed": str(optimized.passed).lower(),
-        }
+        # Whether its parity check passed is the gate's `parity` rule.
+        tags |= {LINEAGE_OPTIMIZE_RUN: optimized.mlflow_run_id, SERVING_VARIANT: optimized.variant}
         if optimized.onnx_file:  # the pyfunc serves this ONNX graph, without PyTorch
             artifacts["onnx"] = str(materialize(optimized.uri) / optimized.onnx_file)
     example = pd.DataFrame({"text": load_splits(data)["test"]["text"][:2]})
@@ -141,6 +159,12 @@ def register(
             pip_requirements=_requirements(onnx="onnx" in artifacts),
         )
         mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
+        if report.confusion:
+            title = (
+                f"{cfg.model_name} v{mv.version}: test split ({report.test_size} texts), "
+                f"macro-F1 {report.model.macro_f1:.4f}"
+            )
+            mlflow.log_figure(confusion_figure(report.confusion, data.labels, title), CONFUSION_PNG)
     try:
         aliases = [cfg.challenger_alias]
         client.set_registered_model_alias(cfg.model_name, cfg.challenger_alias, mv.version)
@@ -176,7 +200,7 @@ def register_baseline(name: str, data: PreparedData, report: EvalReport, trackin
         raise ValueError(f"evaluation run {report.mlflow_run_id} fitted no baseline to register")
     client = tracking.client()
     for mv in client.search_model_versions(f"name='{name}'"):
-        if mv.tags.get(KIND_TAG) == "baseline" and mv.tags.get("zero2one.baseline_uri") == baseline.uri:
+        if mv.tags.get(KIND) == "baseline" and read_tag(mv.tags, LINEAGE_BASELINE_URI) == baseline.uri:
             return RegisteredModel(
                 name=name,
                 version=str(mv.version),
@@ -186,15 +210,15 @@ def register_baseline(name: str, data: PreparedData, report: EvalReport, trackin
                 tags=dict(mv.tags),
             )
     tags = {
-        KIND_TAG: "baseline",
-        "zero2one.data_fingerprint": data.fingerprint,
-        "zero2one.data_uri": data.uri,
-        "zero2one.baseline_uri": baseline.uri,
-        "zero2one.baseline_C": str(baseline.c),
-        "zero2one.eval_run_id": report.mlflow_run_id,
-        "zero2one.test_macro_f1": f"{report.tfidf_logreg.macro_f1:.4f}",
-        "zero2one.test_accuracy": f"{report.tfidf_logreg.accuracy:.4f}",
-        "prefect.flow_run_id": flow_run_id() or "none",
+        KIND: "baseline",
+        LINEAGE_DATA_FINGERPRINT: data.fingerprint,
+        LINEAGE_DATA_URI: data.uri,
+        LINEAGE_BASELINE_URI: baseline.uri,
+        LINEAGE_BASE_MODEL: f"tf-idf + logistic regression (C={reporting.readable(baseline.c)})",
+        LINEAGE_EVAL_RUN: report.mlflow_run_id,
+        LINEAGE_FLOW_RUN: flow_run_id() or "none",
+        METRIC_MACRO_F1: f"{report.tfidf_logreg.macro_f1:.4f}",
+        METRIC_ACCURACY: f"{report.tfidf_logreg.accuracy:.4f}",
     }
     example = pd.DataFrame({"text": load_splits(data)["test"]["text"][:2]})
     with stage_run(tracking, "register-baseline", None, tags) as run:
@@ -226,12 +250,12 @@ def load_predictor(
 ) -> TextClassifier | BaselineClassifier:
     """A version's classifier, from the files it was made from when they are still there, else from its artifact."""
     tags = client.get_model_version(name, version).tags
-    if tags.get(KIND_TAG) == "baseline":
-        source = tags.get("zero2one.baseline_uri")
+    if tags.get(KIND) == "baseline":
+        source = read_tag(tags, LINEAGE_BASELINE_URI)
         if source and exists(join(source, META_FILE)):
             return BaselineClassifier(materialize(source))
         return BaselineClassifier(Path(_download(name, version, tracking), "artifacts", "baseline"))
-    checkpoint = tags.get("zero2one.checkpoint_uri")
+    checkpoint = read_tag(tags, LINEAGE_CHECKPOINT_URI)
     if checkpoint and exists(join(checkpoint, "config.json")):
         return TextClassifier(materialize(checkpoint))
     return TextClassifier(Path(_download(name, version, tracking), "artifacts", "model"))

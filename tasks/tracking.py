@@ -153,8 +153,31 @@ def open_pipeline_run(tracking: Tracking, run_name: str, params: dict, tags: dic
     return run.info.run_id
 
 
-def close_pipeline_run(tracking: Tracking, run_id: str, ok: bool, metrics: dict[str, float] | None = None) -> None:
+def close_pipeline_run(
+    tracking: Tracking,
+    run_id: str,
+    ok: bool,
+    metrics: dict[str, float] | None = None,
+    name: str | None = None,
+    tags: dict[str, str] | None = None,
+    note: str | None = None,
+) -> None:
+    """End the parent run: its headline metrics, a name that says which model version it made, a markdown note."""
     client = tracking.client()
     for key, value in (metrics or {}).items():
         client.log_metric(run_id, key, value)
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+    if note:
+        client.set_tag(run_id, "mlflow.note.content", note)  # the run page's description (markdown)
+    if name:
+        client.update_run(run_id, name=name)
     client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+
+
+def prefect_run_url(flow_run_id: str) -> str:
+    """The flow run's page in the Prefect UI (the server's UI when one is configured, else `zero2one ui`'s)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = (PREFECT_UI_URL.value() or "http://127.0.0.1:4200").rstrip("/")
+    return f"{base}/runs/flow-run/{flow_run_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -104,11 +105,52 @@ def training_run(
     `job` is a stage's job (`cfg.nproc_per_node`, `resume_step`). Under torchrun, rank 0's Trainer logs to this run.
     """
     nproc = job.cfg.nproc_per_node
-    with stage_run(tracking, stage, parent_run_id, tags) as run:
-        mlflow.log_params((params or {}) | {"resumed_from_step": job.resume_step, "nproc_per_node": nproc})
-        trained = distributed.run(train, job, nproc, env=distributed.mlflow_env(tracking.uri, run.info.run_id))
+    with stage_run(tracking, stage, parent_run_id, tags) as run, _quiet_trainer_params():
+        mlflow.log_params(
+            config_params(job.cfg) | (params or {}) | {"resumed_from_step": job.resume_step, "nproc_per_node": nproc}
+        )
+        env = distributed.mlflow_env(tracking.uri, run.info.run_id) | {_MAX_PARAMS: "0"}
+        trained = distributed.run(train, job, nproc, env=env)
         mlflow.log_params({"training_processes": trained.processes})
         yield trained, run.info.run_id
+
+
+# transformers' MLflow callback logs every TrainingArguments field and the whole model config (~150 params, with
+# `id2label {0: 'LABEL_0', ...}`) and has no switch for it but this cap; the stages log what was set and used instead.
+_MAX_PARAMS = "MLFLOW_MAX_LOG_PARAMS"
+
+
+@contextlib.contextmanager
+def _quiet_trainer_params() -> Iterator[None]:
+    before = os.environ.get(_MAX_PARAMS)
+    os.environ[_MAX_PARAMS] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_MAX_PARAMS, None)
+        else:
+            os.environ[_MAX_PARAMS] = before
+
+
+def optim_params(optim: OptimConfig) -> dict[str, object]:
+    """The optimiser settings a run really used, for the stage's MLflow params."""
+    return {k: reporting.readable(v) for k, v in optim.model_dump(mode="json").items()}
+
+
+def config_params(cfg: BaseModel, prefix: str = "config.") -> dict[str, object]:
+    """The settings the user set (in the YAML or a --set), flattened: `config.optim.learning_rate`."""
+    return _flat(cfg.model_dump(mode="json", exclude_unset=True, exclude={"retry"}), prefix)
+
+
+def _flat(values: dict, prefix: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = reporting.readable(value)
+    return out
 
 
 def report_stage(stage: str, text: str, tracking: Tracking, run_id: str) -> None:

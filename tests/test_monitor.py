@@ -355,4 +355,5 @@ def test_monitor_with_retrain_on_drift_closes_the_loop(setup):
     assert retrained.promoted == (run.verdict.passed and run.promotion is not None)
     assert retrained.champion_after == (retrained.new_version if retrained.promoted else champion.version)
     tags = setup.tracking.client().get_model_version(setup.name, retrained.new_version).tags
-    assert tags["zero2one.data_uri"] == run.data.uri and tags["zero2one.base_model"] == champion.checkpoint_uri
+    assert tags["zero2one.lineage.data_uri"] == run.data.uri
+    assert tags["zero2one.lineage.base_model"] == champion.checkpoint_uri

@@ -15,12 +15,12 @@ from tests.conftest import QUALITY
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 LINEAGE_TAGS = {
-    "zero2one.data_fingerprint",
-    "zero2one.config_hash",
-    "zero2one.code_version",
-    "zero2one.pretrain_run_id",
-    "prefect.flow_run_id",
-    "zero2one.finetune_run_id",
+    "zero2one.lineage.data_fingerprint",
+    "zero2one.lineage.config_hash",
+    "zero2one.lineage.code_version",
+    "zero2one.lineage.pretrain_run_id",
+    "zero2one.lineage.flow_run_id",
+    "zero2one.lineage.finetune_run_id",
 }
 
 
@@ -49,9 +49,9 @@ def test_pipeline_end_to_end_registers_a_champion(make_config):
     assert version.tags["zero2one.gate.verdict"] == "passed"
     assert "model_card.md" in {a.path for a in client.list_artifacts(reg.run_id)}
     assert set(version.tags) >= LINEAGE_TAGS
-    assert version.tags["zero2one.data_fingerprint"] == result.data.fingerprint
-    assert version.tags["zero2one.pretrain_run_id"] == result.encoder.mlflow_run_id
-    assert float(version.tags["zero2one.test_macro_f1"]) == pytest.approx(ev.model.macro_f1, abs=1e-4)
+    assert version.tags["zero2one.lineage.data_fingerprint"] == result.data.fingerprint
+    assert version.tags["zero2one.lineage.pretrain_run_id"] == result.encoder.mlflow_run_id
+    assert float(version.tags["zero2one.metrics.test_macro_f1"]) == pytest.approx(ev.model.macro_f1, abs=1e-4)
     eval_run = client.get_run(ev.mlflow_run_id)
     assert eval_run.data.metrics["test_macro_f1"] == pytest.approx(ev.model.macro_f1)
     assert "baseline_tfidf_logreg_macro_f1" in eval_run.data.metrics
@@ -138,6 +138,6 @@ def test_pipeline_runs_on_an_object_store_workspace(tmp_path, monkeypatch):
         assert fs.exists(result.model.uri.removeprefix("memory://") + "/config.json")
         assert fs.exists(result.data.uri.removeprefix("memory://"))
         version = _client(result).get_model_version(result.registered.name, result.registered.version)
-        assert version.tags["zero2one.data_fingerprint"] == result.data.fingerprint
+        assert version.tags["zero2one.lineage.data_fingerprint"] == result.data.fingerprint
     finally:
         fs.rm(root.removeprefix("memory://"), recursive=True)

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from tasks.errors import PipelineInputError
+from tasks.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, read_tag
 from tasks.storage import materialize
 from tasks.tracking import Tracking
 from tasks.workspace import exists, join
@@ -53,13 +54,13 @@ def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Cha
     except MlflowException:
         raise PipelineInputError(f"model '{name}' has no version with alias '{alias}' in {tracking.uri}") from None
     tags = mv.tags
-    data_uri = tags.get("zero2one.data_uri")
+    data_uri = read_tag(tags, LINEAGE_DATA_URI)
     if not data_uri or not exists(join(data_uri, "splits", "dataset_dict.json")):
         raise PipelineInputError(
-            f"{name} v{mv.version}: tag zero2one.data_uri={data_uri!r} does not point at prepared data; "
+            f"{name} v{mv.version}: tag {LINEAGE_DATA_URI}={data_uri!r} does not point at prepared data; "
             "the reference data is gone, so there is nothing to compare with"
         )
-    checkpoint = tags.get("zero2one.checkpoint_uri", "")
+    checkpoint = read_tag(tags, LINEAGE_CHECKPOINT_URI, "")
     splits = datasets.load_from_disk(join(data_uri, "splits"))
     return Champion(
         name=name,
@@ -69,7 +70,7 @@ def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Cha
         data_uri=data_uri,
         checkpoint_uri=checkpoint,
         model_dir=str(local_model_dir(tracking, name, str(mv.version), checkpoint)),
-        data_fingerprint=tags.get("zero2one.data_fingerprint", ""),
+        data_fingerprint=read_tag(tags, LINEAGE_DATA_FINGERPRINT, ""),
         labels=splits["train"].features["label"].names,
     )
 
