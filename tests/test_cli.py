@@ -95,9 +95,10 @@ def test_run_prints_an_actionable_summary(tmp_path):
     ws = tmp_path / "ws"
     env = {"PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "250"}  # no wrapping inside the commands printed
     env.pop("PREFECT_API_URL", None)
-    sets = [arg for s in [f"workspace.root={ws}", *FAST] for arg in ("--set", s)]
+    small = ["data.max_rows=300", "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"]
+    sets = [arg for s in [f"workspace.root={ws}", *FAST, *small, "optimize.enabled=false"] for arg in ("--set", s)]
     # A bar no tiny model reaches: the gate refuses, and a scheduler must be able to tell from the exit code.
-    out = _cli("run", "--config", "configs/tiny.yaml", *sets, "--set", "gate.min_value=0.99", env=env)
+    out = _cli("run", "--config", "configs/tiny.yaml", *sets, "--set", "gate.min_value=0.99", env=env, timeout=1500)
     assert out.returncode == 3, out.stderr[-3000:]
     assert "Registered models:/zero2one-classifier/1" in out.stdout
     assert "majority class" in out.stdout and "tf-idf + logreg" in out.stdout

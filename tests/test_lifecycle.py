@@ -204,3 +204,52 @@ def test_resumed_pretraining_starts_from_the_checkpoint_state(workspace, faults)
     assert not different, f"differ from the checkpoint after resume: {different}"
     assert at_resume.tied
     assert not [w for w in warnings if "missing keys" in w], warnings  # no false "newly initialized" alarm
+
+
+@pytest.mark.slow
+def test_two_first_runs_started_together_both_finish(tmp_path):
+    """Two `zero2one run` at once on a new workspace (a scheduled retrain meeting a manual run)."""
+    from mlflow import MlflowClient
+
+    ws = tmp_path / "ws"
+    sets = [
+        f"workspace.root={ws}",
+        *FAST,
+        "data.max_rows=300",
+        "tokenizer.vocab_size=500",
+        "pretrain.max_steps=10",
+        "pretrain.save_steps=10",
+        "pretrain.optim.warmup_steps=1",
+        "finetune.epochs=1",
+        "optimize.enabled=false",
+        "gate.register_baseline=false",  # two runs, two versions
+    ]
+    args = [arg for s in sets for arg in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # each run starts its embedded server
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "run", "--config", "configs/tiny.yaml", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=1500)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode in (0, 3), out[-4000:]  # finished (the gate may refuse a model this small)
+        assert "Registered models:/zero2one-classifier/" in out
+
+    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    versions = client.search_model_versions("name='zero2one-classifier'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert sum("champion" in v.aliases for v in versions) <= 1
+    experiment = client.get_experiment_by_name("zero2one").experiment_id
+    assert not client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'")
