@@ -240,6 +240,8 @@ def test_window_with_30_percent_shifted_samples_is_flagged_and_emits_the_event(s
 
     # The HTML reports are in the workspace and in the MLflow run; the numbers are metrics there.
     assert Path(report.report_uri, "inputs.html").stat().st_size > 10_000
+    header = Path(report.report_uri, "inputs.html").read_text()  # what the report is about, on top
+    assert f"Input drift of {setup.name} v{setup.version}" in header and "2026-03-02 08:00:00 UTC to" in header
     client = setup.tracking.client()
     artifacts = {a.path for a in client.list_artifacts(report.mlflow_run_id, "monitor")}
     assert {"monitor/inputs.html", "monitor/model.html", "monitor/summary.json"} <= artifacts

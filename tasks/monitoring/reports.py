@@ -5,6 +5,8 @@ How it is drawn (a header widget, distributions as shares) is `report_layout.py`
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from pydantic import BaseModel
 
 
@@ -17,12 +19,18 @@ class ReportAbout(BaseModel):
     reference_uri: str = ""
 
 
+def _when(iso: str) -> str:
+    """'2026-03-02 08:00:00 UTC' for people; the timestamps are UTC (see `describe_window`)."""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def heading(about: ReportAbout, what: str, reference: str, pool_rows: int, n_ref: int, n_cur: int, window_rows: int):
     """(title, markdown) on top of a report: model and version; window (source, from/to, rows); reference."""
     model = (about.model_name or "the champion") + (f" v{about.model_version}" if about.model_version else "")
     window = about.window
     source = f" from `{window['uri']}`" if window.get("uri") else ""
-    span = f", {window['first_timestamp']} to {window['last_timestamp']}" if window.get("first_timestamp") else ""
+    first, last = window.get("first_timestamp"), window.get("last_timestamp")
+    span = f", {_when(first)} to {_when(last)}" if first and last else ""
     cur_sample = f"; a seeded sample of {n_cur:,} compared" if n_cur < window_rows else ""
     where = f" (`{about.reference_uri}`)" if about.reference_uri else ""
     ref_sample = f"; a seeded sample of {n_ref:,} compared" if n_ref < pool_rows else ""
