@@ -12,10 +12,14 @@ A fifth of the prompts ask a second, easier question ("Which product is this rev
 "The phone."), so the model has to read the instruction, not only the review. The response is a
 function of the prompt (no label noise), so exact match and chrF measure the skill directly.
 
-What it shows: a tiny decoder, pretrained on the review corpus and instruction-tuned for a few
-minutes on 2 CPU cores, learns to copy the aspects in order and to judge each one through negation
-("is not great" -> negative), and beats the retrieval baseline (the response of the most similar
-training prompt), which cannot copy. The shifted file keeps the same instructions and rules but
+What it shows: a tiny decoder (~1M parameters), pretrained on the review corpus and instruction-tuned
+on 2 CPU cores (configs/tiny-generation.yaml), learns the answer format, mostly copies the aspects in order
+and judges them through negation ("is not great" -> negative). Measured on 200 test prompts: exact match
+0.185 and chrF 81.6, against the retrieval baseline (the answer of the most similar training prompt,
+which cannot copy: 0.135 / 62.1) and the model before instruction tuning (0.0 / 4.6). It still makes
+copy and polarity mistakes; 3 epochs instead of 5 gave chrF 75.2 but exact match 0.04.
+
+The shifted file keeps the same instructions and rules but
 uses the SHIFTED style (new products, aspects, slang, more negation, more aspects), for drift work.
 
 What it does not show: open-ended generation, reasoning, facts about the world, or anything a
