@@ -8,24 +8,42 @@ types fail with the full dotted name of the key.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
+from tasks.causal_pretrain import CausalPretrainConfig
+from tasks.causal_tokenizer import CausalTokenizerConfig
 from tasks.data import DataConfig
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvaluateConfig
+from tasks.evaluate_generation import EvaluateGenerationConfig
 from tasks.finetune import FinetuneConfig
 from tasks.gate import GateConfig
+from tasks.instruction_data import InstructionDataConfig
 from tasks.optimize import OptimizeConfig
 from tasks.pretrain import PretrainConfig
-from tasks.register import RegisterConfig
+from tasks.register import DEFAULT_MODEL_NAMES, RegisterConfig
+from tasks.sft import SftConfig
 from tasks.tokenizer import TokenizerConfig
 from tasks.tracking import TrackingConfig
 from tasks.training import check_divisible
 from tasks.tune import TuneConfig
 from tasks.workspace import Workspace
+
+Task = Literal["classification", "generation"]
+
+
+class StageConfigs(NamedTuple):
+    """The config sections the task-specific stages of one track read, in the flow's order."""
+
+    data: Any
+    tokenizer: Any
+    pretrain: Any
+    finetune: Any
+    evaluate: Any
 
 
 class PipelineConfig(BaseModel):
@@ -33,6 +51,11 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    task: Task = Field(
+        "classification",
+        description="classification: encoder -> classifier (data ... evaluate); generation: decoder -> "
+        "instruction-tuned generator (generation_data ... evaluate_generation). Shared sections serve both.",
+    )
     workspace: Workspace = Workspace()
     tracking: TrackingConfig = TrackingConfig()
     data: DataConfig = DataConfig()
@@ -45,11 +68,32 @@ class PipelineConfig(BaseModel):
     registry: RegisterConfig = RegisterConfig()
     gate: GateConfig = GateConfig()
     placement: PlacementConfig = PlacementConfig()
+    # The generation track's own stages (task: generation); read only there.
+    generation_data: InstructionDataConfig = InstructionDataConfig()
+    generation_tokenizer: CausalTokenizerConfig = CausalTokenizerConfig()
+    causal_pretrain: CausalPretrainConfig = CausalPretrainConfig()
+    sft: SftConfig = SftConfig()
+    evaluate_generation: EvaluateGenerationConfig = EvaluateGenerationConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_name_for_task(cls, data: Any) -> Any:
+        """A registry model name left unset follows the task (`DEFAULT_MODEL_NAMES`)."""
+        if isinstance(data, dict) and data.get("task") in DEFAULT_MODEL_NAMES:
+            registry = data.get("registry")
+            if registry is None or (isinstance(registry, dict) and "model_name" not in registry):
+                name = DEFAULT_MODEL_NAMES[data["task"]]
+                data = {**data, "registry": {**(registry or {}), "model_name": name}}
+        return data
 
     @model_validator(mode="after")
     def _encoder_source(self) -> PipelineConfig:
         if not self.pretrain.enabled and not self.finetune.base_model:
             raise ValueError("pretrain.enabled=false needs finetune.base_model (a checkpoint to fine-tune)")
+        if self.task == "generation" and not self.causal_pretrain.enabled and not self.sft.base_model:
+            raise ValueError("causal_pretrain.enabled=false needs sft.base_model (a causal-LM checkpoint to tune)")
+        if self.task == "generation" and self.tune.enabled:
+            raise ValueError("tune.enabled=true: the hyperparameter search exists for classification only")
         return self
 
     @model_validator(mode="after")
@@ -61,11 +105,23 @@ class PipelineConfig(BaseModel):
                 )
         return self
 
-    def tokenizer_for_run(self) -> TokenizerConfig:
+    def tokenizer_for_run(self) -> TokenizerConfig | CausalTokenizerConfig:
         """Fine-tuning an existing checkpoint without pretraining: use that checkpoint's tokenizer."""
-        if not self.pretrain.enabled and self.tokenizer.pretrained is None:
-            return self.tokenizer.model_copy(update={"pretrained": self.finetune.base_model})
-        return self.tokenizer
+        if self.task == "generation":
+            tok, pretrained, base = self.generation_tokenizer, self.causal_pretrain.enabled, self.sft.base_model
+        else:
+            tok, pretrained, base = self.tokenizer, self.pretrain.enabled, self.finetune.base_model
+        if not pretrained and tok.pretrained is None:
+            return tok.model_copy(update={"pretrained": base})
+        return tok
+
+    def stages(self) -> StageConfigs:
+        """The sections the track of `task` reads for data, tokenizer, pretraining, fine-tuning and evaluation."""
+        if self.task == "generation":
+            return StageConfigs(
+                self.generation_data, self.tokenizer_for_run(), self.causal_pretrain, self.sft, self.evaluate_generation
+            )
+        return StageConfigs(self.data, self.tokenizer_for_run(), self.pretrain, self.finetune, self.evaluate)
 
 
 def _dotted(loc: tuple) -> str:

@@ -1,6 +1,10 @@
 """The `pipeline` flow: data, tokenizer, pretrain, (tune), finetune, evaluate, optimize, register, gate, promote.
 
-Thin on purpose: it only wires stages. Each stage is a plain function in `tasks/`, wrapped as
+Thin on purpose: it only wires stages. `config.task` picks a track (`TRACKS`): which stage functions fill the
+task-specific boxes (classification: encoder and classifier; generation: decoder, instruction tuning and
+generation scoring); registry, gate, promotion and the wiring are the same for both.
+
+Each stage is a plain function in `tasks/`, wrapped as
 a retryable, cached Prefect task; stages hand each other URIs and small typed results, so each
 can run on a different worker. The gate judges the new version against the champion and the
 model card records the verdict; only a version that passes is promoted to `champion`.
@@ -9,6 +13,7 @@ model card records the verdict; only a version that passes is promoted to `champ
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prefect import flow
 from pydantic import BaseModel
@@ -16,12 +21,17 @@ from pydantic import BaseModel
 from flows.config import PipelineConfig
 from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
+from tasks import evaluate_generation as gen_eval
 from tasks import reporting
+from tasks.causal_pretrain import DecoderArtifact, causal_pretrain
+from tasks.causal_tokenizer import train_causal_tokenizer
 from tasks.data import PreparedData, prepare_data
 from tasks.evaluate import EvalReport, evaluate
+from tasks.evaluate_generation import GenerationReport
 from tasks.finetune import FinetunedModel, finetune
 from tasks.fingerprint import code_version, hash_json
 from tasks.gate import GateVerdict, gate
+from tasks.instruction_data import PreparedInstructions, prepare_instructions
 from tasks.model_card import write_model_card
 from tasks.optimize import OptimizedModel, optimize
 from tasks.orchestration import RetryPolicy, stage_task
@@ -29,6 +39,7 @@ from tasks.pretrain import EncoderArtifact, pretrain
 from tasks.promotion import Promotion, promote
 from tasks.register import Lineage, RegisteredModel, register
 from tasks.registry_names import CHAMPION, GATE_VERDICT
+from tasks.sft import InstructionTunedModel, sft
 from tasks.tokenizer import TokenizerArtifact, train_tokenizer
 from tasks.tracking import Tracking, close_pipeline_run, flow_run_id, open_pipeline_run, prefect_run_url
 from tasks.tune import TuneResult, tune
@@ -37,12 +48,13 @@ from tasks.tune import TuneResult, tune
 class PipelineResult(BaseModel):
     """Where everything a run produced is, and how good the model is."""
 
-    data: PreparedData
+    task: str = "classification"
+    data: PreparedData | PreparedInstructions
     tokenizer: TokenizerArtifact
-    encoder: EncoderArtifact | None
+    encoder: EncoderArtifact | DecoderArtifact | None
     tuned: TuneResult | None = None
-    model: FinetunedModel
-    evaluation: EvalReport
+    model: FinetunedModel | InstructionTunedModel
+    evaluation: EvalReport | GenerationReport
     optimized: OptimizedModel | None
     registered: RegisteredModel
     verdict: GateVerdict
@@ -74,6 +86,71 @@ class PipelineResult(BaseModel):
         return "failed: " + "; ".join(self.verdict.reasons)
 
 
+@dataclass(frozen=True)
+class Track:
+    """The stage functions that differ between tasks; the flow calls them in the same order for every task."""
+
+    prepare: Callable
+    tokenizer: Callable
+    pretrain: Callable
+    finetune: Callable
+    evaluate: Callable
+    evaluate_kwargs: Callable[[PipelineConfig], dict]  # extra settings the track's evaluate stage reads
+    comparison_rows: Callable  # model vs baselines, for the summary
+    headline: Callable[[object], dict[str, float]]  # the parent run's metrics
+    optimize: bool  # whether the optimize stage applies
+    model_card: bool
+
+
+def _classification_headline(report: EvalReport) -> dict[str, float]:
+    return {
+        "test_macro_f1": report.model.macro_f1,
+        "test_accuracy": report.model.accuracy,
+        "tfidf_macro_f1": report.tfidf_logreg.macro_f1,
+    }
+
+
+def _generation_headline(report: GenerationReport) -> dict[str, float]:
+    metrics = {"test_chrf": report.model.chrf, "test_exact_match": report.model.exact_match}
+    metrics |= {"retrieval_chrf": report.retrieval.chrf, "test_perplexity": report.model.perplexity or 0.0}
+    return metrics | ({"before_sft_chrf": report.before_sft.chrf} if report.before_sft else {})
+
+
+def _comparison_rows(report: EvalReport) -> list[dict]:
+    from tasks.evaluate import comparison_rows
+
+    return comparison_rows(report)
+
+
+TRACKS = {
+    "classification": Track(
+        prepare_data,
+        train_tokenizer,
+        pretrain,
+        finetune,
+        evaluate,
+        # The verdict applies the gate's rules (a rule switched off is off here).
+        evaluate_kwargs=lambda config: {"quality": config.gate.quality()},
+        comparison_rows=_comparison_rows,
+        headline=_classification_headline,
+        optimize=True,
+        model_card=True,
+    ),
+    "generation": Track(
+        prepare_instructions,
+        train_causal_tokenizer,
+        causal_pretrain,
+        sft,
+        gen_eval.evaluate_generation,
+        evaluate_kwargs=lambda config: {},
+        comparison_rows=gen_eval.comparison_rows,
+        headline=_generation_headline,
+        optimize=False,  # ONNX export and parity for generators: issue 17
+        model_card=False,  # tasks/model_card.py renders classifier metrics; the version description says the rest
+    ),
+}
+
+
 class _Stages:
     """Runs stage functions as Prefect tasks and remembers which ones came from the cache."""
 
@@ -95,9 +172,10 @@ class _Stages:
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
-    """Train, evaluate and register a text classifier from `config` (see configs/*.yaml)."""
+    """Train, evaluate and register a text classifier or generator from `config` (see configs/*.yaml)."""
     stage = _Stages(config)
     ws = stage.ws
+    track, cfgs = TRACKS[config.task], config.stages()
     tracking = Tracking.resolve(config.tracking, ws)
     lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
     run_id = open_pipeline_run(
@@ -109,16 +187,15 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     ok = False
     try:
         # Data is re-read every run (cheap) so that a changed file is noticed; later stages key on its fingerprint.
-        data = stage(prepare_data, config.data.retry, config.data, ws, cache=False)
-        tok_cfg = config.tokenizer_for_run()
-        tokenizer = stage(train_tokenizer, tok_cfg.retry, tok_cfg, data, ws)
+        data = stage(track.prepare, cfgs.data.retry, cfgs.data, ws, cache=False)
+        tokenizer = stage(track.tokenizer, cfgs.tokenizer.retry, cfgs.tokenizer, data, ws)
         encoder = None
-        if config.pretrain.enabled:
+        if cfgs.pretrain.enabled:
             encoder = stage(
-                pretrain, config.pretrain.retry, config.pretrain, data, tokenizer, tracking, ws, parent_run_id=run_id
+                track.pretrain, cfgs.pretrain.retry, cfgs.pretrain, data, tokenizer, tracking, ws, parent_run_id=run_id
             )
-        finetune_cfg, tuned = config.finetune, None
-        if config.tune.enabled:
+        finetune_cfg, tuned = cfgs.finetune, None
+        if config.tune.enabled:  # classification only (the config refuses it for generation)
             tuned = stage(
                 tune,
                 config.tune.retry,
@@ -133,7 +210,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             )
             finetune_cfg = tuned.apply(finetune_cfg)
         model = stage(
-            finetune,
+            track.finetune,
             finetune_cfg.retry,
             finetune_cfg,
             data,
@@ -144,21 +221,23 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             parent_run_id=run_id,
         )
         report = stage(
-            evaluate,
-            config.evaluate.retry,
-            config.evaluate,
+            track.evaluate,
+            cfgs.evaluate.retry,
+            cfgs.evaluate,
             data,
             model,
             tracking,
             ws,
             parent_run_id=run_id,
-            quality=config.gate.quality(),  # the verdict applies the gate's rules (a rule switched off is off here)
+            **track.evaluate_kwargs(config),
         )
         optimized = None
-        if config.optimize.enabled:
+        if config.optimize.enabled and track.optimize:
             optimized = stage(
                 optimize, config.optimize.retry, config.optimize, data, model, tracking, ws, parent_run_id=run_id
             )
+        elif config.optimize.enabled:
+            reporting.logger().info("optimize skipped: %s models are registered as PyTorch (issue 17)", config.task)
         registered = stage(
             register,
             config.registry.retry,
@@ -183,13 +262,22 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             tracking,
             ws,
             parent_run_id=run_id,
-            optimization_passed=optimized.passed if optimized else None,
             cache=False,
+            **_gate_kwargs(config, optimized),
         )
-        card_config = config.model_copy(update={"finetune": finetune_cfg}).model_dump(mode="json")  # as it ran
-        stage(
-            write_model_card, config.gate.retry, card_config, data, registered, report, verdict, tracking, cache=False
-        )
+        if track.model_card:
+            card_config = config.model_copy(update={"finetune": finetune_cfg}).model_dump(mode="json")  # as it ran
+            stage(
+                write_model_card,
+                config.gate.retry,
+                card_config,
+                data,
+                registered,
+                report,
+                verdict,
+                tracking,
+                cache=False,
+            )
         promotion = None
         if verdict.passed and config.gate.promote:
             promotion = stage(promote, config.gate.retry, registered.name, registered.version, tracking, cache=False)
@@ -197,6 +285,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     finally:
         close_pipeline_run(tracking, run_id, ok, **(_parent_run(registered, report, verdict, tracking) if ok else {}))
     result = PipelineResult(
+        task=config.task,
         data=data,
         tokenizer=tokenizer,
         encoder=encoder,
@@ -219,12 +308,17 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     return completed(result, f"{result.title} {said}")
 
 
-def _parent_run(registered: RegisteredModel, report: EvalReport, verdict: GateVerdict, tracking: Tracking) -> dict:
+def _gate_kwargs(config: PipelineConfig, optimized: OptimizedModel | None) -> dict:
+    """What the gate needs besides the shared arguments: parity (classifiers), generation settings (generators)."""
+    if config.task == "generation":
+        return {"generation": config.evaluate_generation}
+    return {"optimization_passed": optimized.passed if optimized else None}
+
+
+def _parent_run(registered: RegisteredModel, report, verdict: GateVerdict, tracking: Tracking) -> dict:
     """The parent MLflow run's name, headline metrics and note: the runs table compares runs without opening them."""
-    metrics = {
-        "test_macro_f1": report.model.macro_f1,
-        "test_accuracy": report.model.accuracy,
-        "tfidf_macro_f1": report.tfidf_logreg.macro_f1,
+    track = TRACKS["generation" if isinstance(report, GenerationReport) else "classification"]
+    metrics = track.headline(report) | {
         "gate_passed": float(verdict.passed),
         f"gate_{verdict.metric}": getattr(verdict.challenger, verdict.metric),
     }
@@ -241,12 +335,10 @@ def _parent_run(registered: RegisteredModel, report: EvalReport, verdict: GateVe
 
 
 def summary_markdown(result: PipelineResult) -> str:
-    from tasks.evaluate import comparison_rows
-
     reg = result.registered
     return (
         f"# {reg.name} v{reg.version} ({', '.join(result.aliases)})\n\n"
-        f"{reporting.md_table(comparison_rows(result.evaluation))}\n\n"
+        f"{reporting.md_table(TRACKS[result.task].comparison_rows(result.evaluation))}\n\n"
         f"Evaluation {'passed' if result.evaluation.passed else 'failed: ' + '; '.join(result.evaluation.reasons)}"
         f"  \nGate {result.gate_summary}"
         f'\n\nLoad it: `mlflow.pyfunc.load_model("{reg.model_uri}")`  \n'

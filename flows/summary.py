@@ -14,12 +14,7 @@ from tasks.evaluate import comparison_rows
 def print_summary(result: PipelineResult, console: Console | None = None) -> None:
     console = console or Console()
     reg, ev = result.registered, result.evaluation
-    table = Table(title=f"Test split ({ev.test_size} texts)")
-    for col in ("model", "accuracy", "macro_f1"):
-        table.add_column(col)
-    for row in comparison_rows(ev):
-        table.add_row(row["model"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}")
-    console.print(table)
+    console.print(_generation_table(ev) if result.task == "generation" else _classification_table(ev))
     verdict = "[green]passed[/]" if ev.passed else "[red]failed[/]: " + "; ".join(ev.reasons)
     console.print(f"Evaluation {verdict}")
     gate_reasons = escape("; ".join(result.verdict.reasons))
@@ -33,16 +28,42 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
         )
     console.print(f"Registered [bold]{reg.model_uri}[/] with aliases {', '.join(result.aliases)}")
     console.print(f"  weights:     {result.model.uri}")
-    console.print(f"  recipe:      {result.model.recipe} (fine-tuning settings left unset came from it)")
+    if recipe := getattr(result.model, "recipe", None):
+        console.print(f"  recipe:      {recipe} (fine-tuning settings left unset came from it)")
     console.print(f"  data:        {result.data.uri} (fingerprint {result.data.fingerprint})")
     if result.reused_stages:
         console.print(f"  reused:      {', '.join(result.reused_stages)} (same inputs and code as an earlier run)")
     console.print(
         f'  load it:     mlflow.pyfunc.load_model("{reg.model_uri}")  (MLFLOW_TRACKING_URI={result.tracking_uri})'
     )
-    console.print(
-        f'  try it:      zero2one predict --workspace {result.workspace} --model {reg.name}/{reg.version} "great phone"'
-    )
+    if result.task == "classification":
+        console.print(
+            f"  try it:      zero2one predict --workspace {result.workspace} --model {reg.name}/{reg.version} "
+            '"great phone"'
+        )
+    else:
+        console.print('  try it:      .predict(pandas.DataFrame({"prompt": ["..."]}), params={"max_new_tokens": 48})')
     console.print(
         f"  look at it:  {ui_command(result.workspace)}   -> Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000"
     )
+
+
+def _classification_table(ev) -> Table:
+    table = Table(title=f"Test split ({ev.test_size} texts)")
+    for col in ("model", "accuracy", "macro_f1"):
+        table.add_column(col)
+    for row in comparison_rows(ev):
+        table.add_row(row["model"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}")
+    return table
+
+
+def _generation_table(ev) -> Table:
+    """The instruction-tuned model beside both baselines (before SFT, retrieval) on the same held-out prompts."""
+    from tasks.evaluate_generation import comparison_rows as generation_rows
+
+    table = Table(title=f"Held-out prompts ({ev.test_size}; greedy answers, answer perplexity)")
+    for col in ("model", "perplexity", "exact_match", "chrF"):
+        table.add_column(col)
+    for row in generation_rows(ev):
+        table.add_row(row["model"], str(row["perplexity"]), f"{row['exact_match']:.4f}", f"{row['chrF']:.2f}")
+    return table

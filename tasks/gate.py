@@ -15,6 +15,9 @@ reason become tags on the model version and on its MLflow run, and a Prefect mar
 Where the baseline beats the challenger, it is registered as a version of its own (tagged
 `zero2one.kind=baseline`, with its own verdict on the same rows), never promoted automatically:
 `zero2one promote` ships it in one command. The gate moves no alias: `tasks/promotion.py` does.
+
+Generators (`task: generation`) get the same rules on chrF or exact match, against the retrieval baseline:
+`tasks/gate_generation.py`, reached through this one `gate()` entry.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from tasks.baseline import load_baseline
 from tasks.data import PreparedData
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvalReport, Scores, score
+from tasks.evaluate_generation import EvaluateGenerationConfig, GenerationReport, GenerationScores
 from tasks.fingerprint import hash_json
 from tasks.gate_rules import champion_rule, evaluation_rule, newest_rule, parity_rule
+from tasks.instruction_data import PreparedInstructions
 from tasks.orchestration import RetryPolicy
 from tasks.quality import QualityBar, RuleResult, baseline_rule, min_rule
 from tasks.register import RegisteredModel, load_predictor, register_baseline
@@ -69,6 +74,11 @@ class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The number the rules compare.")
+    generation_metric: Literal["chrf", "exact_match"] = Field(
+        "chrf",
+        description="task=generation: the number the rules compare; min_value and the margins are then fractions "
+        "of its range (0.01 = one chrF point), and the baseline is retrieval instead of TF-IDF.",
+    )
     min_value: float = Field(0.0, ge=0, le=1, description="The challenger must reach this on the frozen set.")
     baseline_rule: bool = Field(
         True, description="Refuse a challenger that does not beat the TF-IDF baseline on the frozen set."
@@ -113,9 +123,9 @@ class GateVerdict(BaseModel):
     passed: bool
     rules: list[RuleResult]
     metric: str
-    challenger: Scores
-    champion: Scores | None
-    baseline: Scores | None = None
+    challenger: Scores | GenerationScores
+    champion: Scores | GenerationScores | None
+    baseline: Scores | GenerationScores | None = None
     baseline_version: str | None = None
     eval_size: int
     eval_sources: dict[str, int]
@@ -131,7 +141,7 @@ class GateVerdict(BaseModel):
     def headline(self) -> str:
         """One line for people: "passed: macro-F1 0.8123 ..." or "refused: <the first failed rule's reason>"."""
         if self.passed:
-            label = "macro-F1" if self.metric == "macro_f1" else self.metric
+            label = {"macro_f1": "macro-F1", "chrf": "chrF", "exact_match": "exact match"}.get(self.metric, self.metric)
             return f"passed: {label} {getattr(self.challenger, self.metric):.4f} on {self.eval_size} frozen texts"
         failed = [r for r in self.rules if not r.passed and r.name != "evaluation"] or [
             r for r in self.rules if not r.passed
@@ -168,15 +178,24 @@ class _Judged(BaseModel):
 
 def gate(
     cfg: GateConfig,
-    data: PreparedData,
+    data: PreparedData | PreparedInstructions,
     registered: RegisteredModel,
-    report: EvalReport,
+    report: EvalReport | GenerationReport,
     tracking: Tracking,
     ws: Workspace,
     parent_run_id: str | None = None,
     optimization_passed: bool | None = None,
+    generation: EvaluateGenerationConfig | None = None,
 ) -> GateVerdict:
-    """Run challenger, champion and TF-IDF baseline on the frozen set, apply the rules, and record the verdict."""
+    """Run challenger, champion and TF-IDF baseline on the frozen set, apply the rules, and record the verdict.
+
+    A generator (its evaluation is a `GenerationReport`) is judged by `tasks/gate_generation.py`, which generates
+    as `generation` (the evaluate_generation settings) says.
+    """
+    if isinstance(report, GenerationReport):
+        from tasks.gate_generation import gate_generation  # it builds on this module
+
+        return gate_generation(cfg, data, registered, report, tracking, ws, parent_run_id, generation)
     tracking.activate()
     client = tracking.client()
     champion = champion_version(client, registered.name)

@@ -1,0 +1,233 @@
+"""The gate for generators (`task: generation`): the rules of `tasks/gate.py` on the generation metric.
+
+Challenger and champion answer the same frozen prompts (the champion's test prompts plus the newest ones,
+deduplicated by prompt, at most `evaluate_generation.max_prompts` from each), greedily with the evaluation's
+`max_new_tokens`; answers are scored by chrF or exact match (`gate.generation_metric`). Rules: the evaluation
+passed; the challenger reaches `min_value`; it beats the retrieval baseline (the answer of the most similar training
+prompt, the generation analogue of the TF-IDF rule) by `baseline_margin`; it beats or is not worse than the
+champion (`compare`, `margin`) on all prompts and on the newest ones alone. `min_value` and the margins are
+fractions of the metric's range, so 0.01 is one chrF point. The verdict is recorded exactly as for classifiers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+
+from models.generator import TextGenerator
+from tasks import reporting
+from tasks.errors import PipelineInputError
+from tasks.evaluate_generation import (
+    EvaluateGenerationConfig,
+    GenerationReport,
+    GenerationScores,
+    retrieval_answers,
+    score,
+)
+from tasks.fingerprint import hash_json
+from tasks.gate import GateConfig, GateVerdict, _freeze, _tag_version, champion_version, rule_rows
+from tasks.gate_rules import champion_rule, evaluation_rule
+from tasks.instruction_data import Messages, PreparedInstructions, prompt_key
+from tasks.quality import RuleResult
+from tasks.register import RegisteredModel, load_generator
+from tasks.registry_names import LINEAGE_DATA_URI, read_tag
+from tasks.tracking import Tracking, stage_run
+from tasks.workspace import Workspace, exists, join
+
+SCALE = {"chrf": 100.0, "exact_match": 1.0}  # the metric's range: the gate's fractions are multiplied by it
+LABEL = {"chrf": "chrF", "exact_match": "exact match"}
+
+
+def gate_generation(
+    cfg: GateConfig,
+    data: PreparedInstructions,
+    registered: RegisteredModel,
+    report: GenerationReport,
+    tracking: Tracking,
+    ws: Workspace,
+    parent_run_id: str | None = None,
+    generation: EvaluateGenerationConfig | None = None,
+) -> GateVerdict:
+    """Challenger, champion and retrieval on the frozen prompts; the same rules and records as `gate()`."""
+    ev, metric = generation or EvaluateGenerationConfig(), cfg.generation_metric
+    tracking.activate()
+    client = tracking.client()
+    champion = champion_version(client, registered.name)
+    if champion is not None and str(champion.version) == registered.version:
+        champion = None  # a re-run of an already promoted version
+    chats, newest, sources = frozen_prompts(data, champion, ev.max_prompts)
+    versions = {"challenger": registered.version} | ({"champion": str(champion.version)} if champion else {})
+    scores, newest_scores = _judge(client, tracking, registered.name, versions, data, chats, newest, ev)
+    rules = _rules(cfg, metric, scores, newest_scores, sum(newest), report, champion)
+    frozen = pd.DataFrame({"messages": [json.dumps(m, ensure_ascii=False) for m in chats], "newest": newest})
+    fingerprint = hash_json(frozen.values.tolist())
+    verdict = GateVerdict(
+        model=registered.name,
+        version=registered.version,
+        champion_version=str(champion.version) if champion else None,
+        passed=all(r.passed for r in rules),
+        rules=rules,
+        metric=metric,
+        challenger=scores["challenger"],
+        champion=scores.get("champion"),
+        baseline=scores["retrieval"],
+        eval_size=len(chats),
+        eval_sources=sources,
+        eval_fingerprint=fingerprint,
+        eval_uri=_freeze(frozen, ws.uri("gate", fingerprint)),
+        mlflow_run_id="",
+    )
+    with stage_run(tracking, "gate", parent_run_id, {"zero2one.model_version": registered.version}) as run:
+        verdict.mlflow_run_id = run.info.run_id
+        mlflow.log_metrics({f"{who}_{metric}": getattr(s, metric) for who, s in scores.items()})
+        mlflow.set_tags(verdict.tags())
+        mlflow.log_dict(verdict.model_dump(mode="json"), "gate/verdict.json")
+    _tag_version(client, registered, verdict.tags())
+    client.log_metric(registered.run_id, f"gate_{metric}", getattr(verdict.challenger, metric))
+    _report(verdict)
+    return verdict
+
+
+def _judge(client, tracking, name, versions, data, chats, newest, ev) -> tuple[dict, dict]:
+    """Every model's scores on all frozen prompts, and on the newest ones alone (empty when there are none)."""
+    answers = {who: _answers(load_generator(client, name, v, tracking), chats, ev) for who, v in versions.items()}
+    answers["retrieval"] = retrieval_answers(_train_chats(data), chats)
+    references = [m[-1]["content"] for m in chats]
+    scores = {who: score(a, references) for who, a in answers.items()}
+    if not any(newest):
+        return scores, {}
+    pick = [i for i, n in enumerate(newest) if n]
+    newest_refs = [references[i] for i in pick]
+    return scores, {who: score([a[i] for i in pick], newest_refs) for who, a in answers.items()}
+
+
+def frozen_prompts(
+    data: PreparedInstructions, champion: ModelVersion | None, limit: int | None
+) -> tuple[list[Messages], list[bool], dict[str, int]]:
+    """The champion's test chats plus the newest ones, deduplicated by prompt; `newest` marks the new ones."""
+    newest = _test_chats(data.splits_uri, limit)
+    if champion is None:
+        return newest, [True] * len(newest), {"newest_test": len(newest)}
+    data_uri = read_tag(champion.tags, LINEAGE_DATA_URI)
+    if not data_uri or not exists(join(data_uri, "splits", "dataset_dict.json")):
+        raise PipelineInputError(
+            f"champion v{champion.version} has no test prompts to compare on (tag {LINEAGE_DATA_URI}={data_uri!r} "
+            "does not point at prepared instruction data). Restore that folder, or promote by hand: "
+            "zero2one promote --force --reason ..."
+        )
+    old = _test_chats(join(data_uri, "splits"), limit)
+    seen = {prompt_key(m) for m in old}
+    new = [m for m in newest if prompt_key(m) not in seen]  # a prompt in both keeps the champion's reference
+    sources = {"champion_test": len(old), "newest_test": len(newest), "new_since_champion": len(new)}
+    sources["frozen"] = len(old) + len(new)
+    return old + new, [False] * len(old) + [True] * len(new), sources
+
+
+def _test_chats(splits_uri: str, limit: int | None) -> list[Messages]:
+    import datasets
+
+    test = datasets.load_from_disk(splits_uri)["test"]
+    return [list(m) for m in test.select(range(min(limit or len(test), len(test))))["messages"]]
+
+
+def _train_chats(data: PreparedInstructions) -> list[Messages]:
+    import datasets
+
+    return list(datasets.load_from_disk(data.splits_uri)["train"]["messages"])
+
+
+def _answers(generator: TextGenerator, chats: list[Messages], ev: EvaluateGenerationConfig) -> list[str]:
+    """Greedy answers, exactly as the evaluate stage generates them."""
+    return generator.generate([m[:-1] for m in chats], ev.max_new_tokens, seed=ev.seed, batch_size=ev.batch_size)
+
+
+def _rules(
+    cfg: GateConfig,
+    metric: str,
+    scores: dict[str, GenerationScores],
+    newest: dict[str, GenerationScores],
+    newest_rows: int,
+    report: GenerationReport,
+    champion: ModelVersion | None,
+) -> list[RuleResult]:
+    scale, label = SCALE[metric], LABEL[metric]
+    value = getattr(scores["challenger"], metric)
+    version = str(champion.version) if champion else None
+    old = getattr(scores["champion"], metric) if "champion" in scores else None
+    scaled = cfg.model_copy(update={"metric": label, "margin": cfg.margin * scale})  # champion_rule's reason and bar
+    return [
+        evaluation_rule(report),
+        _min_rule(cfg, label, value, scale),
+        _retrieval_rule(cfg, label, value, getattr(scores["retrieval"], metric), scale),
+        champion_rule(scaled, value, old, version, None),
+        _newest_rule(cfg, label, metric, newest, newest_rows, version, scale),
+        RuleResult(name="parity", passed=True, value="not run", reason="generators are not optimized (issue 17)"),
+    ]
+
+
+def _min_rule(cfg: GateConfig, label: str, value: float, scale: float) -> RuleResult:
+    needed = cfg.min_value * scale
+    ok = value >= needed - 1e-12
+    reason = f"{label} {value:.4f} {'>=' if ok else '<'} gate.min_value={cfg.min_value} ({needed:.4f})"
+    return RuleResult(name="min_value", passed=ok, value=f"{value:.4f}", reason=reason)
+
+
+def _retrieval_rule(cfg: GateConfig, label: str, value: float, baseline: float, scale: float) -> RuleResult:
+    """Beat the retrieval baseline strictly, by at least `baseline_margin` of the metric's range."""
+    margin = cfg.baseline_margin * scale
+    beats = value > baseline + 1e-12 and value - baseline >= margin - 1e-12
+    text = f"{label} {value:.4f} {'beats' if beats else 'does not beat'} the retrieval baseline {baseline:.4f}"
+    text += f" (+{margin:.4f} margin)"
+    if not cfg.baseline_rule:
+        return RuleResult(
+            name="baseline", passed=True, value="off", reason=f"switched off ({cfg.baseline_rule_off_reason}): {text}"
+        )
+    return RuleResult(name="baseline", passed=beats, value=f"{value:.4f} vs {baseline:.4f}", reason=text)
+
+
+def _newest_rule(
+    cfg: GateConfig,
+    label: str,
+    metric: str,
+    newest: dict[str, GenerationScores],
+    rows: int,
+    version: str | None,
+    scale: float,
+) -> RuleResult:
+    """Not worse than the champion on the prompts that are new since its test split."""
+    if not cfg.newest_rule:
+        return RuleResult(name="newest", passed=True, value="off", reason="switched off (gate.newest_rule=false)")
+    if version is None or "champion" not in newest or rows < cfg.newest_min_rows:
+        why = "no champion to compare with" if version is None else f"{rows} new prompts: too few to compare"
+        return RuleResult(name="newest", passed=True, value=f"{rows} rows", reason=why)
+    new, old = getattr(newest["challenger"], metric), getattr(newest["champion"], metric)
+    needed = old - cfg.newest_margin * scale
+    ok = new >= needed - 1e-12
+    reason = f"{label} on the {rows} newest prompts {new:.4f} vs champion v{version} {old:.4f}; needs >= {needed:.4f}"
+    return RuleResult(name="newest", passed=ok, value=f"{new:.4f} vs {old:.4f}", reason=reason)
+
+
+def comparison_rows(verdict: GateVerdict) -> list[dict]:
+    """Challenger, champion and retrieval on the frozen prompts: the three numbers the gate decided on."""
+    rows = [(f"challenger v{verdict.version}", verdict.challenger)]
+    if verdict.champion is not None:
+        rows.append((f"champion v{verdict.champion_version}", verdict.champion))
+    rows.append(("retrieval baseline", verdict.baseline))
+    return [{"model": who, "exact_match": round(s.exact_match, 4), "chrF": round(s.chrf, 2)} for who, s in rows if s]
+
+
+def _report(verdict: GateVerdict) -> None:
+    title = "passed" if verdict.passed else "failed"
+    reporting.markdown(
+        "gate",
+        f"# Gate {title}: {verdict.model} v{verdict.version}\n\n{reporting.md_table(comparison_rows(verdict))}\n\n"
+        f"{reporting.md_table(rule_rows(verdict))}\n\nFrozen prompts: {verdict.eval_size} {verdict.eval_sources}, "
+        f"`{verdict.eval_uri}`\n",
+        description=f"Gate verdict for v{verdict.version}",
+    )
+    numbers = ", ".join(f"{r['model']} chrF {r['chrF']}" for r in comparison_rows(verdict))
+    why = "; ".join(verdict.reasons) or "all rules passed"
+    reporting.logger().info("gate %s for %s v%s (%s): %s", title, verdict.model, verdict.version, numbers, why)
