@@ -57,6 +57,10 @@ LINEAGE_OPTIMIZE_RUN = "zero2one.lineage.optimize_run_id"
 METRIC_MACRO_F1 = "zero2one.metrics.test_macro_f1"
 METRIC_ACCURACY = "zero2one.metrics.test_accuracy"
 METRIC_EVAL_PASSED = "zero2one.metrics.eval_passed"
+METRIC_CHRF = "zero2one.metrics.test_chrf"  # generators: chrF (0-100) of greedy answers on the test prompts
+METRIC_EXACT_MATCH = "zero2one.metrics.test_exact_match"
+METRIC_PERPLEXITY = "zero2one.metrics.test_perplexity"  # of the reference answers
+TASK = "zero2one.task"  # "classification" or "generation"
 
 # Promotion: on the version that became champion, and the history of moves
 PROMOTION_SINCE = "zero2one.promotion.since"
