@@ -133,9 +133,16 @@ def _quiet_trainer_params() -> Iterator[None]:
             os.environ[_MAX_PARAMS] = before
 
 
+def _param(value: object) -> object:
+    """A param value as people read it; floats keep 4 significant digits (4 decimals made a 3e-5 learning rate 0)."""
+    if isinstance(value, float) and not value.is_integer():
+        return float(f"{value:.4g}")
+    return reporting.readable(value)
+
+
 def optim_params(optim: OptimConfig) -> dict[str, object]:
     """The optimiser settings a run really used, for the stage's MLflow params."""
-    return {k: reporting.readable(v) for k, v in optim.model_dump(mode="json").items()}
+    return {k: _param(v) for k, v in optim.model_dump(mode="json").items()}
 
 
 def config_params(cfg: BaseModel, prefix: str = "config.") -> dict[str, object]:
@@ -149,7 +156,7 @@ def _flat(values: dict, prefix: str) -> dict[str, object]:
         if isinstance(value, dict):
             out |= _flat(value, f"{prefix}{key}.")
         else:
-            out[f"{prefix}{key}"] = reporting.readable(value)
+            out[f"{prefix}{key}"] = _param(value)
     return out
 
 

@@ -62,6 +62,14 @@ def test_unset_survives_json_and_the_shared_optim_config():
     assert plan.optim.learning_rate == 2e-5 and plan.epochs == 3 and plan.from_config == ["optim.learning_rate"]
 
 
+def test_small_learning_rates_reach_mlflow_params_intact():
+    """Params were rounded to 4 decimals: the pretrained recipe's 3e-5 was logged as 0."""
+    from tasks.training import config_params, optim_params
+
+    assert optim_params(OptimConfig(learning_rate=3e-5, weight_decay=0.01))["learning_rate"] == 3e-5
+    assert config_params(FinetuneConfig(optim={"learning_rate": 2.5e-5}))["config.optim.learning_rate"] == 2.5e-5
+
+
 def test_large_sets_evaluate_every_n_steps_with_the_pretrained_recipe():
     assert plan_finetune(FinetuneConfig(base_model="x"), 100_000, (64, "p99")).eval_steps == 500
     assert plan_finetune(FinetuneConfig(), 100_000, (64, "p99")).eval_steps is None
