@@ -28,6 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import distributed, reporting
+from tasks.checkpoints import local_checkpoint
 from tasks.data import PreparedData
 from tasks.errors import PipelineInputError
 from tasks.finetune import FinetuneConfig, FinetuneJob, train_classifier
@@ -35,11 +36,10 @@ from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import EncoderArtifact
 from tasks.recipes import RECIPES, choose_recipe
-from tasks.storage import materialize
 from tasks.tokenizer import TokenizerArtifact
 from tasks.tracking import Tracking, flow_run_id, stage_run
 from tasks.training import last_checkpoint, report_stage
-from tasks.workspace import Workspace, is_remote
+from tasks.workspace import Workspace
 
 
 class SearchSpace(BaseModel):
@@ -333,7 +333,7 @@ def tune(
         cfg=trial_cfg,
         data=data,
         tokenizer=tokenizer,
-        base=str(materialize(base)) if is_remote(base) else base,
+        base=local_checkpoint(base),
         folder=ws.local_dir("tune", key),
         faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
     )
