@@ -23,8 +23,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screens"
 MODEL = "zero2one-classifier"
-# The second run trains far less than the first: the gate must refuse it.
-WORSE = ["pretrain.max_steps=20", "pretrain.save_steps=10", "finetune.epochs=1"]
+# Minutes of CPU training, not the presets' full runs: the screens show what the UIs say. The first run fine-tunes the
+# packaged pretrained checkpoint (all-MiniLM-L6-v2) and should become champion; the second trains the tiny
+# from-scratch model for a few steps, so the gate must refuse it (it registers the TF-IDF baseline where that wins).
+SMALL = ["data.max_rows=900", "optimize.latency.iterations=2"]
+FIRST = ("configs/finetune-pretrained.yaml", [*SMALL, "finetune.epochs=2"])
+WORSE = ("configs/tiny.yaml", [*SMALL, "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"])
 
 
 def zero2one(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -80,9 +84,20 @@ def screenshot(url: str, name: str, height: int = 1000, settle_ms: int = 12000) 
             ],
             check=True,
             capture_output=True,
-            timeout=120,
+            timeout=180,
         )
-    print(f"  {name}: {url}")
+    size = shrink(OUT / name)
+    print(f"  {name}: {url} ({size // 1024} KB)")
+
+
+def shrink(path: Path, limit: int = 300_000) -> int:
+    """Keep screenshots small for the repository: a 256-colour palette when the full-colour PNG is over `limit`."""
+    from PIL import Image
+
+    if path.stat().st_size > limit:
+        with Image.open(path) as img:
+            img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path.stat().st_size
 
 
 def prefect_ids(api: str) -> dict[str, str]:
@@ -98,6 +113,36 @@ def prefect_ids(api: str) -> dict[str, str]:
     return ids
 
 
+def sets(overrides: list[str]) -> list[str]:
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+def ensure_champion(ws: Path) -> None:
+    """Where the gate refused the first run too, promote it by hand (forced, with a reason), as a user would."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    if "champion" in client.get_registered_model(MODEL).aliases:
+        return
+    reason = "the screenshots need a fine-tuned champion to monitor"
+    zero2one("promote", "--model", MODEL, "--version", "1", "--force", "--reason", reason, "--workspace", str(ws))
+
+
+def versions(ws: Path) -> tuple[str, str]:
+    """The newest fine-tuned version the gate refused, and the champion."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    refused = [
+        int(mv.version)
+        for mv in client.search_model_versions(f"name='{MODEL}'")
+        if mv.tags.get("zero2one.kind") == "finetuned" and mv.tags.get("zero2one.gate.verdict") == "failed"
+    ]
+    return str(max(refused)), str(client.get_registered_model(MODEL).aliases["champion"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, help="Reuse a workspace (default: a new scratch folder).")
@@ -107,11 +152,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     where = ["--set", f"workspace.root={ws}"]
     if not args.skip_runs:
-        zero2one("run", "--config", "configs/tiny.yaml", *where)
-        zero2one("run", "--config", "configs/tiny.yaml", *where, *[a for s in WORSE for a in ("--set", s)], check=False)
+        zero2one("run", "--config", FIRST[0], *where, *sets(FIRST[1]), check=False)
+        ensure_champion(ws)
+        zero2one("run", "--config", WORSE[0], *where, *sets(WORSE[1]), check=False)
         zero2one("demo-data", str(ws / "demo-copy"))
         window = ws / "demo-copy" / "reviews_shifted.csv"
-        zero2one("monitor", "--window", str(window), "--label-column", "label", *where, check=False)
+        columns = ["--text-column", "review", "--label-column", "sentiment"]
+        zero2one("monitor", "--window", str(window), *columns, *where, check=False)
 
     prefect_port, mlflow_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -133,7 +180,9 @@ def main() -> None:
                 screenshot(f"{prefect}/artifacts/artifact/{ids[key]}", f"prefect-{key}.png", height=1200)
         screenshot(f"{mlflow_ui}/#/experiments/1", "mlflow-runs.png")
         screenshot(f"{mlflow_ui}/#/models", "mlflow-models.png")
-        screenshot(f"{mlflow_ui}/#/models/{MODEL}/versions/2", "mlflow-model-version.png", height=1400)
+        refused, champion = versions(ws)
+        screenshot(f"{mlflow_ui}/#/models/{MODEL}/versions/{refused}", "mlflow-model-version.png", height=1400)
+        screenshot(f"{mlflow_ui}/#/models/{MODEL}/versions/{champion}", "mlflow-champion-version.png", height=1400)
         reports = sorted(ws.rglob("*.html"), key=lambda p: p.stat().st_mtime)
         if reports:
             screenshot(reports[-1].as_uri(), "evidently-report.png", height=1400)

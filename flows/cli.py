@@ -184,7 +184,8 @@ def _print_move(result) -> None:
         typer.echo(f"{result.model}: {result.reason}; nothing changed")
         return
     typer.echo(
-        f"{result.model}: champion v{result.previous_version or '-'} -> v{result.version} "
+        f"{result.model}: champion {'v' + result.previous_version if result.previous_version else 'none'} -> "
+        f"v{result.version} "
         f"({result.action} #{result.seq}{', forced' if result.forced else ''}: {result.reason})"
     )
 

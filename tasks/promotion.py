@@ -201,7 +201,7 @@ def _announce(result: Promotion) -> Promotion:
         )
         result = result.model_copy(update={"event_id": str(event.id) if event else None})
     moved = (
-        f"`{CHAMPION}`: v{result.previous_version or '-'} -> v{result.version} ({result.action}"
+        f"`{CHAMPION}`: {_v(result.previous_version)} -> v{result.version} ({result.action}"
         f"{', forced' if result.forced else ''}): {result.reason}"
         if result.changed
         else result.reason
@@ -209,6 +209,10 @@ def _announce(result: Promotion) -> Promotion:
     reporting.markdown(result.action, f"# {result.model}\n\n{moved}\n", description=f"{result.action} {result.model}")
     reporting.logger().info("%s %s: %s", result.action, result.model, moved)
     return result
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"
 
 
 def _aliases(client: MlflowClient, model: str) -> dict[str, str]:
@@ -260,7 +264,7 @@ def _describe_model(client: MlflowClient, model: str, moves: list[Promotion]) ->
     score = f" (test macro-F1 {f1})" if f1 else ""
     rows = [
         f"| {m.seq} | {m.at.replace('T', ' ')} | {m.action}{' (forced)' if m.forced else ''} | "
-        f"v{m.previous_version or '-'} → v{m.version} | {m.reason} |"
+        f"{_v(m.previous_version)} → v{m.version} | {m.reason} |"
         for m in reversed(moves[-5:])
     ]
     text = (
