@@ -85,3 +85,24 @@ def test_the_tiny_preset_leaves_fine_tuning_to_the_recipe():
         PRESETS[0].parent / "tiny.yaml", ["pretrain.enabled=false", "finetune.base_model=some/ckpt"]
     ).finetune
     assert choose_recipe(switched)[0] == "pretrained" and switched.optim.learning_rate is None
+
+
+def test_task_picks_the_track_and_the_default_model_name():
+    cfg = load_config(PRESETS[0].parent / "tiny-generation.yaml")
+    assert cfg.task == "generation" and cfg.registry.model_name == "zero2one-generator"
+    assert load_config(None, ["task=generation"]).registry.model_name == "zero2one-generator"
+    stages = cfg.stages()
+    assert (stages.finetune, stages.evaluate) == (cfg.sft, cfg.evaluate_generation)
+    assert load_config(None, ["task=generation", "registry.model_name=mine"]).registry.model_name == "mine"
+    classifier = load_config(None)
+    assert (classifier.task, classifier.registry.model_name) == ("classification", "zero2one-classifier")
+    assert classifier.stages().finetune is classifier.finetune
+
+
+def test_generation_without_pretraining_needs_a_checkpoint():
+    with pytest.raises(PipelineInputError, match="sft.base_model"):
+        load_config(None, ["task=generation", "causal_pretrain.enabled=false"])
+    cfg = load_config(None, ["task=generation", "causal_pretrain.enabled=false", "sft.base_model=some/ckpt"])
+    assert cfg.tokenizer_for_run().pretrained == "some/ckpt"
+    with pytest.raises(PipelineInputError, match="tune.enabled"):
+        load_config(None, ["task=generation", "tune.enabled=true"])
