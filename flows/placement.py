@@ -44,6 +44,12 @@ STAGES = (
     "gate",
     "write_model_card",
     "promote",
+    # the generation track's own stages (task: generation)
+    "prepare_instructions",
+    "train_causal_tokenizer",
+    "causal_pretrain",
+    "sft",
+    "evaluate_generation",
 )
 
 
