@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint format bench ui clean help
+.PHONY: setup demo test test-scale lint format bench screens ui clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,7 +31,10 @@ demo: setup  ## Run the whole pipeline on the demo data, then classify two texts
 test: setup  ## Lint, then run the test suite (real Prefect server, real MLflow, tiny models)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not scale"
+
+test-scale: setup  ## The scaled-out topology on real servers: PostgreSQL, S3, MLflow and Prefect servers, two workers
+	$(BIN)/python -m pytest -q -m scale tests/test_scale.py
 
 lint: setup  ## ruff check + format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -46,6 +49,10 @@ bench: setup  ## Run the benchmarks (numbers go to docs/benchmarks.md)
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/closed_loop.py
+	$(BIN)/python bench/quality.py
+
+screens: setup  ## Screenshots of the Prefect and MLflow UIs into docs/screens/ (needs Debian's chromium)
+	$(BIN)/python bench/screens.py
 
 ui: setup  ## Start the Prefect (4200) and MLflow (5000) UIs on 127.0.0.1
 	$(BIN)/zero2one ui
