@@ -9,6 +9,8 @@ version page, and the Evidently report, in headless Chromium. The PNGs go to doc
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import shutil
 import socket
@@ -40,10 +42,16 @@ def zero2one(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(preferred: int = 0) -> int:
+    """`preferred` when it is free (links in artifacts name the default UI ports), else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise SystemExit("no free port")
 
 
 def wait_http(url: str, seconds: float = 180) -> None:
@@ -58,36 +66,71 @@ def wait_http(url: str, seconds: float = 180) -> None:
     raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
 
 
-def screenshot(url: str, name: str, height: int = 1000, settle_ms: int = 12000) -> None:
-    """One PNG of `url` in headless Chromium (flags as this machine needs them: no sandbox as root, no network)."""
+# MLflow 3 opens a "new Model Registry UI" promotion and its Assistant panel over every page: close both first.
+CLOSE_OVERLAYS = """
+document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+for (const b of document.querySelectorAll('button[aria-label]')) {
+  if (/close/i.test(b.getAttribute('aria-label'))) b.click();
+}
+"""
+
+
+def screenshot(url: str, name: str, height: int = 1000, wait_s: float = 20, js: str | None = None) -> None:
+    """One PNG of `url` in headless Chromium, driven over the DevTools protocol.
+
+    `--screenshot` alone photographs single-page apps before they have fetched anything and cannot close MLflow's
+    overlays; here the page gets `wait_s` real seconds, then `js`, then the picture.
+    """
+    from websockets.sync.client import connect
+
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         raise SystemExit("chromium not found: apt-get install chromium")
+    port = free_port()
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                f"--user-data-dir={profile}",
-                f"--window-size=1440,{height}",
-                f"--virtual-time-budget={settle_ms}",
-                f"--screenshot={OUT / name}",
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=180,
+        browser = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"]
+            + ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+            + [f"--user-data-dir={profile}", f"--remote-debugging-port={port}", f"--window-size=1440,{height}"]
+            + ["about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/json/version", 60)
+            page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json").json() if t["type"] == "page")
+            with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+                cdp = _Cdp(ws)
+                cdp("Emulation.setDeviceMetricsOverride", width=1440, height=height, deviceScaleFactor=1, mobile=False)
+                cdp("Page.navigate", url=url)
+                time.sleep(wait_s)
+                if js:
+                    cdp("Runtime.evaluate", expression=js)
+                    time.sleep(2)
+                png = cdp("Page.captureScreenshot", format="png")["data"]
+            (OUT / name).write_bytes(base64.b64decode(png))
+        finally:
+            browser.terminate()
+            browser.wait(timeout=30)
     size = shrink(OUT / name)
     print(f"  {name}: {url} ({size // 1024} KB)")
+
+
+class _Cdp:
+    """Calls over one DevTools websocket: send a method, skip events until its answer."""
+
+    def __init__(self, ws):
+        self.ws, self.n = ws, 0
+
+    def __call__(self, method: str, **params) -> dict:
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=120))
+            if message.get("id") == self.n:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
 
 
 def shrink(path: Path, limit: int = 300_000) -> int:
@@ -160,7 +203,7 @@ def main() -> None:
         columns = ["--text-column", "review", "--label-column", "sentiment"]
         zero2one("monitor", "--window", str(window), *columns, *where, check=False)
 
-    prefect_port, mlflow_port = free_port(), free_port()
+    prefect_port, mlflow_port = free_port(4200), free_port(5000)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     ui = subprocess.Popen(
         [str(Path(sys.executable).parent / "zero2one"), "ui", "--workspace", str(ws)]
@@ -178,14 +221,15 @@ def main() -> None:
         for key in ("gate", "evaluate-summary"):
             if key in ids:
                 screenshot(f"{prefect}/artifacts/artifact/{ids[key]}", f"prefect-{key}.png", height=1200)
-        screenshot(f"{mlflow_ui}/#/experiments/1", "mlflow-runs.png")
-        screenshot(f"{mlflow_ui}/#/models", "mlflow-models.png")
+        screenshot(f"{mlflow_ui}/#/experiments/1/runs", "mlflow-runs.png", js=CLOSE_OVERLAYS)
+        screenshot(f"{mlflow_ui}/#/models", "mlflow-models.png", js=CLOSE_OVERLAYS)
         refused, champion = versions(ws)
-        screenshot(f"{mlflow_ui}/#/models/{MODEL}/versions/{refused}", "mlflow-model-version.png", height=1400)
-        screenshot(f"{mlflow_ui}/#/models/{MODEL}/versions/{champion}", "mlflow-champion-version.png", height=1400)
-        reports = sorted(ws.rglob("*.html"), key=lambda p: p.stat().st_mtime)
+        version = f"{mlflow_ui}/#/models/{MODEL}/versions/"
+        screenshot(f"{version}{refused}", "mlflow-model-version.png", 1400, js=CLOSE_OVERLAYS)
+        screenshot(f"{version}{champion}", "mlflow-champion-version.png", 1400, js=CLOSE_OVERLAYS)
+        reports = sorted(ws.rglob("inputs.html"), key=lambda p: p.stat().st_mtime)  # the input drift report
         if reports:
-            screenshot(reports[-1].as_uri(), "evidently-report.png", height=1400)
+            screenshot(reports[-1].as_uri(), "evidently-report.png", height=1400, wait_s=10)
     finally:
         ui.terminate()
         ui.wait(timeout=30)

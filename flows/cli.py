@@ -201,7 +201,8 @@ def ui(
     from tasks.workspace import Workspace
 
     ws = Workspace(root=workspace).resolved()
-    env = {**os.environ}
+    # The UI asks the API at port 4200 unless told otherwise: with --prefect-port it would find no server.
+    env = {**os.environ, "PREFECT_UI_API_URL": f"http://127.0.0.1:{prefect_port}/api"}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
