@@ -176,6 +176,11 @@ def _move_champion(
     client.set_tag(_history_run(client, tracking, model), f"{HISTORY_PREFIX}{result.seq:06d}", result.record())
     client.set_model_version_tag(model, version, PROMOTION_SINCE, now)
     client.set_model_version_tag(model, version, PROMOTION_REASON, f"{action}: {reason}")
+    when = now.replace("T", " ")
+    how = f"{action}{', forced' if forced else ''}"
+    _status_line(client, model, version, f"**Champion** since {when}: {how}, {reason}.")
+    if current is not None:
+        _status_line(client, model, current, f"**Was champion** until {when} (v{version} replaced it).")
     _describe_model(client, model, [*past, result])
     return result
 
@@ -209,6 +214,15 @@ def _announce(result: Promotion) -> Promotion:
     reporting.markdown(result.action, f"# {result.model}\n\n{moved}\n", description=f"{result.action} {result.model}")
     reporting.logger().info("%s %s: %s", result.action, result.model, moved)
     return result
+
+
+_STATUS = re.compile(r"^\*\*(Champion|Was champion)\*\*[^\n]*\n\n")
+
+
+def _status_line(client: MlflowClient, model: str, version: str, line: str) -> None:
+    """Put `line` on top of the version's description (replacing an earlier champion line): its page says it first."""
+    rest = _STATUS.sub("", client.get_model_version(model, version).description or "", count=1)
+    client.update_model_version(model, version, description=f"{line}\n\n{rest}")
 
 
 def _v(version: str | None) -> str:

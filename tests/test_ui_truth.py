@@ -113,8 +113,10 @@ def test_registry_tags_are_grouped_and_descriptions_say_the_verdict(runs):
     assert "/runs/flow-run/" in mv.description and "get-artifact?path=confusion_matrix.png" in mv.description
     assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(mv.run_id)}
 
-    model = client.get_registered_model(name)
     won = runs.champion.registered.version
+    champion = client.get_model_version(name, won).description
+    assert champion.startswith("**Champion** since ") and "\n\n**Gate passed**: macro-F1 0." in champion
+    model = client.get_registered_model(name)
     assert model.description.startswith(f"**Champion: v{won}** (test macro-F1 0.")
     assert model.tags[names.CHAMPION_TAG].startswith(f"v{won} (test macro-F1 ")
     assert not [k for k in model.tags if k.startswith(names.HISTORY_PREFIX)]  # the history lives on its own run
