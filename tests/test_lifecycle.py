@@ -247,7 +247,8 @@ def test_two_first_runs_started_together_both_finish(tmp_path):
         assert p.returncode in (0, 3), out[-4000:]  # finished (the gate may refuse a model this small)
         assert "Registered models:/zero2one-classifier/" in out
 
-    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)  # not the registry an earlier in-process test made global
     versions = client.search_model_versions("name='zero2one-classifier'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
     assert sum("champion" in v.aliases for v in versions) <= 1

@@ -250,7 +250,9 @@ def test_everything_lands_on_the_servers(topology, first_run):
     assert pg.count("mlflow", f"SELECT count(*) FROM model_versions WHERE name = '{MODEL}'") == 1
     assert pg.count("mlflow", "SELECT count(*) FROM registered_model_aliases WHERE alias = 'champion'") == 1
     assert pg.count("prefect", "SELECT count(*) FROM flow_run") >= 3
-    version = MlflowClient(topology.mlflow.url).get_model_version_by_alias(MODEL, "champion")
+    version = MlflowClient(topology.mlflow.url, registry_uri=topology.mlflow.url).get_model_version_by_alias(
+        MODEL, "champion"
+    )
     assert version.version == "1" and str(first_run.id) in version.tags.values()  # registered by that flow run
 
 

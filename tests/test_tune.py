@@ -109,7 +109,7 @@ def test_three_tiny_trials_feed_the_real_finetune(make_config):
     # The real fine-tune ran with the best trial's settings (the Trainer logs its arguments to MLflow).
     best = tuned.best_params
     ft = client.get_run(result.model.mlflow_run_id).data.params
-    assert float(ft["learning_rate"]) == pytest.approx(best["learning_rate"])
+    assert float(ft["learning_rate"]) == pytest.approx(best["learning_rate"], rel=1e-3)  # params keep 4 digits
     assert (float(ft["num_train_epochs"]), int(ft["per_device_train_batch_size"])) == (
         best["epochs"],
         best["batch_size"],
