@@ -106,11 +106,11 @@ def test_three_tiny_trials_feed_the_real_finetune(make_config):
     assert sorted(r.data.tags["mlflow.runName"] for r in children) == [f"tune-trial-{i}" for i in range(3)]
     assert {r.data.metrics["best_macro_f1"] for r in children} >= {tuned.best_value}
 
-    # The real fine-tune ran with the best trial's settings (the Trainer logs its arguments to MLflow).
+    # The real fine-tune ran with the best trial's settings (the stage logs the values it used).
     best = tuned.best_params
     ft = client.get_run(result.model.mlflow_run_id).data.params
     assert float(ft["learning_rate"]) == pytest.approx(best["learning_rate"], rel=1e-3)  # params keep 4 digits
-    assert (float(ft["num_train_epochs"]), int(ft["per_device_train_batch_size"])) == (
+    assert (float(ft["epochs"]), int(ft["batch_size"])) == (
         best["epochs"],
         best["batch_size"],
     )
