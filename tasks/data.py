@@ -87,14 +87,12 @@ class DataConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy(retries=1)
 
 
-class PreparedData(BaseModel):
-    """What the next stages need: where the Arrow data is, and what is in it."""
+class ArrowSplits(BaseModel):
+    """A prepared data set on storage: splits and corpus under one fingerprinted folder (both tracks)."""
 
     uri: str
     fingerprint: str
-    labels: list[str]
     sizes: dict[str, int]
-    corpus_size: int
     dropped: dict[str, int]
     source: str
 
@@ -105,6 +103,13 @@ class PreparedData(BaseModel):
     @property
     def corpus_uri(self) -> str:
         return self.uri.rstrip("/") + "/corpus"
+
+
+class PreparedData(ArrowSplits):
+    """What the classification stages need: where the Arrow data is, and what is in it."""
+
+    labels: list[str]
+    corpus_size: int
 
 
 # ---------------------------------------------------------------- validation

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import train_test_split
 
 from tasks import reporting
-from tasks.data import SPLITS, SplitConfig, read_source
+from tasks.data import SPLITS, ArrowSplits, SplitConfig, read_source
 from tasks.errors import PipelineInputError
 from tasks.orchestration import RetryPolicy
 from tasks.storage import publish_dir
@@ -63,23 +63,10 @@ class InstructionDataConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy(retries=1)
 
 
-class PreparedInstructions(BaseModel):
-    """Where the Arrow data is and what is in it."""
+class PreparedInstructions(ArrowSplits):
+    """Where the Arrow data is and what is in it; the corpus has its own train/validation sizes."""
 
-    uri: str
-    fingerprint: str
-    sizes: dict[str, int]
     corpus_sizes: dict[str, int]
-    dropped: dict[str, int]
-    source: str
-
-    @property
-    def splits_uri(self) -> str:
-        return self.uri.rstrip("/") + "/splits"
-
-    @property
-    def corpus_uri(self) -> str:
-        return self.uri.rstrip("/") + "/corpus"
 
 
 # ---------------------------------------------------------------- reading
