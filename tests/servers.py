@@ -139,6 +139,15 @@ class SeaweedS3:
             self.proc.terminate()
             self.proc.wait(timeout=30)
 
+    def outage(self, seconds: float) -> float:
+        """Stop the store for `seconds`, then start it again on the same port and data; returns the seconds it was
+        unreachable (including its restart)."""
+        started = time.monotonic()
+        self.stop()
+        time.sleep(seconds)
+        self.start()
+        return time.monotonic() - started
+
 
 class Service:
     """A server started as a subprocess with its own log file."""
