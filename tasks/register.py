@@ -46,6 +46,7 @@ from tasks.optimize import OptimizedModel
 from tasks.orchestration import RetryPolicy
 from tasks.registry_names import (
     CHALLENGER,
+    DEFAULT_MODEL_NAMES,
     KIND,
     LINEAGE_BASE_MODEL,
     LINEAGE_BASELINE_URI,
@@ -76,8 +77,6 @@ from tasks.workspace import Workspace, exists, join
 
 PYFUNC_CODE = Path(models.__file__).parent / "pyfunc_model.py"
 CONFUSION_PNG = "confusion_matrix.png"  # on the version's run, titled with its name and version
-# The one place for the registered model's default name, per task (`PipelineConfig` picks by `task`).
-DEFAULT_MODEL_NAMES = {"classification": "zero2one-classifier", "generation": "zero2one-generator"}
 
 
 class RegisterConfig(BaseModel):
@@ -90,22 +89,6 @@ class RegisterConfig(BaseModel):
     )
     challenger_alias: str = CHALLENGER
     retry: RetryPolicy = RetryPolicy()
-
-
-class Lineage(BaseModel):
-    """Where a model came from, beyond what the stage results carry."""
-
-    config_hash: str
-    code_version: str
-
-
-class RegisteredModel(BaseModel):
-    name: str
-    version: str
-    aliases: list[str]
-    model_uri: str
-    run_id: str
-    tags: dict[str, str]
 
 
 def signature(labels: list[str]) -> ModelSignature:

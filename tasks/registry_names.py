@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# The registered model's default name per task (`RegisterConfig`, the CLI, serving and flows read it here)
+DEFAULT_MODEL_NAMES = {"classification": "zero2one-classifier", "generation": "zero2one-generator"}
+DEFAULT_MODEL_NAME = DEFAULT_MODEL_NAMES["classification"]
+
 # Aliases
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -12,6 +12,8 @@ from pathlib import Path
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field
 
+DEFAULT_ROOT = ".zero2one"  # the one place for the default workspace (CLI, flows, serving read it here)
+
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
@@ -34,7 +36,7 @@ class Workspace(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    root: str = Field(".zero2one", description="Folder or fsspec URL for data, checkpoints and results.")
+    root: str = Field(DEFAULT_ROOT, description="Folder or fsspec URL for data, checkpoints and results.")
     scratch: str | None = Field(
         None,
         description="Local folder for training scratch space when `root` is remote "
