@@ -1,8 +1,10 @@
 """The HTTP service's entry point: `create_app(cfg)` is what `zero2one serve` and the tests run under uvicorn.
 
-Routes: `POST /predict`, `GET /health`, `GET /ready`, `GET /metrics`, `POST /admin/reload`. The parts live in
-`serving/service.py` (the `Service` class: start-up, shutdown, auth, common routes) and `serving/classifier_api.py`
-(the micro-batched predict path and its request/response models).
+Routes: `POST /predict` (classifier champions), the OpenAI-compatible `POST /v1/completions`,
+`POST /v1/chat/completions` and `GET /v1/models` (generator champions), `GET /health`, `GET /ready`, `GET /metrics`,
+`POST /admin/reload`. The parts live in `serving/service.py` (the `Service` class: start-up, shutdown, auth, common
+routes), `serving/classifier_api.py` (the micro-batched predict path), `serving/openai_api.py` and
+`serving/generation_engine.py` (continuous batching of generation requests).
 """
 
 from __future__ import annotations

@@ -95,8 +95,12 @@ class ClassifierAPI:
             raise HTTPException(
                 413, f"texts[{too_long[0]}] has {len(texts[too_long[0]])} characters; the limit is {cfg.max_text_chars}"
             )
-        if self.holder.current is None:
+        if (model := self.holder.current) is None:
             raise HTTPException(503, f"no model loaded: models:/{cfg.model_name}@{cfg.alias} does not exist yet")
+        if model.classifier is None:
+            raise HTTPException(
+                400, f"{model.name} v{model.version} is a generator: use POST /v1/completions or /v1/chat/completions"
+            )
 
     async def predict(self, req: PredictRequest) -> PredictResponse:
         """The `/predict` route."""

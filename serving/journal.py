@@ -28,6 +28,8 @@ import pandas as pd
 from tasks.prediction_log import append_predictions
 
 COLUMNS = ("timestamp", "request_id", "text", "label", "score", "probs", "model_name", "model_version")
+GENERATION_COLUMNS = ("response", "generation")  # empty on classifier rows; see tasks/prediction_log.py
+COLUMNS = COLUMNS + GENERATION_COLUMNS
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(COLUMNS)});
 CREATE TABLE IF NOT EXISTS moving (first INTEGER NOT NULL, last INTEGER NOT NULL);
@@ -47,6 +49,9 @@ class PredictionJournal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # survives a crash of the process; fsync at checkpoints
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        for column in (c for c in GENERATION_COLUMNS if c not in have):  # a journal written before generation rows
+            self._db.execute(f"ALTER TABLE predictions ADD COLUMN {column}")
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (uuid.uuid4().hex[:8],))
             self.id = db.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()[0]
@@ -63,7 +68,11 @@ class PredictionJournal:
             self._db.execute("COMMIT")
 
     def write(self, rows: Sequence[tuple]) -> None:
-        """Commit rows (tuples in `COLUMNS` order, timestamp as ISO 8601 text) in one transaction."""
+        """Commit rows (tuples in `COLUMNS` order, timestamp as ISO 8601 text) in one transaction.
+
+        A row may stop before the generation columns (a classifier's prediction): they stay empty.
+        """
+        rows = [tuple(r) + (None,) * (len(COLUMNS) - len(r)) for r in rows]
         with self._transaction() as db:
             db.executemany(
                 f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows

@@ -1,6 +1,8 @@
 """The served model, and switching to a new one when the alias moves.
 
-The new version is loaded in the background; the swap is one reference assignment, so a batch
+A version is a classifier or a generator: the register stage tags it `zero2one.task` ("generation" for the
+generation track); a version without the tag is told by what its pyfunc holds. The new version is loaded in the
+background; the swap is one reference assignment, so a batch
 that already took the old model finishes on it and no request ever sees a half-loaded model.
 """
 
@@ -16,18 +18,23 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 
 # tasks/promotion.py emits PROMOTED_EVENT on every move of `champion`; the names module is light (no torch).
-from tasks.registry_names import PROMOTED_EVENT, model_resource_id
+from tasks.registry_names import PROMOTED_EVENT, TASK, model_resource_id
 
 log = logging.getLogger("zero2one.serving")
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One registered version, loaded. `classifier` is the predictor inside the pyfunc (ONNX or PyTorch)."""
+    """One registered version, loaded: the predictor inside its pyfunc, a classifier or a generator."""
 
     name: str
     version: str
-    classifier: object  # models.onnx_classifier.OnnxClassifier or models.classifier.TextClassifier
+    classifier: object | None  # models.onnx_classifier.OnnxClassifier or models.classifier.TextClassifier
+    generator: object | None = None  # models.generator.TextGenerator
+
+    @property
+    def task(self) -> str:
+        return "generation" if self.generator is not None else "classification"
 
     @property
     def labels(self) -> list[str]:
@@ -65,11 +72,14 @@ class ModelHolder:
         return str(self.client.get_model_version_by_alias(self.name, self.alias).version)
 
     def _load(self, version: str) -> LoadedModel:
-        # Loaded through MLflow, so the pyfunc picks the ONNX graph when the optimization stage chose
-        # one and PyTorch otherwise. Serving then calls that predictor directly: the pyfunc's
-        # DataFrame in / DataFrame out costs more than the forward pass of a small model.
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
-        return LoadedModel(self.name, version, pyfunc.unwrap_python_model().classifier)
+        # Loaded through MLflow (from the version's own artifacts and code), so the classifier's pyfunc picks the
+        # ONNX graph when the optimization stage chose one and PyTorch otherwise. Serving then calls that predictor
+        # directly: the pyfunc's DataFrame in / DataFrame out costs more than the forward pass of a small model.
+        task = self.client.get_model_version(self.name, version).tags.get(TASK)
+        inner = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}").unwrap_python_model()
+        if task == "generation" or (task is None and hasattr(inner, "generator")):
+            return LoadedModel(self.name, version, None, inner.generator)
+        return LoadedModel(self.name, version, inner.classifier)
 
     async def refresh(self) -> bool:
         """Load the alias's version if it is not the one being served. True if the model changed."""
@@ -88,7 +98,8 @@ class ModelHolder:
             # full garbage collection walks them all (~150 ms with the service stalled: the p99 latency).
             gc.collect()
             gc.freeze()
-            log.info("now serving %s v%s (was %s)", self.name, version, previous.version if previous else "none")
+            was = previous.version if previous else "none"
+            log.info("now serving %s v%s, a %s model (was %s)", self.name, version, loaded.task, was)
             return True
 
     async def follow_promotions(self) -> None:

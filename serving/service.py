@@ -12,20 +12,27 @@ import contextlib
 import logging
 import secrets
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prefect.settings import PREFECT_API_URL
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.classifier_api import ClassifierAPI, PredictResponse
 from serving.config import ServeConfig
 from serving.journal import PredictionJournal, flush_until_stopped
+from serving.limits import BodySizeLimit, error_body
 from serving.metrics import RequestMetrics, ServiceMetrics
 from serving.model_holder import ModelHolder
+from serving.openai_api import OpenAIAPI
 from tasks.prediction_log import log_uri
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.workspace import Workspace
 
 log = logging.getLogger("zero2one.serving")
+PREDICTION_PATHS = ("/predict", "/v1/completions", "/v1/chat/completions")  # counted and timed in /metrics
 
 
 class Service:
@@ -42,6 +49,7 @@ class Service:
         self.metrics = ServiceMetrics()
         self.metrics.journal_rows.set_function(self.journal.pending)  # counted when Prometheus scrapes
         self.classifier = ClassifierAPI(cfg, self.holder, self.journal, self.metrics)
+        self.openai = OpenAIAPI(cfg, self.holder, self.journal, self.metrics)
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task] = []
         self._flusher: asyncio.Task | None = None
@@ -79,6 +87,7 @@ class Service:
         for task in self._background:
             task.cancel()
         await self.classifier.batcher.stop()  # lets a batch in flight finish its journal commit
+        await self.openai.stop()  # sequences in flight finish and are journaled
         self._stopping.set()
         await self._flusher  # its last round moves what the final batches journaled
         log.info("prediction journal flushed into %s (%d rows left)", self.journal.log_uri, self.journal.pending())
@@ -115,14 +124,34 @@ class Service:
         changed = await self.holder.refresh()
         return {"changed": changed, "version": self.holder.current.version if self.holder.current else None}
 
+    @staticmethod
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/v1/"):
+            return await http_exception_handler(request, exc)
+        body = error_body(request.url.path, exc.status_code, str(exc.detail))
+        return JSONResponse(body, exc.status_code, exc.headers)
+
+    @staticmethod
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if not request.url.path.startswith("/v1/"):
+            return await request_validation_exception_handler(request, exc)
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse(error_body(request.url.path, 422, where), 422)
+
     def _build_app(self) -> FastAPI:
         cfg = self.cfg
         app = FastAPI(title="zero2one", summary=f"Serves models:/{cfg.model_name}@{cfg.alias}", lifespan=self.lifespan)
-        app.add_middleware(RequestMetrics, metrics=self.metrics)
+        app.add_middleware(RequestMetrics, metrics=self.metrics, paths=PREDICTION_PATHS)
+        app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+        app.add_exception_handler(StarletteHTTPException, self._http_error)
+        app.add_exception_handler(RequestValidationError, self._invalid_request)
         auth = [Depends(self.authorize)]
         app.add_api_route(
             "/predict", self.classifier.predict, methods=["POST"], response_model=PredictResponse, dependencies=auth
         )
+        app.add_api_route("/v1/completions", self.openai.completions, methods=["POST"], dependencies=auth)
+        app.add_api_route("/v1/chat/completions", self.openai.chat_completions, methods=["POST"], dependencies=auth)
+        app.add_api_route("/v1/models", self.openai.models, methods=["GET"], dependencies=auth)
         app.add_api_route("/health", self.health, methods=["GET"])
         app.add_api_route("/ready", self.ready, methods=["GET"])
         app.add_api_route("/metrics", self.prometheus, methods=["GET"])

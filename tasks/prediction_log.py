@@ -9,7 +9,10 @@ does so through its journal (`serving/journal.py`).
 
 Columns (see `SCHEMA`): `timestamp` (UTC), `request_id`, `text`, `label` (the predicted label),
 `score` (its probability), `probs` (JSON object label -> probability), `model_name`,
-`model_version`, and `true_label` (empty until someone labels the row).
+`model_version`, and `true_label` (empty until someone labels the row). Rows of a served generator (the OpenAI
+routes) use the same columns - `text` the prompt (for chats the last user message), `label` the finish reason
+(stop/length), `score` the geometric-mean probability of the generated tokens, `probs` "{}" - plus `response` (the
+answer) and `generation` (JSON: endpoint, messages, parameters, token counts, latency); both empty on classifier rows.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ SCHEMA = pa.schema(
         pa.field("model_name", pa.string(), nullable=False),
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("true_label", pa.string(), nullable=True),
+        pa.field("response", pa.string(), nullable=True),  # generation rows only (files written before lack both)
+        pa.field("generation", pa.string(), nullable=True),
     ]
 )
 COLUMNS = SCHEMA.names
@@ -96,8 +101,9 @@ def _normalize(rows: pd.DataFrame | Iterable[Mapping]) -> pd.DataFrame:
         df["request_id"] = None
     df["request_id"] = [str(v) if v is not None and not pd.isna(v) else uuid.uuid4().hex for v in df["request_id"]]
     df["probs"] = [_probs_json(v) for v in df["probs"]]
-    labels = df["true_label"] if "true_label" in df else [None] * len(df)
-    df["true_label"] = [None if v is None or pd.isna(v) else str(v) for v in labels]
+    for column in ("true_label", "response", "generation"):  # optional text columns
+        values = df[column] if column in df else [None] * len(df)
+        df[column] = [None if v is None or pd.isna(v) else str(v) for v in values]
     for column in ("text", "label", "model_name", "model_version"):
         if df[column].isna().any():
             raise PipelineInputError(
