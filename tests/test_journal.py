@@ -121,3 +121,36 @@ def test_a_stop_during_a_slow_flush_still_moves_rows_journaled_meanwhile(tmp_pat
     asyncio.run(scenario())
     assert journal.pending() == 0
     assert sorted(read_window(log)["request_id"]) == ["req-0", "req-1", "req-2"]
+
+
+def test_a_journal_and_a_log_from_before_generation_rows_keep_working(tmp_path):
+    """Journals and log files written before the `response`/`generation` columns existed are read as they were."""
+    import sqlite3
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.prediction_log import SCHEMA, append_predictions
+
+    log = str(tmp_path / "log")
+    append_predictions(log, pd.DataFrame(_rows(0, 1), columns=list(serving.journal.COLUMNS[:8])))  # makes the log
+    old_schema = pa.schema([SCHEMA.field(name) for name in SCHEMA.names if name not in ("response", "generation")])
+    day = next((tmp_path / "log").glob("date=*"))
+    for path in day.glob("*.parquet"):  # rewritten as a file from before the new columns
+        pq.write_table(pq.read_table(path).select(old_schema.names).cast(old_schema), path)
+    db = sqlite3.connect(tmp_path / "journal.sqlite")  # the journal's table as it was before
+    old = serving.journal.COLUMNS[:8]
+    db.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(old)})")
+    db.executemany(f"INSERT INTO predictions ({', '.join(old)}) VALUES ({', '.join('?' * 8)})", _rows(1, 1))
+    db.commit()
+    db.close()
+
+    journal = PredictionJournal(tmp_path / "journal.sqlite", log)
+    details = '{"completion_tokens": 2}'
+    journal.write([(T0.isoformat(), "gen-1", "Hi", "length", 0.4, "{}", "gen", "1", "Hello there", details)])
+    assert journal.flush() == 2
+    df = read_window(log).set_index("request_id")
+    assert sorted(df.index) == ["gen-1", "req-0", "req-1"]
+    assert df.loc["gen-1", "response"] == "Hello there" and df.loc["gen-1", "generation"] == details
+    assert df.loc[["req-0", "req-1"], ["response", "generation"]].isna().all().all()
