@@ -45,19 +45,27 @@ def _decoder(folder: Path, tok, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
+    """Demo chats, a tokenizer trained on them, a random decoder, and the stage run once on it (real MLflow)."""
+    from tasks.artifacts import InstructionTunedModel
+
     root = tmp_path_factory.mktemp("optgen")
     ws = Workspace(root=str(root / "ws")).resolved()
     data = prepare_instructions(InstructionDataConfig(max_rows=120), ws)
     chats = list(load_splits(data)["train"]["messages"])
     tok = train_byte_bpe([m["content"] for ms in chats for m in ms], vocab_size=400)
     model_dir = _decoder(root / "model", tok, seed=0)
-    built, rejected = build_variants(CFG, model_dir, root / "graphs")
-    assert not rejected and set(built) == {"fp32", "int8"}
-    return ws, data, model_dir, built, tok, root
+    tracking = Tracking.resolve(TrackingConfig(experiment="optimize-generation-test"), ws)
+    model = InstructionTunedModel(
+        uri=str(model_dir), base_model="random", method="full", global_step=0, resumed_from_step=0,
+        eval_loss=1.0, perplexity=2.7, too_long=0, samples_per_second=1.0, mlflow_run_id="none",
+    )  # fmt: skip
+    result = optimize_generation(CFG, data, model, tracking, ws)
+    built = {v: Path(result.uri) / v for v in ("fp32", "int8")}
+    return data, model_dir, built, tok, root, result
 
 
 def test_graph_takes_and_returns_past_key_values(setup) -> None:
-    *_, built, _, _ = setup
+    _, _, built, *_ = setup
     for graph in built.values():
         past, present = kv_cache_io(graph)
         assert len(past) == len(present) == 2 * SHAPE.num_layers
@@ -65,7 +73,7 @@ def test_graph_takes_and_returns_past_key_values(setup) -> None:
 
 
 def test_ort_greedy_decode_with_cache_equals_pytorch(setup) -> None:
-    _, _, model_dir, built, tok, _ = setup
+    _, model_dir, built, tok, *_ = setup
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
@@ -84,15 +92,7 @@ def test_ort_greedy_decode_with_cache_equals_pytorch(setup) -> None:
 
 
 def test_stage_gates_records_int8_and_times_every_backend(setup) -> None:
-    ws, data, model_dir, *_ = setup
-    from tasks.artifacts import InstructionTunedModel
-
-    tracking = Tracking.resolve(TrackingConfig(experiment="optimize-generation-test"), ws)
-    model = InstructionTunedModel(
-        uri=str(model_dir), base_model="random", method="full", global_step=0, resumed_from_step=0,
-        eval_loss=1.0, perplexity=2.7, too_long=0, samples_per_second=1.0, mlflow_run_id="none",
-    )  # fmt: skip
-    result = optimize_generation(CFG, data, model, tracking, ws)
+    *_, result = setup
     fp32, int8 = result.parity["fp32"], result.parity["int8"]
     assert fp32.passed and fp32.agreement >= 0.98 and abs(fp32.chrf_drop) <= 1.0, fp32
     assert 0 < int8.agreement <= 1 and int8.tokens == fp32.tokens > 100  # recorded whether or not it passes
@@ -108,7 +108,7 @@ def test_stage_gates_records_int8_and_times_every_backend(setup) -> None:
 
 def test_a_graph_that_fails_parity_never_serves(setup) -> None:
     """Graphs of other weights (a corrupted export, as far as the gate can tell): PyTorch serves, reasons recorded."""
-    _, data, model_dir, _, tok, root = setup
+    data, model_dir, _, tok, root, _ = setup
     other = _decoder(root / "other", tok, seed=1)
     wrong, _ = build_variants(CFG.model_copy(update={"quantization": "none"}), other, root / "wrong")
     test = list(load_splits(data)["test"]["messages"])[:6]
