@@ -199,9 +199,7 @@ class GenerationEngine:
             mask[i, width - len(s.prompt_ids) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = DynamicCache()
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=_positions(mask), past_key_values=cache, use_cache=True
-        )
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), cache=cache, use_cache=True)
         batch = _Batch(list(seqs), cache, mask, torch.zeros(len(seqs), dtype=torch.long, device=self.device))
         return self._advance(batch, out.logits[:, -1, :], events)
 
@@ -213,7 +211,7 @@ class GenerationEngine:
             input_ids=b.pending[:, None],
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=b.cache,
+            cache=b.cache,
             use_cache=True,
         )
         b.mask = mask

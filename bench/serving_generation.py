@@ -1,0 +1,266 @@
+"""Generation serving on loopback: our OpenAI-compatible service vs a naive endpoint calling `generate()` per request.
+
+Both serve the same registered generator (a random Llama of the chosen shape with the project's byte-level
+tokenizer, logged with `log_generator` into a throwaway SQLite MLflow) as separate processes. One aiohttp load
+generator drives each in turn with N clients sending requests back to back: ours with `stream: true` (server-sent
+events, continuous batching in `serving/generation_engine.py`), the naive one a FastAPI `def` route that runs
+transformers' `generate()` for its one prompt (FastAPI's thread pool runs concurrent requests side by side, as a
+first endpoint would). Greedy decoding and an end-of-sequence logit pinned to 0 make every answer exactly
+`--max-tokens` long on both sides, so tokens/s compare like for like. Then a soak on ours checks for zero errors
+and, once the service has stopped (its shutdown moves the journal into the log), that the prediction log holds
+exactly one row per answered request.
+
+    python bench/serving_generation.py [--clients 8] [--seconds 20] [--soak 60] [--max-tokens 64] [--shape tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pydantic import BaseModel  # noqa: E402
+
+from bench._common import SCRATCH, median  # noqa: E402
+
+NAME = "bench-generator"
+PROMPTS = [
+    "State the verdict and the aspects of this review.\nReview: The battery of this phone is great.",
+    "Which product is this review about?\nReview: The screen is awful and the price is not fair.",
+    "Hi",
+    "State the verdict.\nReview: I bought it last week and the delivery was slow, but the sound is excellent.",
+]
+
+
+class NaiveRequest(BaseModel):  # module level: FastAPI resolves the (string) annotation from here
+    prompt: str
+    max_tokens: int = 64
+
+
+def naive_server(port: int, model_dir: str) -> None:
+    """The baseline: transformers' `generate()` once per request, no batching across requests, no streaming."""
+    import torch
+    import uvicorn
+    from fastapi import FastAPI
+
+    from models.generator import TextGenerator
+
+    gen = TextGenerator(model_dir)
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    def completions(req: NaiveRequest) -> dict:
+        enc = gen.tokenizer([gen.render(req.prompt)], add_special_tokens=False, return_tensors="pt")
+        with torch.inference_mode():
+            out = gen.model.generate(**enc, max_new_tokens=req.max_tokens, do_sample=False)
+        new = out[0, enc["input_ids"].shape[1] :]
+        text = gen.tokenizer.decode(new, skip_special_tokens=True)
+        return {"choices": [{"text": text}], "usage": {"completion_tokens": int(new.numel())}}
+
+    @app.get("/ready")
+    def ready() -> dict:
+        return {"ready": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def our_server(cfg_json: str) -> None:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.config import ServeConfig
+
+    cfg = ServeConfig.model_validate_json(cfg_json)
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning")
+
+
+def build_champion(ws: Path, shape_name: str) -> Path:
+    """A random generator of `shape_name`, registered as `NAME@champion` in the workspace's MLflow."""
+    import mlflow
+
+    from models.decoder import SHAPES, build_causal_lm
+    from tasks.causal_tokenizer import train_byte_bpe
+    from tasks.generation_registry import log_generator
+    from tasks.registry_names import TASK
+    from tasks.tracking import Tracking, TrackingConfig
+    from tasks.workspace import Workspace
+
+    texts = ["The battery of this phone is great.", "Verdict: positive. Aspects: battery (positive)."] * 50
+    tok = train_byte_bpe(texts + PROMPTS, vocab_size=800)
+    shape = SHAPES[shape_name].model_copy(update={"tie_embeddings": False})
+    model = build_causal_lm(shape, len(tok), tok.pad_token_id, tok.eos_token_id)
+    model.lm_head.weight.data[tok.eos_token_id] = 0.0  # greedy answers never end early: same length on both sides
+    folder = ws / "model"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
+    tracking.activate()
+    with mlflow.start_run():
+        info = log_generator(folder, PROMPTS[:1])
+    version = mlflow.register_model(info.model_uri, NAME, tags={TASK: "generation"}).version
+    tracking.client().set_registered_model_alias(NAME, "champion", version)
+    return folder
+
+
+async def _one(session, url: str, i: int, max_tokens: int, stream: bool) -> tuple[int, float]:
+    """One request: (completion tokens, seconds to the first token - the whole answer when not streaming)."""
+    body = {"model": NAME, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": max_tokens}
+    start = time.perf_counter()
+    if not stream:
+        async with session.post(url, json=body) as r:
+            r.raise_for_status()
+            return (await r.json())["usage"]["completion_tokens"], time.perf_counter() - start
+    body |= {"stream": True, "stream_options": {"include_usage": True}}
+    first, tokens, done = None, 0, False
+    async with session.post(url, json=body) as r:
+        r.raise_for_status()
+        async for line in r.content:
+            if not line.startswith(b"data: "):
+                continue
+            if line.strip() == b"data: [DONE]":
+                done = True
+                break
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif first is None and chunk["choices"][0]["text"]:
+                first = time.perf_counter() - start
+    if not done:
+        raise RuntimeError("the stream ended without [DONE]")
+    return tokens, first or 0.0
+
+
+async def load(url: str, clients: int, seconds: float, max_tokens: int, stream: bool) -> dict:
+    """`clients` clients sending requests back to back for `seconds`: tokens/s, answered, errors, first-token p50."""
+    import aiohttp
+
+    answered, errors, tokens, firsts = 0, 0, 0, []
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int, session) -> None:
+        nonlocal answered, errors, tokens
+        i = k
+        while time.perf_counter() < deadline:
+            try:
+                n, first = await _one(session, url, i, max_tokens, stream)
+                answered, tokens = answered + 1, tokens + n
+                firsts.append(first)
+            except Exception:
+                errors += 1
+            i += clients
+
+    start = time.perf_counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        await asyncio.gather(*(client(k, session) for k in range(clients)))
+    wall = time.perf_counter() - start
+    first_p50 = median(firsts) if firsts else float("nan")
+    return {"tokens_s": tokens / wall, "answered": answered, "errors": errors, "first_p50": first_p50, "tokens": tokens}
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, *args])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen) -> None:
+    import httpx
+
+    for _ in range(900):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown: our lifespan moves the journal into the log
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _table(rows: list[dict]) -> None:
+    print(f"\n{'server':<34}{'clients':>8}{'tokens/s':>10}{'answered':>10}{'errors':>8}{'1st token p50':>15}")
+    for r in rows:
+        print(
+            f"{r['server']:<34}{r['clients']:>8}{r['tokens_s']:>10.1f}{r['answered']:>10}{r['errors']:>8}"
+            f"{r['first_p50'] * 1000:>12.0f} ms"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=20.0, help="Length of each throughput run.")
+    p.add_argument("--soak", type=float, default=60.0, help="Length of the soak on our service (0: none).")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--shape", default="tiny", help="A models/decoder.py SHAPES name: tiny (CPU) or 100m.")
+    args = p.parse_args()
+
+    from serving.config import ServeConfig
+    from tasks.prediction_log import read_window
+    from tests.servers import free_port
+
+    ws = SCRATCH / "ws"
+    folder = build_champion(ws, args.shape)
+    cfg = ServeConfig(model_name=NAME, workspace=str(ws), port=free_port(), follow_events=False, log_flush_seconds=5)
+    naive_port = free_port()
+    ours = _start(["--serve-ours", cfg.model_dump_json()])
+    naive = _start(["--serve-naive", str(naive_port), str(folder)])
+    rows, answered_by_ours = [], 0
+    try:
+        _wait_ready(f"http://127.0.0.1:{cfg.port}/ready", ours)
+        _wait_ready(f"http://127.0.0.1:{naive_port}/ready", naive)
+        sides = [
+            ("ours (continuous batching, streaming)", f"http://127.0.0.1:{cfg.port}/v1/completions", True),
+            ("naive (generate() per request)", f"http://127.0.0.1:{naive_port}/v1/completions", False),
+        ]
+        for clients in sorted({1, args.clients}):
+            for name, url, stream in sides:
+                warm = asyncio.run(load(url, clients, 2.0, args.max_tokens, stream))
+                r = asyncio.run(load(url, clients, args.seconds, args.max_tokens, stream))
+                rows.append({"server": name, "clients": clients} | r)
+                answered_by_ours += (warm["answered"] + r["answered"]) if stream else 0
+        _stop(naive)
+        _table(rows)
+        for clients in sorted({1, args.clients}):
+            a, b = (next(r for r in rows if r["clients"] == clients and r["server"].startswith(s)) for s in "on")
+            print(f"{clients} clients: ours / naive = {a['tokens_s'] / b['tokens_s']:.1f}x tokens/s")
+        if args.soak > 0:
+            url = f"http://127.0.0.1:{cfg.port}/v1/completions"
+            soak = asyncio.run(load(url, args.clients, args.soak, args.max_tokens, True))
+            answered_by_ours += soak["answered"]
+            print(
+                f"\nsoak: {args.soak:.0f} s at {args.clients} streaming clients: {soak['answered']} answered, "
+                f"{soak['errors']} errors, {soak['tokens_s']:.1f} tokens/s"
+            )
+    finally:
+        for proc in (naive, ours):
+            if proc.poll() is None:
+                _stop(proc)
+    log = read_window(str(ws / "predictions"))  # after the graceful stop: the journal has moved into the log
+    same = len(log) == answered_by_ours and log["request_id"].is_unique
+    print(
+        f"prediction log: {len(log)} rows, requests answered by ours (warm-ups included): {answered_by_ours}: "
+        f"{'equal' if same else 'NOT EQUAL'}"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve-ours":
+        our_server(sys.argv[2])
+    elif len(sys.argv) > 3 and sys.argv[1] == "--serve-naive":
+        naive_server(int(sys.argv[2]), sys.argv[3])
+    else:
+        main()
