@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import ROOT, SCRATCH  # noqa: E402  (sets the environment before Prefect loads)
+from tasks.registry_names import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
 
-MODEL = "zero2one-classifier"
 DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
 WINDOW = 500
 

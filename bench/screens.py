@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 
+from tasks.registry_names import DEFAULT_MODEL_NAME as MODEL
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screens"
-MODEL = "zero2one-classifier"
 # Minutes of CPU training, not the presets' full runs: the screens show what the UIs say. The first run fine-tunes the
 # packaged pretrained checkpoint (all-MiniLM-L6-v2) and should become champion; the second trains the tiny
 # from-scratch model for a few steps, so the gate must refuse it (it registers the TF-IDF baseline where that wins).

@@ -198,7 +198,8 @@ def _champion(ws: Path, train: bool) -> Served:
         tracking.activate()
         tracking.client().set_registered_model_alias(reg.name, "champion", reg.version)
     tracking.activate()
-    name = "zero2one-classifier"
+    from tasks.registry_names import DEFAULT_MODEL_NAME as name
+
     mv = tracking.client().get_model_version_by_alias(name, "champion")
     from tasks.registry_names import LINEAGE_CHECKPOINT_URI, read_tag
 
@@ -212,7 +213,7 @@ def _start(ws: Path, served: Served) -> tuple[list[Side], list[subprocess.Popen]
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     ports = {name: _port() for name in ("ours", "mlflow-serve", "naive")}
     commands = {
-        "ours": [sys.executable, "-m", "flows.cli", "serve", "--workspace", str(ws), "--port", str(ports["ours"])],
+        "ours": [sys.executable, "-m", "cli", "serve", "--workspace", str(ws), "--port", str(ports["ours"])],
         "mlflow-serve": [f"{venv_bin}/mlflow", "models", "serve", "-m", f"models:/{served.name}@champion"]
         + ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow-serve"])],
         "naive": [sys.executable, __file__, "--naive-server", str(ports["naive"]), served.model_dir],

@@ -7,6 +7,7 @@ types fail with the full dotted name of the key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -128,24 +129,41 @@ def _dotted(loc: tuple) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def validate(data: dict, source: str = "config", overrides: list[str] | None = None) -> PipelineConfig:
-    """`source` names the file; a key that came from one of `overrides` is named by its `--set`."""
+def validate(
+    data: dict,
+    source: str = "config",
+    overrides: list[str] | None = None,
+    model: type[PipelineConfig] | None = None,
+    options: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """`source` names the file; a key that came from one of `overrides` is named by its `--set`, one that came from
+    a command-line option by `options` (dotted key -> the option as typed, e.g. `--port 99999`). `model` is
+    `PipelineConfig` or a command's extension of it (`cli/` adds a section for `serve`, `monitor`, ...)."""
     try:
-        return PipelineConfig.model_validate(data)
+        return (model or PipelineConfig).model_validate(data)
     except ValidationError as e:
-        problems, from_overrides = [], []
+        problems, named = [], []
         for err in e.errors():
             key = _dotted(err["loc"]) or "(top level)"
-            item = override_for(key, overrides or [])
-            from_overrides.append(item is not None)
-            if err["type"] == "extra_forbidden":
-                problems.append(f"{key}: unknown key" + (f" (from --set {item})" if item else ""))
-            else:
-                via = f", from --set {item}" if item else ""
-                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r}{via})")
-        if all(from_overrides):
+            problem, via = _problem(err, key, overrides or [], options or {})
+            problems.append(problem)
+            named.append(via)
+        if all(via == "option" for via in named):  # one line per option, nothing else to point at
+            raise PipelineInputError("; ".join(problems)) from None
+        if all(via == "override" for via in named):
             source = "override" if len(problems) == 1 else "overrides"
         raise PipelineInputError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
+
+
+def _problem(err: dict, key: str, overrides: list[str], options: Mapping[str, str]) -> tuple[str, str | None]:
+    """One validation error in words, and whether an option, an override or the file gave the value."""
+    if key in options:
+        return f"{options[key]}: {err['msg']}", "option"
+    item = override_for(key, overrides)
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key" + (f" (from --set {item})" if item else ""), item and "override"
+    via = f", from --set {item}" if item else ""
+    return f"{key}: {err['msg']} (got {err.get('input')!r}{via})", item and "override"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:

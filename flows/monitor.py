@@ -25,7 +25,7 @@ from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import stage_task
-from tasks.registry_names import DRIFT_EVENT, model_resource_id
+from tasks.registry_names import DEFAULT_MODEL_NAME, DRIFT_EVENT, model_resource_id
 
 
 class MonitorResult(BaseModel):
@@ -44,7 +44,7 @@ def model_resource(name: str, version: str) -> dict[str, str]:
 
 @flow(name="monitor", log_prints=True)
 def monitor(
-    model_name: str = "zero2one-classifier",
+    model_name: str = DEFAULT_MODEL_NAME,
     alias: str = "champion",
     window: WindowSource = WindowSource(),
     config: MonitorConfig = MonitorConfig(),

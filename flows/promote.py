@@ -12,8 +12,9 @@ from prefect import flow
 from tasks import promotion
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.promotion import Promotion
+from tasks.registry_names import DEFAULT_MODEL_NAME
 from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
+from tasks.workspace import DEFAULT_ROOT, Workspace
 
 # A user error (unknown version, force without reason) fails at once; a flaky registry gets one more try.
 _POLICY = RetryPolicy(retries=1, delay_seconds=2)
@@ -25,11 +26,11 @@ def _tracking(workspace: str, tracking_uri: str | None) -> Tracking:
 
 @flow(name="promote", log_prints=True)
 def promote_flow(
-    model: str = "zero2one-classifier",
+    model: str = DEFAULT_MODEL_NAME,
     version: str = "challenger",
     force: bool = False,
     reason: str | None = None,
-    workspace: str = ".zero2one",
+    workspace: str = DEFAULT_ROOT,
     tracking_uri: str | None = None,
 ) -> Promotion:
     """Make `version` (a number or an alias) the champion; `force` skips the gate and needs a `reason`."""
@@ -39,9 +40,9 @@ def promote_flow(
 
 @flow(name="rollback", log_prints=True)
 def rollback_flow(
-    model: str = "zero2one-classifier",
+    model: str = DEFAULT_MODEL_NAME,
     reason: str | None = None,
-    workspace: str = ".zero2one",
+    workspace: str = DEFAULT_ROOT,
     tracking_uri: str | None = None,
 ) -> Promotion:
     """Give `champion` back to the `previous-champion` (the two aliases swap)."""

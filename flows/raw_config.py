@@ -1,7 +1,7 @@
 """YAML presets plus `--set a.b.c=value` overrides, as a plain dict (validated in `flows.config`).
 
-Kept free of heavy imports: the CLI reads the workspace from here before Prefect is imported,
-because Prefect reads its home folder from the environment at import time.
+Kept free of heavy imports: the CLI (`cli/settings.py`) reads the workspace from the raw dict before Prefect is
+imported, because Prefect reads its home folder from the environment at import time.
 """
 
 from __future__ import annotations
@@ -56,15 +56,10 @@ def load_raw(path: str | Path | None = None, overrides: list[str] | None = None)
     return apply_overrides(data, overrides or [])
 
 
-def workspace_root(data: dict) -> str:
-    ws = data.get("workspace") or {}
-    return str(ws.get("root", ".zero2one")) if isinstance(ws, dict) else ".zero2one"
-
-
 def override_for(key: str, overrides: list[str]) -> str | None:
-    """The `--set` that gave `key` (or a section above it), as the user typed it; the last one wins."""
+    """The `--set` that gave `key` (or a section above it, or a key below it), as typed; the last one wins."""
     for item in reversed(overrides):
         name = item.partition("=")[0].strip()
-        if key == name or key.startswith(name + "."):
+        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
             return item
     return None

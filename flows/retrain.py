@@ -23,6 +23,7 @@ from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
 from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.recipes import choose_recipe
+from tasks.registry_names import DEFAULT_MODEL_NAME
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
 
@@ -83,7 +84,7 @@ def _alias_version(tracking: Tracking, name: str, alias: str) -> str | None:
 
 @flow(name="retrain", log_prints=True)
 def retrain(
-    model_name: str = "zero2one-classifier",
+    model_name: str = DEFAULT_MODEL_NAME,
     alias: str = "champion",
     new_data: WindowSource = WindowSource(),
     pipeline_config: PipelineConfig = PipelineConfig(),

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -51,7 +51,7 @@ def test_every_help_screen_reads_at_80_columns():
     from typer.main import get_command
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from cli.app import app
 
     runner = CliRunner()
     for name in ["", *get_command(app).commands]:
@@ -114,7 +114,7 @@ def test_run_log_keeps_tracebacks_in_the_file_and_off_the_console(tmp_path):
     import io
     import logging
 
-    from flows.cli_common import run_log
+    from cli.run_log import run_log
 
     console = io.StringIO()
     handler = logging.StreamHandler(console)
@@ -130,3 +130,119 @@ def test_run_log_keeps_tracebacks_in_the_file_and_off_the_console(tmp_path):
         logging.getLogger().removeHandler(handler)
     assert "Task run failed" in console.getvalue() and "Traceback" not in console.getvalue()
     assert "Traceback" in path.read_text() and "column 'txt' not found" in path.read_text()
+
+
+# Every command that reads a workspace or a registry, with the least it needs to get as far as reading its config.
+WORKSPACE_COMMANDS = {
+    "run": [],
+    "show-config": [],
+    "predict": ["some text"],
+    "promote": ["--version", "1"],
+    "rollback": [],
+    "ui": [],
+    "serve": [],
+    "monitor": [],
+    "retrain": ["--data", "labeled.csv"],
+}
+
+
+def test_every_command_takes_the_same_config_options():
+    from typer.main import get_command
+
+    from cli.app import app
+    from cli.settings import COMMON_OPTIONS
+
+    commands = get_command(app).commands
+    assert set(WORKSPACE_COMMANDS) == set(commands) - {"demo-data", "deploy"}
+    first = {o.opts[0]: o for o in commands["run"].params if o.opts[0] in COMMON_OPTIONS}
+    assert set(first) == set(COMMON_OPTIONS)
+    for name in WORKSPACE_COMMANDS:
+        options = {o.opts[0]: o for o in commands[name].params}
+        for flag in COMMON_OPTIONS:
+            assert options[flag].opts == first[flag].opts and options[flag].help == first[flag].help, (name, flag)
+
+
+def test_the_same_workspace_option_works_on_every_command(tmp_path):
+    """`--workspace` reaches the one resolver on every command: Prefect's home lands in that workspace (set before
+    anything else happens), and the config is validated with it (a bad key stops each command right there)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    for name, args in WORKSPACE_COMMANDS.items():
+        ws = tmp_path / name
+        out = subprocess.run(
+            [sys.executable, "-m", "cli", name, *args, "--workspace", str(ws), "--set", "no_such.key=1"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert out.returncode == 2, (name, out.stderr[-2000:])
+        assert "no_such: unknown key (from --set no_such.key=1)" in out.stderr, (name, out.stderr[-2000:])
+        assert (ws / "prefect").is_dir(), name
+
+
+def test_workspace_and_tracking_uri_are_shortcuts_for_set(tmp_path):
+    import yaml
+
+    out = _cli("show-config", "--workspace", str(tmp_path), "--tracking-uri", "http://127.0.0.1:5999")
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)
+    assert shown["workspace"]["root"] == str(tmp_path) and shown["tracking"]["uri"] == "http://127.0.0.1:5999"
+
+
+def test_serve_options_are_generated_from_serve_config():
+    """One option per ServeConfig field, with the field's default and description; where things are comes from
+    the common --workspace/--tracking-uri; a True default is turned off with --no-FIELD."""
+    from typer.main import get_command
+
+    from cli.app import app
+    from serving.config import ServeConfig
+
+    options = {o.name: o for o in get_command(app).commands["serve"].params}
+    for name, info in ServeConfig.model_fields.items():
+        if name in ("workspace", "tracking_uri"):
+            assert name not in options
+            continue
+        if info.default is True:
+            option = options[f"no_{name}"]
+            assert option.opts == [f"--no-{name.replace('_', '-')}"] and option.default is False, name
+        else:
+            option = options[name]
+            assert option.default == info.default, name
+            assert option.opts == ["--model" if name == "model_name" else f"--{name.replace('_', '-')}"]
+        assert (info.description or "") in option.help, name
+
+
+def test_a_bad_option_value_names_the_option_and_value(tmp_path):
+    """Pydantic checks option values with the same rules as in a file; the error names the option as typed."""
+    ws = ["--workspace", str(tmp_path)]
+    out = _cli("serve", "--port", "99999", "--max-batch-size", "many", *ws)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: --port 99999: Input should be less than or equal to 65535; "
+        "--max-batch-size many: Input should be a valid integer, unable to parse string as an integer"
+    ]
+    out = _cli("monitor", "--drift-share", "2", "--last", "0", *ws)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "error: --last 0: Input should be greater than 0" in out.stderr
+    assert "--drift-share 2: Input should be less than or equal to 1" in out.stderr
+    out = _cli("serve", "--on-too-long", "cut", *ws)
+    assert out.returncode == 2 and "error: --on-too-long cut: Input should be 'truncate' or 'reject'" in out.stderr
+
+
+def test_a_config_section_sets_what_an_option_sets_and_the_option_wins(tmp_path):
+    from cli.model_options import Given
+    from cli.serve import serve_settings
+    from cli.settings import resolve
+
+    preset = tmp_path / "serve.yaml"
+    preset.write_text("task: generation\nserve:\n  port: 9000\n  max_batch_size: 4\n")
+    cfg = resolve(
+        preset,
+        ["serve.alias=staging"],
+        str(tmp_path / "ws"),
+        model=serve_settings(),
+        given=[Given("serve.port", "--port", "9100")],
+    ).serve
+    assert (cfg.port, cfg.max_batch_size, cfg.alias) == (9100, 4, "staging")
+    assert cfg.workspace == str(tmp_path / "ws") and cfg.model_name == "zero2one-generator"  # the task's model

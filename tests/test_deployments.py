@@ -23,7 +23,7 @@ import pytest
 import yaml
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from flows import deploy
+from cli import deploy
 from flows.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,7 +369,7 @@ def test_serving_manifest_runs_a_valid_serve_command():
 
     import typer
 
-    from flows.cli import app
+    from cli.app import app
 
     docs = list(yaml.safe_load_all((ROOT / "deployments" / "serving" / "kubernetes.yaml").read_text()))
     env = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
@@ -378,9 +378,12 @@ def test_serving_manifest_runs_a_valid_serve_command():
     assert container["command"] == ["zero2one", "serve"]
     args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
     serve = typer.main.get_command(app).commands["serve"]
-    params = serve.make_context("serve", args).params  # raises on an unknown option or a wrong type
+    params = serve.make_context("serve", args).params  # raises on an unknown option
+    from serving.config import ServeConfig
+
+    ServeConfig(**{k: v for k, v in params.items() if k in ServeConfig.model_fields and v is not None})  # types
     port = container["ports"][0]["containerPort"]
-    assert params["port"] == port and params["host"] == "0.0.0.0"
+    assert int(params["port"]) == port and params["host"] == "0.0.0.0"
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port}
     mount = container["volumeMounts"][0]["mountPath"]
     assert params["journal"].startswith(mount + "/")  # the journal lives on the volume that outlives the container

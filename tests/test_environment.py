@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 START = """
 import json, os, sys, time
-from flows.environment import configure_environment, start_embedded_prefect
+from cli.environment import configure_environment, start_embedded_prefect
 configure_environment(sys.argv[1])
 began = time.monotonic()
 start_embedded_prefect()

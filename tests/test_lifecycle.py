@@ -99,7 +99,7 @@ def test_the_next_run_marks_the_runs_of_a_killed_process(prefect_server, workspa
     tracking = Tracking.resolve(cfg.tracking, cfg.workspace.resolved())
     args = [arg for s in sets for arg in ("--set", s)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--config", "configs/tiny.yaml", *args],
+        [sys.executable, "-m", "cli", "run", "--config", "configs/tiny.yaml", *args],
         cwd=ROOT,
         env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},  # the test's server, not an embedded one
         stdout=subprocess.DEVNULL,
@@ -229,7 +229,7 @@ def test_two_first_runs_started_together_both_finish(tmp_path):
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "run", "--config", "configs/tiny.yaml", *args],
+            [sys.executable, "-m", "cli", "run", "--config", "configs/tiny.yaml", *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -310,9 +310,9 @@ def test_cli_prints_the_verdict_and_fails_with_the_error(setup, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from flows.cli_monitor import monitor, retrain
+    from cli.monitor import monitor, retrain
 
-    app = typer.Typer()  # the way flows/cli.py registers them
+    app = typer.Typer()  # the way cli/app.py registers them
     app.command()(monitor)
     app.command()(retrain)
     common = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--set", f"workspace.root={setup.config.workspace.root}"]

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.app import app
 from flows.config import PipelineConfig, load_config
 from flows.pipeline import PipelineResult, pipeline
 from flows.promote import promote_flow, rollback_flow

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows import deploy
+from cli import deploy
 from flows.config import load_config, validate
 from tests.conftest import FAST
 from tests.servers import Postgres, SeaweedS3, Service, kill_tree, mlflow_server, prefect_server, worker
@@ -377,7 +377,7 @@ def test_serve_loads_the_champion_from_mlflow_and_logs_to_the_object_store(topol
 
     port = free_port()
     env = {**topology.env, "ZERO2ONE_TRACKING_URI": topology.mlflow.url, "PREFECT_HOME": str(topology.root / "serve")}
-    cmd = [sys.executable, "-m", "flows.cli", "serve", "--model", MODEL, "--workspace", WORKSPACE]
+    cmd = [sys.executable, "-m", "cli", "serve", "--model", MODEL, "--workspace", WORKSPACE]
     cmd += ["--port", str(port), "--log-flush-seconds", "1", "--no-follow-events"]
     with (topology.logs / "serve.log").open("ab") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -179,7 +179,7 @@ def test_acknowledged_predictions_survive_a_killed_server(registered):
     before = len(read_window(log)) if is_prediction_log(log) else 0
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--workspace", str(ws), "--port", str(port)]
+        [sys.executable, "-m", "cli", "serve", "--workspace", str(ws), "--port", str(port)]
         + ["--log-flush-seconds", "3600"],  # nothing moves to the log before the kill: only the journal has it
         cwd=ROOT,
     )

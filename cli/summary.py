@@ -1,4 +1,4 @@
-"""The final summary a person can act on: where the model is, how good it is, where to look."""
+"""The final summary a person can act on: where the model is, how good it is, where to look, what was decided."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import ui_command
+from cli.common import EXIT_REFUSED, ui_command
 from flows.pipeline import PipelineResult
-from tasks.evaluate import comparison_rows
+from tasks.report_rows import evaluation_rows as comparison_rows
 
 
 def print_summary(result: PipelineResult, console: Console | None = None) -> None:
@@ -59,7 +59,7 @@ def _classification_table(ev) -> Table:
 
 def _generation_table(ev) -> Table:
     """The instruction-tuned model beside both baselines (before SFT, retrieval) on the same held-out prompts."""
-    from tasks.evaluate_generation import comparison_rows as generation_rows
+    from tasks.report_rows import generation_rows
 
     table = Table(title=f"Held-out prompts ({ev.test_size}; greedy answers, answer perplexity)")
     for col in ("model", "perplexity", "exact_match", "chrF"):
@@ -67,3 +67,24 @@ def _generation_table(ev) -> Table:
     for row in generation_rows(ev):
         table.add_row(row["model"], str(row["perplexity"]), f"{row['exact_match']:.4f}", f"{row['chrF']:.2f}")
     return table
+
+
+def print_outcome(result) -> None:
+    """The decision, as prominent as it matters: promoted in green, refused in red with the gate's reasons."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    v, reg = result.verdict, result.registered
+    champion = f"v{v.champion_version}" if v.champion_version else "none"
+    if result.promotion:
+        was = f"was {champion}" if v.champion_version else "the first"
+        body, style, title = f"{reg.name} v{reg.version} is the champion ({was})", "green", "promoted"
+    elif v.passed:
+        body = f"{reg.name} v{reg.version} passed the gate; not promoted (gate.promote=false)"
+        style, title = "yellow", "passed, not promoted"
+    else:
+        reasons = "\n".join(f"  - {escape(r)}" for r in v.reasons)
+        body = f"{reg.name} v{reg.version} was refused by the gate; the champion is still {champion}.\n{reasons}"
+        style, title = "red", f"refused (exit code {EXIT_REFUSED})"
+    Console().print(Panel(body, title=title, title_align="left", border_style=f"bold {style}", style=style))

@@ -1,0 +1,108 @@
+"""`zero2one predict`, `promote` and `rollback`: use and move the registered versions of a model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.common import fail
+from cli.settings import ConfigOpt, ModelOpt, SetOpt, TrackingUriOpt, WorkspaceOpt, resolve
+from tasks.registry_names import CHAMPION
+
+
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME@ALIAS",
+            help=f"Registered model and alias or version: NAME@alias or NAME/3 [default: the config's "
+            f"registry.model_name@{CHAMPION}]",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workspace: WorkspaceOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Classify texts with a registered model (loaded the way any MLflow user would)."""
+    cfg = resolve(config, set_, workspace, tracking_uri)
+    import mlflow
+    import pandas as pd
+
+    from tasks.tracking import Tracking
+
+    Tracking.resolve(cfg.tracking, cfg.workspace.resolved()).activate()
+    uri = f"models:/{model or cfg.registry.model_name + '@' + CHAMPION}"
+    out = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": texts}))
+    typer.echo(out.to_string(index=False))
+
+
+def promote(
+    version: Annotated[str, typer.Option(help="Version number or alias (e.g. 3 or challenger).")],
+    model: ModelOpt = None,
+    force: Annotated[bool, typer.Option(help="Promote even if the version did not pass the gate.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; required with --force, kept in the history.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workspace: WorkspaceOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Make a version the champion; the current champion becomes `previous-champion`."""
+    if force and not (reason or "").strip():
+        fail("--force needs --reason TEXT: a forced promotion skips the gate, and the history must say why")
+    cfg = resolve(config, set_, workspace, tracking_uri)
+    from flows.promote import promote_flow
+    from tasks.errors import PipelineInputError
+
+    try:
+        result = promote_flow(
+            model=model or cfg.registry.model_name,
+            version=version,
+            force=force,
+            reason=reason,
+            workspace=cfg.workspace.root,
+            tracking_uri=cfg.tracking.uri,
+        )
+    except PipelineInputError as e:
+        fail(str(e))
+    _print_move(result)
+
+
+def rollback(
+    model: ModelOpt = None,
+    reason: Annotated[str | None, typer.Option(help="Why, kept in the history.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workspace: WorkspaceOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Give `champion` back to the `previous-champion` (one step; the two aliases swap)."""
+    cfg = resolve(config, set_, workspace, tracking_uri)
+    from flows.promote import rollback_flow
+    from tasks.errors import PipelineInputError
+
+    try:
+        result = rollback_flow(
+            model=model or cfg.registry.model_name,
+            reason=reason,
+            workspace=cfg.workspace.root,
+            tracking_uri=cfg.tracking.uri,
+        )
+    except PipelineInputError as e:
+        fail(str(e))
+    _print_move(result)
+
+
+def _print_move(result) -> None:
+    if not result.changed:
+        typer.echo(f"{result.model}: {result.reason}; nothing changed")
+        return
+    typer.echo(
+        f"{result.model}: champion {'v' + result.previous_version if result.previous_version else 'none'} -> "
+        f"v{result.version} "
+        f"({result.action} #{result.seq}{', forced' if result.forced else ''}: {result.reason})"
+    )
