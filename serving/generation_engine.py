@@ -118,7 +118,8 @@ class GenerationEngine:
     @property
     def active(self) -> int:
         """Sequences waiting or decoding (what a client disconnect must bring back down)."""
-        return len(self._waiting) + (len(self._batch.rows) if self._batch else 0)
+        batch = self._batch  # read once: the worker thread may replace it meanwhile
+        return len(self._waiting) + (len(batch.rows) if batch else 0)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

@@ -165,6 +165,8 @@ def test_completions_and_chat_streamed_and_not(served):
     full = done.choices[0].text
     cut = client.completions.create(model=NAME, prompt=prompt, max_tokens=12, stop=["\n\n\n", full[3:6]])
     assert cut.choices[0].finish_reason == "stop" and cut.choices[0].text == full[: full.find(full[3:6])]
+    stream = client.completions.create(model=NAME, prompt=prompt, max_tokens=12, stop=[full[3:6]], stream=True)
+    assert _stream_text(stream, chat=False)[0::2] == (cut.choices[0].text, "stop")  # no part of the stop string leaks
 
 
 def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(served):
