@@ -14,6 +14,7 @@ optimize stage then records why PyTorch serves.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime_genai as og
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from models.generator import TextGenerator
 from models.onnx_export import ExportError
@@ -120,8 +121,10 @@ class OrtDecoder:
 class OrtTextGenerator(TextGenerator):
     """`TextGenerator` (same chat template, sorting, batching and answer cleanup) decoding with an ORT graph."""
 
-    def __init__(self, graph_dir: str | Path, tokenizer_dir: str | Path, threads: int = 1):
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    def __init__(self, graph_dir: str | Path, tokenizer: str | Path | PreTrainedTokenizerBase, threads: int = 1):
+        """`tokenizer`: the checkpoint's (a folder, or loaded), for its chat template and exact ids."""
+        is_loaded = isinstance(tokenizer, PreTrainedTokenizerBase)
+        self.tokenizer = copy.copy(tokenizer) if is_loaded else AutoTokenizer.from_pretrained(str(tokenizer))
         self.tokenizer.padding_side, self.tokenizer.truncation_side = "left", "left"
         self.decoder = OrtDecoder(graph_dir, threads)
         self.context, self.device = self.decoder.context, "cpu"

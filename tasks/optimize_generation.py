@@ -36,10 +36,9 @@ from tasks import reporting
 from tasks.artifacts import InstructionTunedModel, PreparedInstructions, Variant
 from tasks.chats import encode_chat
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_splits
-from tasks.orchestration import RetryPolicy
+from tasks.orchestration import RetryPolicy, maybe_fail
 from tasks.scoring import score_answers
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
@@ -185,10 +184,10 @@ def check_parity(
 
 
 def gate_variants(
-    cfg: OptimizeGenerationConfig, built: dict[str, Path], model_dir: Path, test: list, threads: int
+    cfg: OptimizeGenerationConfig, built: dict[str, Path], generator: TextGenerator, test: list, threads: int
 ) -> tuple[dict[str, GenerationParity], dict[str, str], dict[str, float]]:
-    """Every built graph against PyTorch: teacher-forced agreement on the test chats, metrics on their prompts."""
-    generator = TextGenerator(model_dir)
+    """Every built graph against `generator` (PyTorch): teacher-forced agreement on the test chats, metrics on
+    their prompts. The graphs decode with the generator's own tokenizer and chat template."""
     rows = [encode_chat(generator.tokenizer, m, generator.context)["input_ids"] for m in test]
     prompts, references = [m[:-1] for m in test], [m[-1]["content"] for m in test]
 
@@ -200,7 +199,7 @@ def gate_variants(
     parity, rejected = {}, {}
     for variant, path in built.items():
         try:
-            candidate = OrtTextGenerator(path, model_dir, threads)
+            candidate = OrtTextGenerator(path, generator.tokenizer, threads)
         except Exception as e:  # ORT refuses the graph: that variant cannot serve
             rejected[variant] = f"ONNX Runtime GenAI cannot load it: {type(e).__name__}: {e}"
             continue
@@ -303,13 +302,13 @@ def optimize_generation(
     threads = torch.get_num_threads()  # ORT gets as many threads as PyTorch: a fair race
 
     built, rejected = build_variants(cfg, model_dir, workdir)
-    parity, failed, reference = gate_variants(cfg, built, model_dir, test, threads)
+    generator = TextGenerator(model_dir)
+    parity, failed, reference = gate_variants(cfg, built, generator, test, threads)
     reasons = [f"{v}: {why}" for v, why in (rejected | failed).items()]
     for why in reasons:
         reporting.logger().warning("%s: %s", STAGE, why)
     variant, verdict = choose(cfg, parity)
-    torch_model = TextGenerator(model_dir).model
-    latency = latency_table(cfg.latency, torch_model, built, threads, config["vocab_size"])
+    latency = latency_table(cfg.latency, generator.model, built, threads, config["vocab_size"])
     sizes = {"pytorch": round(sum(p.stat().st_size for p in model_dir.glob("*.safetensors")) / 2**20, 2)}
     sizes |= {f"ort-{v}": graph_size_mb(path) for v, path in built.items()}
     fields = {

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models.decoder import DecoderShape, build_causal_lm
+from models.generator import TextGenerator
 from models.onnx_decoder import OrtDecoder, kv_cache_io
 from tasks.causal_tokenizer import train_byte_bpe
 from tasks.instruction_data import InstructionDataConfig, prepare_instructions
@@ -112,7 +113,7 @@ def test_a_graph_that_fails_parity_never_serves(setup) -> None:
     other = _decoder(root / "other", tok, seed=1)
     wrong, _ = build_variants(CFG.model_copy(update={"quantization": "none"}), other, root / "wrong")
     test = list(load_splits(data)["test"]["messages"])[:6]
-    parity, rejected, _ = gate_variants(CFG, wrong, model_dir, test, threads=1)
+    parity, rejected, _ = gate_variants(CFG, wrong, TextGenerator(model_dir), test, threads=1)
     assert not parity["fp32"].passed and parity["fp32"].agreement < 0.98
     assert "next-token agreement" in rejected["fp32"] and "min_agreement=0.98" in parity["fp32"].reason
     variant, verdict = choose(CFG, parity)
