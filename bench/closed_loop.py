@@ -66,7 +66,7 @@ def drift_events(since: datetime, wait_for: str | None, timeout: float = 60) -> 
 
 def scores(model_dir: str, frame) -> tuple[float, float]:
     from models.classifier import TextClassifier
-    from tasks.evaluate import score
+    from tasks.scoring import score
 
     clf = TextClassifier(model_dir)
     labels = clf.labels

@@ -35,7 +35,8 @@ def tiny_classifier(ws, labels: list[str]):
     from models.classifier import TextClassifier
     from models.encoder import EncoderShape
     from tasks.data import DataConfig, prepare_data
-    from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+    from tasks.loaders import load_tokenizer
+    from tasks.tokenizer import TokenizerConfig, train_tokenizer
 
     data = prepare_data(DataConfig(), ws)
     tokenizer = load_tokenizer(train_tokenizer(TokenizerConfig(vocab_size=3000), data, ws))

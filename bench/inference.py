@@ -27,8 +27,9 @@ from bench._common import ROOT, SCRATCH  # noqa: E402
 def _tiny_model(args):
     """The tiny preset's data and fine-tuned model (trained unless --model-dir is given)."""
     from flows.config import load_config
+    from tasks.artifacts import FinetunedModel
     from tasks.data import prepare_data
-    from tasks.finetune import FinetunedModel, finetune
+    from tasks.finetune import finetune
     from tasks.pretrain import pretrain
     from tasks.tokenizer import train_tokenizer
     from tasks.tracking import Tracking
@@ -128,7 +129,7 @@ def main() -> None:
 
     from models.classifier import TextClassifier
     from models.onnx_classifier import OnnxClassifier
-    from tasks.data import load_splits
+    from tasks.loaders import load_splits
     from tasks.optimize import FILES, LatencyConfig, OptimizeConfig, build_variants, check_parity, optimize
 
     # One thread by default: on a small shared machine, threads contending for busy cores make PyTorch erratic.

@@ -27,6 +27,7 @@ DEFAULT_SET = ["pretrain.max_steps=100", "pretrain.save_steps=50", "finetune.epo
 
 def plain_run(config) -> None:
     """The pipeline without Prefect: the same stage functions as the flow, called directly, in order."""
+    from tasks.artifacts import Lineage
     from tasks.data import prepare_data
     from tasks.evaluate import evaluate
     from tasks.finetune import finetune
@@ -36,7 +37,7 @@ def plain_run(config) -> None:
     from tasks.optimize import optimize
     from tasks.pretrain import pretrain
     from tasks.promotion import promote
-    from tasks.register import Lineage, register
+    from tasks.register import register
     from tasks.tokenizer import train_tokenizer
     from tasks.tracking import Tracking
 

@@ -41,8 +41,7 @@ def _plain_pretrain(config, data, tok_artifact, steps: int) -> float:
     from transformers import DataCollatorForLanguageModeling, Trainer
 
     from models.encoder import build_masked_lm
-    from tasks.data import load_corpus
-    from tasks.tokenizer import load_tokenizer
+    from tasks.loaders import load_corpus, load_tokenizer
 
     tok = load_tokenizer(tok_artifact)
     model = build_masked_lm(config.pretrain.shape, len(tok), tok.pad_token_id)
@@ -67,9 +66,8 @@ def _finetune_samples_per_s(encoder_dir: str, data, tok_artifact, pad_to_max: bo
     from transformers import DataCollatorWithPadding, Trainer
 
     from models.encoder import build_classifier
-    from tasks.data import load_splits
     from tasks.finetune import _tokenize
-    from tasks.tokenizer import load_tokenizer
+    from tasks.loaders import load_splits, load_tokenizer
 
     tok = load_tokenizer(tok_artifact)
     model = build_classifier(encoder_dir, data.labels)
@@ -100,8 +98,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from flows.config import load_config
-    from tasks.data import load_corpus, prepare_data
-    from tasks.tokenizer import load_tokenizer, train_tokenizer
+    from tasks.data import prepare_data
+    from tasks.loaders import load_corpus, load_tokenizer
+    from tasks.tokenizer import train_tokenizer
 
     config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={SCRATCH / 'ws'}"])
     ws = config.workspace.resolved()

@@ -21,28 +21,46 @@ from pydantic import BaseModel
 from flows.config import PipelineConfig
 from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
-from tasks import evaluate_generation as gen_eval
 from tasks import reporting
-from tasks.causal_pretrain import DecoderArtifact, causal_pretrain
+from tasks.artifacts import (
+    DecoderArtifact,
+    EncoderArtifact,
+    EvalReport,
+    FinetunedModel,
+    GateVerdict,
+    GenerationReport,
+    InstructionTunedModel,
+    Lineage,
+    OptimizedModel,
+    PreparedData,
+    PreparedInstructions,
+    Promotion,
+    RegisteredModel,
+    TokenizerArtifact,
+    TuneResult,
+)
+from tasks.causal_pretrain import causal_pretrain
 from tasks.causal_tokenizer import train_causal_tokenizer
-from tasks.data import PreparedData, prepare_data
-from tasks.evaluate import EvalReport, evaluate
-from tasks.evaluate_generation import GenerationReport
-from tasks.finetune import FinetunedModel, finetune
+from tasks.data import prepare_data
+from tasks.evaluate import evaluate
+from tasks.evaluate_generation import evaluate_generation
+from tasks.finetune import finetune
 from tasks.fingerprint import code_version, hash_json
-from tasks.gate import GateVerdict, gate
-from tasks.instruction_data import PreparedInstructions, prepare_instructions
+from tasks.gate import gate
+from tasks.instruction_data import prepare_instructions
 from tasks.model_card import write_model_card
-from tasks.optimize import OptimizedModel, optimize
+from tasks.optimize import optimize
 from tasks.orchestration import RetryPolicy, stage_task
-from tasks.pretrain import EncoderArtifact, pretrain
-from tasks.promotion import Promotion, promote
-from tasks.register import Lineage, RegisteredModel, register
+from tasks.pretrain import pretrain
+from tasks.promotion import promote
+from tasks.register import register
 from tasks.registry_names import CHAMPION, GATE_VERDICT
-from tasks.sft import InstructionTunedModel, sft
-from tasks.tokenizer import TokenizerArtifact, train_tokenizer
-from tasks.tracking import Tracking, close_pipeline_run, flow_run_id, open_pipeline_run, prefect_run_url
-from tasks.tune import TuneResult, tune
+from tasks.report_rows import evaluation_rows, generation_rows
+from tasks.run_context import flow_run_id
+from tasks.sft import sft
+from tasks.tokenizer import train_tokenizer
+from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run, prefect_run_url
+from tasks.tune import tune
 
 
 class PipelineResult(BaseModel):
@@ -116,12 +134,6 @@ def _generation_headline(report: GenerationReport) -> dict[str, float]:
     return metrics | ({"before_sft_chrf": report.before_sft.chrf} if report.before_sft else {})
 
 
-def _comparison_rows(report: EvalReport) -> list[dict]:
-    from tasks.evaluate import comparison_rows
-
-    return comparison_rows(report)
-
-
 TRACKS = {
     "classification": Track(
         prepare_data,
@@ -131,7 +143,7 @@ TRACKS = {
         evaluate,
         # The verdict applies the gate's rules (a rule switched off is off here).
         evaluate_kwargs=lambda config: {"quality": config.gate.quality()},
-        comparison_rows=_comparison_rows,
+        comparison_rows=evaluation_rows,
         headline=_classification_headline,
         optimize=True,
         model_card=True,
@@ -141,9 +153,9 @@ TRACKS = {
         train_causal_tokenizer,
         causal_pretrain,
         sft,
-        gen_eval.evaluate_generation,
+        evaluate_generation,
         evaluate_kwargs=lambda config: {},
-        comparison_rows=gen_eval.comparison_rows,
+        comparison_rows=generation_rows,
         headline=_generation_headline,
         optimize=False,  # ONNX export and parity for generators: issue 17
         model_card=False,  # tasks/model_card.py renders classifier metrics; the version description says the rest

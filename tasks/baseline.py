@@ -13,21 +13,13 @@ import tempfile
 from pathlib import Path
 
 import datasets
-from pydantic import BaseModel
 
 from models import baseline
-from models.baseline_onnx import META_FILE, BaselineClassifier
+from models.baseline_onnx import META_FILE
 from tasks import reporting
+from tasks.artifacts import BaselineModel
 from tasks.storage import materialize, publish_dir
 from tasks.workspace import Workspace, exists, join
-
-
-class BaselineModel(BaseModel):
-    """Where the exported baseline is (`baseline.json` + `baseline.onnx`) and how it was tuned."""
-
-    uri: str
-    c: float
-    validation_macro_f1: float
 
 
 def train_baseline(splits: datasets.DatasetDict, labels: list[str], fingerprint: str, ws: Workspace) -> BaselineModel:
@@ -46,7 +38,3 @@ def train_baseline(splits: datasets.DatasetDict, labels: list[str], fingerprint:
         "TF-IDF baseline: C=%s chosen on %d validation texts (macro-F1 %.4f)", clf.C, len(val), val_f1
     )
     return BaselineModel(uri=uri, c=float(clf.C), validation_macro_f1=float(val_f1))
-
-
-def load_baseline(model: BaselineModel) -> BaselineClassifier:
-    return BaselineClassifier(materialize(model.uri))

@@ -22,15 +22,15 @@ from models.decoder import SHAPES, DecoderShape, build_causal_lm, context_length
 from models.device import describe_device
 from models.encoder import count_parameters
 from tasks import reporting
-from tasks.causal_tokenizer import load_causal_tokenizer
+from tasks.artifacts import DecoderArtifact, PreparedInstructions, TokenizerArtifact
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail, step_fault_callback
+from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
-from tasks.instruction_data import PreparedInstructions, load_pretraining_corpus
+from tasks.loaders import load_corpus, load_tokenizer
 from tasks.orchestration import RetryPolicy
+from tasks.run_context import flow_run_id
 from tasks.storage import publish_dir
-from tasks.tokenizer import TokenizerArtifact
-from tasks.tracking import Tracking, flow_run_id
+from tasks.tracking import Tracking
 from tasks.training import OptimConfig, check_divisible, last_checkpoint, report_stage, training_arguments, training_run
 from tasks.workspace import Workspace
 
@@ -67,18 +67,6 @@ class CausalPretrainConfig(BaseModel):
     def _batch_splits(self) -> CausalPretrainConfig:
         check_divisible(self.optim, self.nproc_per_node)
         return self
-
-
-class DecoderArtifact(BaseModel):
-    uri: str
-    global_step: int
-    resumed_from_step: int
-    eval_loss: float
-    perplexity: float
-    parameters: int
-    tokens_per_second: float  # training tokens per second of this attempt's training loop
-    train_seconds: float
-    mlflow_run_id: str
 
 
 class CausalPretrainJob(BaseModel):
@@ -140,7 +128,7 @@ def train_decoder(job: CausalPretrainJob) -> TrainedDecoder:
     """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
     cfg = job.cfg
     set_seed(cfg.optim.seed)  # the new model's initial weights must not depend on what ran before in this process
-    tok = load_causal_tokenizer(job.tokenizer)
+    tok = load_tokenizer(job.tokenizer)
     model = _model(cfg, tok)
     block = min(cfg.block_size or 10**9, context_length(model))
     args = training_arguments(
@@ -154,7 +142,7 @@ def train_decoder(job: CausalPretrainJob) -> TrainedDecoder:
         eval_strategy="no",
     )
     with args.main_process_first(desc="packing"):  # one process tokenizes, the others read its cache
-        corpus = load_pretraining_corpus(job.data)
+        corpus = load_corpus(job.data)
         train_set = packed(corpus["train"], tok, block, "packing corpus")
         eval_set = packed(corpus["validation"], tok, block, "packing validation")
     if len(train_set) == 0 or len(eval_set) == 0:
@@ -207,7 +195,6 @@ def causal_pretrain(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> DecoderArtifact:
-    maybe_fail(STAGE, ws.local_dir("faults"))
     key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
     workdir = ws.local_dir(STAGE, key)
     resume, resume_step = last_checkpoint(workdir)

@@ -17,12 +17,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tasks import reporting
+from tasks.artifacts import PreparedInstructions, TokenizerArtifact
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
-from tasks.instruction_data import PreparedInstructions, load_instruction_splits, load_pretraining_corpus
+from tasks.loaders import load_corpus, load_splits
 from tasks.orchestration import RetryPolicy
-from tasks.storage import materialize, publish_dir
-from tasks.tokenizer import TokenizerArtifact
+from tasks.storage import publish_dir
 from tasks.workspace import Workspace
 
 PAD, END = "<|pad|>", "<|end|>"
@@ -91,8 +91,8 @@ def _pretrained(cfg: CausalTokenizerConfig) -> PreTrainedTokenizerBase:
 
 def _training_texts(data: PreparedInstructions) -> list[str]:
     """The corpus and the training chats: the answers' words ("Verdict", "Aspects") get tokens of their own."""
-    chats = load_instruction_splits(data)["train"]["messages"]
-    return list(load_pretraining_corpus(data)["train"]["text"]) + [m["content"] for ms in chats for m in ms]
+    chats = load_splits(data)["train"]["messages"]
+    return list(load_corpus(data)["train"]["text"]) + [m["content"] for ms in chats for m in ms]
 
 
 def train_causal_tokenizer(cfg: CausalTokenizerConfig, data: PreparedInstructions, ws: Workspace) -> TokenizerArtifact:
@@ -112,7 +112,3 @@ def train_causal_tokenizer(cfg: CausalTokenizerConfig, data: PreparedInstruction
     what = f"Loaded `{cfg.pretrained}`" if cfg.pretrained else "Trained a byte-level BPE"
     reporting.markdown("train-causal-tokenizer", f"# Tokenizer\n\n{what}: {len(tokenizer)} tokens -> `{uri}`\n")
     return TokenizerArtifact(uri=uri, vocab_size=len(tokenizer), trained=cfg.pretrained is None)
-
-
-def load_causal_tokenizer(artifact: TokenizerArtifact) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(str(materialize(artifact.uri)))

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import reporting
+from tasks.artifacts import SPLITS, PreparedData
 from tasks.data_read import demo_file, list_files, read_files, read_source
 from tasks.data_split import (
-    SPLITS,
     cap_rows,
     carve,
     check_labels_per_split,
@@ -36,22 +36,10 @@ from tasks.data_split import (
 )
 from tasks.errors import PipelineInputError
 from tasks.orchestration import RetryPolicy
+from tasks.stage_configs import SplitConfig
 from tasks.workspace import Workspace, exists
 
-if TYPE_CHECKING:
-    import datasets
-
-__all__ = ["SPLITS", "DataConfig", "PreparedData", "SplitConfig", "prepare_data", "preflight_data", "read_source"]
-
-
-class SplitConfig(BaseModel):
-    """How to carve the splits a source lacks (stratified by label), as shares of all its labeled rows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    validation: float = Field(0.1, gt=0, lt=0.5, description="Share of the labeled rows for validation.")
-    test: float = Field(0.15, gt=0, lt=0.5, description="Share of the labeled rows for test.")
-    seed: int = Field(42, description="Seed of the split and of max_rows sampling.")
+__all__ = ["DataConfig", "prepare_data", "preflight_data"]
 
 
 class DataConfig(BaseModel):
@@ -85,31 +73,6 @@ class DataConfig(BaseModel):
         "each split the same share (stratified sample), so the test scores are on a sample of its test set.",
     )
     retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-class ArrowSplits(BaseModel):
-    """A prepared data set on storage: splits and corpus under one fingerprinted folder (both tracks)."""
-
-    uri: str
-    fingerprint: str
-    sizes: dict[str, int]
-    dropped: dict[str, int]
-    source: str
-
-    @property
-    def splits_uri(self) -> str:
-        return self.uri.rstrip("/") + "/splits"
-
-    @property
-    def corpus_uri(self) -> str:
-        return self.uri.rstrip("/") + "/corpus"
-
-
-class PreparedData(ArrowSplits):
-    """What the classification stages need: where the Arrow data is, and what is in it."""
-
-    labels: list[str]
-    corpus_size: int
 
 
 # ---------------------------------------------------------------- validation
@@ -356,15 +319,3 @@ def _report(result: PreparedData, frames: dict[str, pd.DataFrame]) -> None:
         f"{reporting.md_table(rows)}\n\nPretraining corpus: {result.corpus_size} texts\n\nDropped:\n{dropped}\n",
         description="Split sizes and label counts",
     )
-
-
-def load_splits(data: PreparedData) -> datasets.DatasetDict:
-    import datasets
-
-    return datasets.load_from_disk(data.splits_uri)
-
-
-def load_corpus(data: PreparedData) -> datasets.Dataset:
-    import datasets
-
-    return datasets.load_from_disk(data.corpus_uri)

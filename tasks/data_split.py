@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from tasks.artifacts import SPLITS
 from tasks.data_read import physical_lines
 from tasks.errors import PipelineInputError
 
 if TYPE_CHECKING:
-    from tasks.data import SplitConfig
+    from tasks.stage_configs import SplitConfig
 
-SPLITS = ("train", "validation", "test")
 # Which copy of a shared text goes: never the test set's (the user's benchmark); validation only picks the
 # epoch and the model, so between validation and test it is validation that loses the row.
 _LEAKAGE_ORDER = (("train", "validation"), ("train", "test"), ("validation", "test"))

@@ -12,30 +12,23 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 import mlflow
-import numpy as np
-from matplotlib.figure import Figure  # the object API needs no display backend on workers
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.dummy import DummyClassifier
-from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import confusion_matrix
 
 from models.classifier import TextClassifier
 from tasks import reporting
-from tasks.baseline import BaselineModel, load_baseline, train_baseline
-from tasks.data import PreparedData, load_splits
+from tasks.artifacts import EvalReport, FinetunedModel, PreparedData, RuleResult, Scores
+from tasks.baseline import train_baseline
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail
-from tasks.finetune import FinetunedModel
+from tasks.loaders import load_baseline, load_splits
 from tasks.orchestration import RetryPolicy
-from tasks.quality import QualityBar, RuleResult, quality_rules
+from tasks.quality import quality_rules
+from tasks.report_rows import evaluation_rows, rule_rows
+from tasks.scoring import confusion_figure, score
+from tasks.stage_configs import QualityBar
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace
@@ -51,56 +44,6 @@ class EvaluateConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy(retries=1)
 
 
-class Scores(BaseModel):
-    accuracy: float
-    macro_f1: float
-    per_class: dict[str, dict[str, float]] = {}
-
-
-class EvalReport(BaseModel):
-    uri: str
-    model: Scores
-    majority: Scores
-    tfidf_logreg: Scores
-    passed: bool
-    reasons: list[str]
-    rules: list[RuleResult] = []
-    baseline: BaselineModel | None = None
-    test_size: int
-    mlflow_run_id: str
-    confusion: list[list[int]] = Field([], description="Test split counts: rows true labels, columns predicted.")
-
-
-def score(y_true: list[int], y_pred: list[int], labels: list[str]) -> Scores:
-    idx = list(range(len(labels)))
-    p, r, f, n = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
-    return Scores(
-        accuracy=accuracy_score(y_true, y_pred),
-        macro_f1=f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0),
-        per_class={
-            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(n[i])}
-            for i, lab in enumerate(labels)
-        },
-    )
-
-
-def confusion_figure(counts: list[list[int]], labels: list[str], title: str) -> Figure:
-    """The confusion matrix as a figure titled `title` (register re-draws it with the model's name and version)."""
-    fig = Figure(figsize=(1.2 * len(labels) + 2.4, 1.2 * len(labels) + 1.6))
-    ax = fig.subplots()
-    ConfusionMatrixDisplay(confusion_matrix=np.array(counts), display_labels=labels).plot(
-        ax=ax, colorbar=False, cmap="Blues"
-    )
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def artifact_url(tracking: Tracking, run_id: str, path: str) -> str:
-    """An MLflow run artifact as a URL the MLflow UI serves (for images in markdown)."""
-    return f"{tracking.ui_url}/get-artifact?path={quote(path)}&run_uuid={run_id}"
-
-
 def evaluate(
     cfg: EvaluateConfig,
     data: PreparedData,
@@ -111,7 +54,6 @@ def evaluate(
     quality: QualityBar | None = None,
 ) -> EvalReport:
     """Score the model and both baselines on the test split; `quality` is the gate's bar (`GateConfig.quality()`)."""
-    maybe_fail("evaluate", ws.local_dir("faults"))
     splits = load_splits(data)
     train, test = splits["train"], splits["test"]
     if len(test) == 0:
@@ -191,34 +133,20 @@ def verdict_rules(cfg: EvaluateConfig, quality: QualityBar, scores: dict[str, Sc
     return rules + quality_rules(quality, value, baseline)
 
 
-def comparison_rows(report: EvalReport) -> list[dict]:
-    return [
-        {"model": name, "accuracy": round(s.accuracy, 4), "macro_f1": round(s.macro_f1, 4)}
-        for name, s in (
-            ("fine-tuned", report.model),
-            ("tf-idf + logreg", report.tfidf_logreg),
-            ("majority class", report.majority),
-        )
-    ]
-
-
-def rule_rows(report: EvalReport) -> list[dict]:
-    return [{"rule": r.name, "result": "pass" if r.passed else "FAIL", "why": r.reason} for r in report.rules]
-
-
 def _report(report: EvalReport, tracking: Tracking) -> None:
-    png = artifact_url(tracking, report.mlflow_run_id, "evaluation/confusion_matrix.png")
-    reporting.table("evaluate", comparison_rows(report), description=f"Test split ({report.test_size} texts)")
+    png = tracking.artifact_url(report.mlflow_run_id, "evaluation/confusion_matrix.png")
+    reporting.table("evaluate", evaluation_rows(report), description=f"Test split ({report.test_size} texts)")
     per_class = [{"class": k, **{m: round(v, 4) for m, v in d.items()}} for k, d in report.model.per_class.items()]
     verdict = "passed" if report.passed else "failed: " + "; ".join(report.reasons)
+    rules = reporting.md_table(rule_rows(report.rules, values=False))
     reporting.markdown(
         "evaluate-summary",
-        f"# Evaluation: {verdict}\n\n{reporting.md_table(comparison_rows(report))}\n\n"
-        f"Rules (the gate applies the same ones to its frozen set):\n\n{reporting.md_table(rule_rows(report))}\n\n"
+        f"# Evaluation: {verdict}\n\n{reporting.md_table(evaluation_rows(report))}\n\n"
+        f"Rules (the gate applies the same ones to its frozen set):\n\n{rules}\n\n"
         f"TF-IDF baseline: C={report.baseline.c if report.baseline else '-'} (chosen on the validation split)\n\n"
         f"Per class:\n\n{reporting.md_table(per_class)}\n\n"
         f"![Confusion matrix on the test split]({png})\n\n"
         f"[Confusion matrix]({png}) and metrics.json in the MLflow run: "
         f"[{report.mlflow_run_id}]({tracking.run_url(report.mlflow_run_id)}) (and in `{report.uri}`)\n",
     )
-    reporting.logger().info("evaluation %s: %s", verdict, comparison_rows(report))
+    reporting.logger().info("evaluation %s: %s", verdict, evaluation_rows(report))

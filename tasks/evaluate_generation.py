@@ -16,74 +16,20 @@ import tempfile
 from pathlib import Path
 
 import mlflow
-import sacrebleu
 import torch
-from pydantic import BaseModel, ConfigDict, Field
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics.pairwise import linear_kernel
 
 from models.generator import TextGenerator
 from tasks import reporting
+from tasks.artifacts import GenerationReport, GenerationScores, InstructionTunedModel, Messages, PreparedInstructions
+from tasks.chats import IGNORE, encode_chat, prompt_text
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail
-from tasks.instruction_data import Messages, PreparedInstructions, load_instruction_splits
-from tasks.orchestration import RetryPolicy
-from tasks.sft import IGNORE, InstructionTunedModel, encode_chat
+from tasks.loaders import load_splits
+from tasks.report_rows import generation_rows
+from tasks.scoring import retrieval_answers, score_answers
+from tasks.stage_configs import EvaluateGenerationConfig
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace
-
-
-class EvaluateGenerationConfig(BaseModel):
-    """How the generator is scored, and what "good enough to become champion" means."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_prompts: int | None = Field(200, gt=0, description="Held-out prompts to generate for (null: all of test).")
-    max_new_tokens: int = Field(48, gt=0, description="Longest generated answer in tokens.")
-    batch_size: int = Field(32, gt=0)
-    seed: int = Field(0, description="Generation seed (greedy decoding ignores it; recorded for sampling).")
-    baseline_before_sft: bool = Field(True, description="Also score the model before instruction tuning.")
-    samples: int = Field(10, ge=0, description="Rows in the samples table.")
-    min_chrf: float = Field(0.0, ge=0, le=100, description="The model must reach this chrF on the test prompts.")
-    retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-class GenerationScores(BaseModel):
-    exact_match: float  # share of answers equal to the reference (whitespace-trimmed)
-    chrf: float  # corpus chrF, 0-100
-    perplexity: float | None = None  # of the reference answers' tokens; None for retrieval
-
-
-class GenerationReport(BaseModel):
-    uri: str
-    model: GenerationScores
-    before_sft: GenerationScores | None
-    retrieval: GenerationScores
-    passed: bool
-    reasons: list[str]
-    test_size: int
-    samples: list[dict[str, str]]
-    mlflow_run_id: str
-
-
-def prompt_text(messages: Messages) -> str:
-    """Everything before the answer, as plain text (what retrieval compares)."""
-    return "\n".join(m["content"] for m in messages[:-1])
-
-
-def retrieval_answers(train: list[Messages], prompts: list[Messages]) -> list[str]:
-    """The answer of the most similar training prompt (TF-IDF word 1-2-grams, cosine) for each prompt."""
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    train_matrix = vectorizer.fit_transform([prompt_text(m) for m in train])
-    nearest = linear_kernel(vectorizer.transform([prompt_text(m) for m in prompts]), train_matrix).argmax(axis=1)
-    return [train[i][-1]["content"] for i in nearest]
-
-
-def score(answers: list[str], references: list[str], perplexity: float | None = None) -> GenerationScores:
-    exact = sum(a.strip() == r.strip() for a, r in zip(answers, references, strict=True)) / len(references)
-    chrf = sacrebleu.corpus_chrf(answers, [references]).score
-    return GenerationScores(exact_match=exact, chrf=chrf, perplexity=perplexity)
 
 
 @torch.inference_mode()
@@ -134,8 +80,7 @@ def evaluate_generation(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> GenerationReport:
-    maybe_fail("evaluate_generation", ws.local_dir("faults"))
-    splits = load_instruction_splits(data)
+    splits = load_splits(data)
     test = list(splits["test"]["messages"])[: cfg.max_prompts]
     if not test:
         raise PipelineInputError(f"the test split of {data.uri} is empty: nothing to evaluate on")
@@ -143,14 +88,14 @@ def evaluate_generation(
     model_dir = materialize(model.uri)
     generator = TextGenerator(model_dir)
     answers = {"model": _generate(generator, test, cfg)}
-    scores = {"model": score(answers["model"], references, answer_perplexity(generator, test, cfg.batch_size))}
+    scores = {"model": score_answers(answers["model"], references, answer_perplexity(generator, test, cfg.batch_size))}
     answers["retrieval"] = retrieval_answers(list(splits["train"]["messages"]), test)
-    scores["retrieval"] = score(answers["retrieval"], references)
+    scores["retrieval"] = score_answers(answers["retrieval"], references)
     if cfg.baseline_before_sft:  # same tokenizer and template, weights from before instruction tuning
         before = TextGenerator(materialize(model.base_model), tokenizer_dir=model_dir)
         answers["before_sft"] = _generate(before, test, cfg)
         perplexity = answer_perplexity(before, test, cfg.batch_size)
-        scores["before_sft"] = score(answers["before_sft"], references, perplexity)
+        scores["before_sft"] = score_answers(answers["before_sft"], references, perplexity)
     reasons = _verdict(scores, cfg)
     samples = _samples(test, answers, cfg.samples)
     with (
@@ -185,28 +130,14 @@ def evaluate_generation(
     return report
 
 
-def comparison_rows(report: GenerationReport) -> list[dict]:
-    rows = [("instruction-tuned", report.model), ("before SFT", report.before_sft), ("retrieval", report.retrieval)]
-    return [
-        {
-            "model": name,
-            "exact_match": round(s.exact_match, 4),
-            "chrF": round(s.chrf, 2),
-            "perplexity": "-" if s.perplexity is None else round(s.perplexity, 3),
-        }
-        for name, s in rows
-        if s is not None
-    ]
-
-
 def _report(report: GenerationReport, tracking: Tracking) -> None:
     verdict = "passed" if report.passed else "failed: " + "; ".join(report.reasons)
-    reporting.table("evaluate-generation", comparison_rows(report), description=f"{report.test_size} test prompts")
+    reporting.table("evaluate-generation", generation_rows(report), description=f"{report.test_size} test prompts")
     reporting.table("generation-samples", report.samples, description="prompt / reference / model / baselines")
     reporting.markdown(
         "evaluate-generation-summary",
-        f"# Generation evaluation: {verdict}\n\n{reporting.md_table(comparison_rows(report))}\n\n"
+        f"# Generation evaluation: {verdict}\n\n{reporting.md_table(generation_rows(report))}\n\n"
         f"Samples:\n\n{reporting.md_table(report.samples)}\n\nGenerations and metrics: `{report.uri}`  \n"
         f"MLflow run: [{report.mlflow_run_id}]({tracking.run_url(report.mlflow_run_id)})\n",
     )
-    reporting.logger().info("generation evaluation %s: %s", verdict, comparison_rows(report))
+    reporting.logger().info("generation evaluation %s: %s", verdict, generation_rows(report))

@@ -25,17 +25,17 @@ from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
 from models.lora import LoraSettings, apply_lora, merge_lora
 from tasks import reporting
+from tasks.artifacts import EncoderArtifact, FinetunedModel, PreparedData, TokenizerArtifact
 from tasks.checkpoints import local_checkpoint
-from tasks.data import PreparedData, load_splits
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail, step_fault_callback
+from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
+from tasks.loaders import load_splits, load_tokenizer
 from tasks.orchestration import RetryPolicy
-from tasks.pretrain import EncoderArtifact
 from tasks.recipes import FinetuneOptim, FinetunePlan, model_limit, plan_finetune, resolve_max_length
+from tasks.run_context import flow_run_id
 from tasks.storage import publish_dir
-from tasks.tokenizer import TokenizerArtifact, load_tokenizer
-from tasks.tracking import Tracking, flow_run_id
+from tasks.tracking import Tracking
 from tasks.training import (
     check_divisible,
     last_checkpoint,
@@ -94,20 +94,6 @@ class FinetuneConfig(BaseModel):
     def _batch_splits(self) -> FinetuneConfig:
         check_divisible(self.optim, self.nproc_per_node)
         return self
-
-
-class FinetunedModel(BaseModel):
-    uri: str
-    base_model: str
-    method: str
-    recipe: str = Field("unknown", description="The recipe that filled the unset settings (tasks/recipes.py).")
-    labels: list[str]
-    global_step: int
-    resumed_from_step: int
-    best_metric: float
-    metric: str
-    mlflow_run_id: str
-    pretrain_run_id: str | None = None
 
 
 def classification_metrics(eval_pred) -> dict[str, float]:
@@ -247,7 +233,6 @@ def finetune(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> FinetunedModel:
-    maybe_fail("finetune", ws.local_dir("faults"))
     base = cfg.base_model or (encoder.uri if encoder else None)
     if base is None:
         raise PipelineInputError("finetune.base_model is required when pretrain.enabled=false")

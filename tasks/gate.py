@@ -1,4 +1,4 @@
-"""Stage 7, gate: may the new version (the challenger) replace the champion?
+"""The gate: may the new version (the challenger) replace the champion?
 
 Both models run side by side, in this task, on one frozen evaluation set: the champion's test
 split plus the newest test split, deduplicated by text (the newest label wins). A fixed set
@@ -18,153 +18,46 @@ Where the baseline beats the challenger, it is registered as a version of its ow
 
 Generators (`task: generation`) get the same rules on chrF or exact match, against the retrieval baseline:
 `tasks/gate_generation.py`, reached through this one `gate()` entry.
+
+Where things live: the config in `tasks/stage_configs.py`, the verdict type in `tasks/artifacts/`, the relative
+rules in `tasks/gate_rules.py`, the champion lookup and model loading in `tasks/registry_models.py`, the records
+both gates leave in `tasks/gate_records.py`, the baseline's registration in `tasks/classifier_registry.py`.
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-from typing import Literal
-
 import datasets
-import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
 from tasks import reporting
-from tasks.baseline import load_baseline
-from tasks.data import PreparedData
-from tasks.errors import PipelineInputError
-from tasks.evaluate import EvalReport, Scores, score
-from tasks.evaluate_generation import EvaluateGenerationConfig, GenerationReport, GenerationScores
-from tasks.fingerprint import hash_json
-from tasks.gate_rules import champion_rule, evaluation_rule, newest_rule, parity_rule
-from tasks.instruction_data import PreparedInstructions
-from tasks.orchestration import RetryPolicy
-from tasks.quality import QualityBar, RuleResult, baseline_rule, min_rule
-from tasks.register import RegisteredModel, load_predictor, register_baseline
-from tasks.registry_names import (
-    CHAMPION,
-    GATE_BASELINE_OFF,
-    GATE_BASELINE_VERSION,
-    GATE_CHALLENGER,
-    GATE_CHAMPION_VERSION,
-    GATE_FAILED_RULES,
-    GATE_REASONS,
-    GATE_RUN,
-    GATE_VERDICT,
-    LINEAGE_DATA_URI,
-    failed_reasons,
-    read_tag,
+from tasks.artifacts import (
+    EvalReport,
+    GateVerdict,
+    GenerationReport,
+    PreparedData,
+    PreparedInstructions,
+    RegisteredModel,
+    RuleResult,
+    Scores,
 )
-from tasks.storage import publish_dir
-from tasks.tracking import Tracking, stage_run
+from tasks.classifier_registry import register_baseline
+from tasks.errors import PipelineInputError
+from tasks.fingerprint import hash_json
+from tasks.gate_generation import gate_generation
+from tasks.gate_records import freeze, record_verdict, tag_version
+from tasks.gate_rules import champion_rule, evaluation_rule, newest_rule, parity_rule
+from tasks.loaders import load_baseline
+from tasks.quality import baseline_rule, min_rule
+from tasks.registry_models import champion_version, load_predictor
+from tasks.registry_names import GATE_CHALLENGER, LINEAGE_DATA_URI, read_tag
+from tasks.report_rows import rule_rows, verdict_rows
+from tasks.scoring import score
+from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
+from tasks.tracking import Tracking
 from tasks.workspace import Workspace, exists, join
-
-VERDICT_TAG = GATE_VERDICT
-__all__ = ["CHAMPION", "VERDICT_TAG", "GateConfig", "GateVerdict", "RuleResult", "failed_reasons", "gate"]
-
-
-class GateConfig(BaseModel):
-    """When a challenger may replace the champion. Defaults: a model that beats TF-IDF and is not worse."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The number the rules compare.")
-    generation_metric: Literal["chrf", "exact_match"] = Field(
-        "chrf",
-        description="task=generation: the number the rules compare; min_value and the margins are then fractions "
-        "of its range (0.01 = one chrF point), and the baseline is retrieval instead of TF-IDF.",
-    )
-    min_value: float = Field(0.0, ge=0, le=1, description="The challenger must reach this on the frozen set.")
-    baseline_rule: bool = Field(
-        True, description="Refuse a challenger that does not beat the TF-IDF baseline on the frozen set."
-    )
-    baseline_margin: float = Field(0.0, ge=0, le=1, description="How much the challenger must beat the baseline by.")
-    baseline_rule_off_reason: str | None = Field(
-        None, description="Required with baseline_rule=false: why; recorded in the verdict and the tags."
-    )
-    compare: Literal["beat", "not_worse"] = Field(
-        "not_worse",
-        description="beat: challenger >= champion + margin; not_worse: challenger >= champion - margin.",
-    )
-    margin: float = Field(0.0, ge=0, le=1, description="Required gain (beat) or allowed loss (not_worse).")
-    newest_rule: bool = Field(
-        True, description="The challenger must not be worse than the champion on the newest test rows alone."
-    )
-    newest_margin: float = Field(0.0, ge=0, le=1, description="Allowed loss on the newest rows.")
-    newest_min_rows: int = Field(20, ge=1, description="Fewer newest rows than this: too few to compare.")
-    register_baseline: bool = Field(
-        True, description="Register the TF-IDF baseline as a candidate version where it beats the challenger."
-    )
-    promote: bool = Field(True, description="Move `champion` to a version that passes; false: only record it.")
-    batch_size: int = Field(64, gt=0)
-    retry: RetryPolicy = RetryPolicy(retries=1)
-
-    @model_validator(mode="after")
-    def _quality_is_valid(self) -> GateConfig:
-        self.quality()  # baseline_rule=false needs a reason
-        return self
-
-    def quality(self) -> QualityBar:
-        """The absolute rules, as the evaluate stage applies them too."""
-        return QualityBar(**self.model_dump(include=set(QualityBar.model_fields)))
-
-
-class GateVerdict(BaseModel):
-    """The gate's decision and everything it was based on."""
-
-    model: str
-    version: str
-    champion_version: str | None
-    passed: bool
-    rules: list[RuleResult]
-    metric: str
-    challenger: Scores | GenerationScores
-    champion: Scores | GenerationScores | None
-    baseline: Scores | GenerationScores | None = None
-    baseline_version: str | None = None
-    eval_size: int
-    eval_sources: dict[str, int]
-    eval_fingerprint: str
-    eval_uri: str
-    mlflow_run_id: str
-
-    @property
-    def reasons(self) -> list[str]:
-        return [f"{r.name}: {r.reason}" for r in self.rules if not r.passed]
-
-    @property
-    def headline(self) -> str:
-        """One line for people: "passed: macro-F1 0.8123 ..." or "refused: <the first failed rule's reason>"."""
-        if self.passed:
-            label = {"macro_f1": "macro-F1", "chrf": "chrF", "exact_match": "exact match"}.get(self.metric, self.metric)
-            return f"passed: {label} {getattr(self.challenger, self.metric):.4f} on {self.eval_size} frozen texts"
-        failed = [r for r in self.rules if not r.passed and r.name != "evaluation"] or [
-            r for r in self.rules if not r.passed
-        ]
-        return "refused: " + failed[0].reason
-
-    def tags(self) -> dict[str, str]:
-        """Few and machine-readable: every rule's value and reason is in verdict.json and the model card."""
-        failed = [r.name for r in self.rules if not r.passed]
-        tags = {
-            GATE_VERDICT: "passed" if self.passed else "failed",
-            GATE_FAILED_RULES: ",".join(failed) or "none",
-            GATE_CHAMPION_VERSION: self.champion_version or "none",
-            GATE_RUN: self.mlflow_run_id,
-        }
-        if failed:
-            tags[GATE_REASONS] = "\n".join(self.reasons)
-        if self.baseline_version:
-            tags[GATE_BASELINE_VERSION] = self.baseline_version
-        off = [r.reason for r in self.rules if r.name == "baseline" and r.value == "off"]
-        if off:
-            tags[GATE_BASELINE_OFF] = off[0]
-        return tags
 
 
 class _Judged(BaseModel):
@@ -193,8 +86,6 @@ def gate(
     as `generation` (the evaluate_generation settings) says.
     """
     if isinstance(report, GenerationReport):
-        from tasks.gate_generation import gate_generation  # it builds on this module
-
         return gate_generation(cfg, data, registered, report, tracking, ws, parent_run_id, generation)
     tracking.activate()
     client = tracking.client()
@@ -218,39 +109,16 @@ def gate(
         eval_size=len(eval_set),
         eval_sources=sources,
         eval_fingerprint=fingerprint,
-        eval_uri=_freeze(eval_set, ws.uri("gate", fingerprint)),
+        eval_uri=freeze(eval_set, ws.uri("gate", fingerprint)),
         mlflow_run_id="",
     )
     if _baseline_wins(cfg, rules, report):
         verdict.baseline_version = _register_baseline(
             cfg, data, report, verdict, judged, champion, labels_differ, tracking
         )
-    with stage_run(tracking, "gate", parent_run_id, {"zero2one.model_version": registered.version}) as run:
-        verdict.mlflow_run_id = run.info.run_id
-        mlflow.log_metrics({f"{who}_{cfg.metric}": getattr(s, cfg.metric) for who, s in judged.scores.items()})
-        mlflow.set_tags(verdict.tags())
-        mlflow.log_dict(verdict.model_dump(mode="json"), "gate/verdict.json")
-    # On the version and on the run that logged it: whoever looks at the model sees why.
-    _tag_version(client, registered, verdict.tags())
-    client.log_metric(registered.run_id, f"gate_{cfg.metric}", getattr(verdict.challenger, cfg.metric))
+    record_verdict(verdict, judged.scores, registered, tracking, parent_run_id)
     _report(verdict, report)
     return verdict
-
-
-def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
-    """The version `champion` points at; None only when the model or the alias does not exist.
-
-    Any other registry error (unreachable server, broken store) raises, so the task fails and is
-    retried: treating an outage as "no champion" would let a worse model skip the champion rule.
-    """
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as e:
-        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    version = model.aliases.get(CHAMPION)
-    return client.get_model_version(name, version) if version is not None else None
 
 
 def frozen_eval_set(data: PreparedData, champion: ModelVersion | None) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -285,15 +153,6 @@ def _test_frame(splits_uri: str) -> pd.DataFrame:
     test = datasets.load_from_disk(splits_uri)["test"]
     names = test.features["label"].names
     return pd.DataFrame({"text": list(test["text"]), "label": [names[i] for i in test["label"]]})
-
-
-def _freeze(eval_set: pd.DataFrame, uri: str) -> str:
-    """Keep the exact rows (content-addressed) so the comparison can be re-run later."""
-    if not exists(join(uri, "eval.parquet")):
-        with tempfile.TemporaryDirectory() as tmp:
-            eval_set.to_parquet(Path(tmp, "eval.parquet"), index=False)
-            publish_dir(Path(tmp), uri)
-    return uri
 
 
 def _judge(
@@ -396,7 +255,7 @@ def _register_baseline(
             "mlflow_run_id": registered.run_id,
         }
     )
-    _tag_version(tracking.client(), registered, verdict.tags() | {GATE_CHALLENGER: challenger.version})
+    tag_version(tracking.client(), registered, verdict.tags() | {GATE_CHALLENGER: challenger.version})
     title = "may be promoted" if verdict.passed else "did not pass either"
     reporting.logger().info(
         "the TF-IDF baseline beat v%s and is registered as %s v%s; it %s: %s",
@@ -409,42 +268,12 @@ def _register_baseline(
     return registered.version
 
 
-def _tag_version(client: MlflowClient, registered: RegisteredModel, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(registered.name, registered.version, key, value)
-        client.set_tag(registered.run_id, key, value)
-
-
-def comparison_rows(verdict: GateVerdict, report: EvalReport | None = None) -> list[dict]:
-    """Challenger, champion and TF-IDF baseline on the frozen set; the majority class from the evaluate stage."""
-    rows = [{"model": f"challenger v{verdict.version}", "set": "frozen", **_nums(verdict.challenger)}]
-    if verdict.champion:
-        rows.append({"model": f"champion v{verdict.champion_version}", "set": "frozen", **_nums(verdict.champion)})
-    if verdict.baseline:
-        registered = f" (registered as v{verdict.baseline_version})" if verdict.baseline_version else ""
-        rows.append({"model": f"tf-idf + logreg{registered}", "set": "frozen", **_nums(verdict.baseline)})
-    if report:
-        rows.append({"model": "majority class", "set": "newest test", **_nums(report.majority)})
-    return rows
-
-
-def _nums(s: Scores) -> dict:
-    return {"accuracy": round(s.accuracy, 4), "macro_f1": round(s.macro_f1, 4)}
-
-
-def rule_rows(verdict: GateVerdict) -> list[dict]:
-    return [
-        {"rule": r.name, "result": "pass" if r.passed else "FAIL", "value": r.value, "why": r.reason}
-        for r in verdict.rules
-    ]
-
-
 def _report(verdict: GateVerdict, report: EvalReport) -> None:
     title = "passed" if verdict.passed else "failed"
     reporting.markdown(
         "gate",
         f"# Gate {title}: {verdict.model} v{verdict.version}\n\n"
-        f"{reporting.md_table(comparison_rows(verdict, report))}\n\n{reporting.md_table(rule_rows(verdict))}\n\n"
+        f"{reporting.md_table(verdict_rows(verdict, report))}\n\n{reporting.md_table(rule_rows(verdict.rules))}\n\n"
         f"Frozen evaluation set: {verdict.eval_size} texts {verdict.eval_sources}, `{verdict.eval_uri}`\n"
         + _baseline_note(verdict),
         description=f"Gate verdict for v{verdict.version}",

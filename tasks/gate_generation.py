@@ -13,28 +13,31 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from models.generator import TextGenerator
 from tasks import reporting
-from tasks.errors import PipelineInputError
-from tasks.evaluate_generation import (
-    EvaluateGenerationConfig,
+from tasks.artifacts import (
+    GateVerdict,
     GenerationReport,
     GenerationScores,
-    retrieval_answers,
-    score,
+    Messages,
+    PreparedInstructions,
+    RegisteredModel,
+    RuleResult,
 )
+from tasks.chats import prompt_key
+from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
-from tasks.gate import GateConfig, GateVerdict, _freeze, _tag_version, champion_version, rule_rows
+from tasks.gate_records import freeze, record_verdict
 from tasks.gate_rules import champion_rule, evaluation_rule
-from tasks.instruction_data import Messages, PreparedInstructions, prompt_key
-from tasks.quality import RuleResult
-from tasks.register import RegisteredModel, load_generator
+from tasks.registry_models import champion_version, load_generator
 from tasks.registry_names import LINEAGE_DATA_URI, read_tag
-from tasks.tracking import Tracking, stage_run
+from tasks.report_rows import generation_verdict_rows, rule_rows
+from tasks.scoring import retrieval_answers, score_answers
+from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
+from tasks.tracking import Tracking
 from tasks.workspace import Workspace, exists, join
 
 SCALE = {"chrf": 100.0, "exact_match": 1.0}  # the metric's range: the gate's fractions are multiplied by it
@@ -77,16 +80,10 @@ def gate_generation(
         eval_size=len(chats),
         eval_sources=sources,
         eval_fingerprint=fingerprint,
-        eval_uri=_freeze(frozen, ws.uri("gate", fingerprint)),
+        eval_uri=freeze(frozen, ws.uri("gate", fingerprint)),
         mlflow_run_id="",
     )
-    with stage_run(tracking, "gate", parent_run_id, {"zero2one.model_version": registered.version}) as run:
-        verdict.mlflow_run_id = run.info.run_id
-        mlflow.log_metrics({f"{who}_{metric}": getattr(s, metric) for who, s in scores.items()})
-        mlflow.set_tags(verdict.tags())
-        mlflow.log_dict(verdict.model_dump(mode="json"), "gate/verdict.json")
-    _tag_version(client, registered, verdict.tags())
-    client.log_metric(registered.run_id, f"gate_{metric}", getattr(verdict.challenger, metric))
+    record_verdict(verdict, scores, registered, tracking, parent_run_id)
     _report(verdict)
     return verdict
 
@@ -96,12 +93,12 @@ def _judge(client, tracking, name, versions, data, chats, newest, ev) -> tuple[d
     answers = {who: _answers(load_generator(client, name, v, tracking), chats, ev) for who, v in versions.items()}
     answers["retrieval"] = retrieval_answers(_train_chats(data), chats)
     references = [m[-1]["content"] for m in chats]
-    scores = {who: score(a, references) for who, a in answers.items()}
+    scores = {who: score_answers(a, references) for who, a in answers.items()}
     if not any(newest):
         return scores, {}
     pick = [i for i, n in enumerate(newest) if n]
     newest_refs = [references[i] for i in pick]
-    return scores, {who: score([a[i] for i in pick], newest_refs) for who, a in answers.items()}
+    return scores, {who: score_answers([a[i] for i in pick], newest_refs) for who, a in answers.items()}
 
 
 def frozen_prompts(
@@ -210,24 +207,15 @@ def _newest_rule(
     return RuleResult(name="newest", passed=ok, value=f"{new:.4f} vs {old:.4f}", reason=reason)
 
 
-def comparison_rows(verdict: GateVerdict) -> list[dict]:
-    """Challenger, champion and retrieval on the frozen prompts: the three numbers the gate decided on."""
-    rows = [(f"challenger v{verdict.version}", verdict.challenger)]
-    if verdict.champion is not None:
-        rows.append((f"champion v{verdict.champion_version}", verdict.champion))
-    rows.append(("retrieval baseline", verdict.baseline))
-    return [{"model": who, "exact_match": round(s.exact_match, 4), "chrF": round(s.chrf, 2)} for who, s in rows if s]
-
-
 def _report(verdict: GateVerdict) -> None:
     title = "passed" if verdict.passed else "failed"
     reporting.markdown(
         "gate",
-        f"# Gate {title}: {verdict.model} v{verdict.version}\n\n{reporting.md_table(comparison_rows(verdict))}\n\n"
-        f"{reporting.md_table(rule_rows(verdict))}\n\nFrozen prompts: {verdict.eval_size} {verdict.eval_sources}, "
-        f"`{verdict.eval_uri}`\n",
+        f"# Gate {title}: {verdict.model} v{verdict.version}\n\n"
+        f"{reporting.md_table(generation_verdict_rows(verdict))}\n\n{reporting.md_table(rule_rows(verdict.rules))}\n\n"
+        f"Frozen prompts: {verdict.eval_size} {verdict.eval_sources}, `{verdict.eval_uri}`\n",
         description=f"Gate verdict for v{verdict.version}",
     )
-    numbers = ", ".join(f"{r['model']} chrF {r['chrF']}" for r in comparison_rows(verdict))
+    numbers = ", ".join(f"{r['model']} chrF {r['chrF']}" for r in generation_verdict_rows(verdict))
     why = "; ".join(verdict.reasons) or "all rules passed"
     reporting.logger().info("gate %s for %s v%s (%s): %s", title, verdict.model, verdict.version, numbers, why)

@@ -1,21 +1,17 @@
 """The gate's relative rules: the evaluate verdict, the champion on the frozen set and on the newest rows, parity.
 
 The absolute rules (minimum, TF-IDF baseline) live in `tasks/quality.py`, shared with the evaluate
-stage. Every rule returns a `RuleResult` whose reason names the numbers it compared.
+stage; `GateConfig` in `tasks/stage_configs.py`. Every rule returns a `RuleResult` whose reason names the numbers
+it compared.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from tasks.quality import METRIC_NAMES, RuleResult
-
-if TYPE_CHECKING:
-    from tasks.evaluate import EvalReport
-    from tasks.gate import GateConfig
+from tasks.artifacts import EvalReport, GenerationReport, RuleResult
+from tasks.stage_configs import METRIC_NAMES, GateConfig
 
 
-def evaluation_rule(report: EvalReport) -> RuleResult:
+def evaluation_rule(report: EvalReport | GenerationReport) -> RuleResult:
     reason = "; ".join(report.reasons) if report.reasons else "passed every quality rule on its test split"
     value = "passed" if report.passed else "failed"
     return RuleResult(name="evaluation", passed=report.passed, value=value, reason=reason)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from typing import Literal
 
 import datasets
@@ -27,16 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import train_test_split
 
 from tasks import reporting
-from tasks.data import SPLITS, ArrowSplits, SplitConfig, read_source
+from tasks.artifacts import SPLITS, PreparedInstructions
+from tasks.chats import prompt_key
+from tasks.data_read import read_source
 from tasks.errors import PipelineInputError
 from tasks.orchestration import RetryPolicy
+from tasks.stage_configs import SplitConfig
 from tasks.storage import publish_dir
 from tasks.workspace import Workspace, exists
 
 ROLES = ("system", "user", "assistant")
 _DEMO = {"instructions": "instructions", "instructions_shifted": "instructions_shifted.jsonl"}
 _DEMO |= {"instructions_corpus": "instructions_corpus.txt"}
-Messages = list[dict[str, str]]
 
 
 class InstructionDataConfig(BaseModel):
@@ -61,12 +62,6 @@ class InstructionDataConfig(BaseModel):
     on_invalid: Literal["error", "drop"] = Field("error", description="Stop on bad rows, or drop and count them.")
     max_rows: int | None = Field(None, gt=0, description="Use at most this many training examples (quick runs).")
     retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-class PreparedInstructions(ArrowSplits):
-    """Where the Arrow data is and what is in it; the corpus has its own train/validation sizes."""
-
-    corpus_sizes: dict[str, int]
 
 
 # ---------------------------------------------------------------- reading
@@ -186,11 +181,6 @@ def _validate(df: pd.DataFrame, cfg: InstructionDataConfig, dropped: dict[str, i
         else:
             dropped[bad.what] = dropped.get(bad.what, 0) + 1
     return pd.DataFrame(kept, columns=["messages", "_file", "_line"])
-
-
-def prompt_key(messages: Messages) -> str:
-    """What identifies a sample for duplicate checks: everything before the answer."""
-    return json.dumps(messages[:-1], sort_keys=True, ensure_ascii=False)
 
 
 def _drop_dupes_within(df: pd.DataFrame, dropped: dict[str, int]) -> pd.DataFrame:
@@ -336,44 +326,3 @@ def prepare_instructions(cfg: InstructionDataConfig, ws: Workspace) -> PreparedI
         f"Dropped:\n{dropped_md}\n",
     )
     return result
-
-
-def load_instruction_splits(data: PreparedInstructions) -> datasets.DatasetDict:
-    return datasets.load_from_disk(data.splits_uri)
-
-
-def load_pretraining_corpus(data: PreparedInstructions) -> datasets.DatasetDict:
-    return datasets.load_from_disk(data.corpus_uri)
-
-
-# ---------------------------------------------------------------- the context-length policy
-
-
-def fit_to_context(
-    split: datasets.Dataset,
-    n_tokens: Callable[[Messages], int],
-    max_length: int,
-    policy: Literal["error", "truncate", "drop"],
-    split_name: str,
-) -> tuple[datasets.Dataset, int]:
-    """Apply the policy for chats longer than `max_length` tokens; returns what stays and how many were too long.
-
-    `truncate` keeps them (the encoder cuts the tokens at `max_length`, so the answer's end may be lost); `drop`
-    removes them; `error` names the first one. Runs before training, so a bad sample costs no compute.
-    """
-    lengths = [n_tokens(m) for m in split["messages"]]
-    too_long = [i for i, n in enumerate(lengths) if n > max_length]
-    if not too_long:
-        return split, 0
-    if policy == "error":
-        i = too_long[0]
-        row = split[i]
-        raise PipelineInputError(
-            f"{row['_file']}, line {row['_line']}, field 'messages': {lengths[i]} tokens, longer than the context of "
-            f"{max_length} ({split_name}; value {row['messages'][-2]['content'][:60]!r}...; {len(too_long)} such "
-            "rows). Shorten them, raise sft.max_length, or set sft.on_too_long=truncate or drop."
-        )
-    if policy == "drop":
-        bad = set(too_long)
-        split = split.select([i for i in range(len(split)) if i not in bad])
-    return split, len(too_long)

@@ -9,11 +9,8 @@ from __future__ import annotations
 import yaml
 
 from tasks import reporting
-from tasks.data import PreparedData
-from tasks.evaluate import EvalReport, artifact_url
-from tasks.evaluate import comparison_rows as baseline_rows
-from tasks.gate import GateVerdict, comparison_rows, rule_rows
-from tasks.register import CONFUSION_PNG, RegisteredModel
+from tasks.artifacts import EvalReport, GateVerdict, PreparedData, RegisteredModel
+from tasks.classifier_registry import CONFUSION_PNG
 from tasks.registry_names import (
     LINEAGE_BASE_MODEL,
     LINEAGE_CHECKPOINT_URI,
@@ -25,6 +22,7 @@ from tasks.registry_names import (
     LINEAGE_PRETRAIN_RUN,
     read_tag,
 )
+from tasks.report_rows import evaluation_rows, rule_rows, verdict_rows
 from tasks.tracking import Tracking, prefect_run_url
 
 CARD_PATH = "model_card.md"
@@ -44,7 +42,7 @@ def write_model_card(
     client.log_text(registered.run_id, card, CARD_PATH)
     summary = description(registered, report, verdict, tracking)
     client.update_model_version(registered.name, registered.version, description=summary)
-    png = artifact_url(tracking, registered.run_id, CONFUSION_PNG)
+    png = tracking.artifact_url(registered.run_id, CONFUSION_PNG)
     reporting.markdown(
         "model-card",
         f"{card}\n![Confusion matrix on the test split]({png})\n",
@@ -71,10 +69,10 @@ def description(registered: RegisteredModel, report: EvalReport, verdict: GateVe
         links.append(f"[Prefect flow run]({prefect_run_url(flow_run)})")
     return (
         f"{head}\n\n"
-        f"{reporting.md_table(comparison_rows(verdict, report))}\n\n"
+        f"{reporting.md_table(verdict_rows(verdict, report))}\n\n"
         f"Newest test split ({report.test_size} texts): macro-F1 {report.model.macro_f1:.4f}, "
         f"accuracy {report.model.accuracy:.4f}; the table above is the gate's frozen set of "
-        f"{verdict.eval_size} texts. [Confusion matrix]({artifact_url(tracking, registered.run_id, CONFUSION_PNG)})"
+        f"{verdict.eval_size} texts. [Confusion matrix]({tracking.artifact_url(registered.run_id, CONFUSION_PNG)})"
         f"\n\nRuns: {' · '.join(links)}. Model card: `{CARD_PATH}` in the version's run."
     )
 
@@ -114,15 +112,15 @@ def render(
             "",
             f"## Metrics vs baselines (newest test split, {report.test_size} texts)",
             "",
-            reporting.md_table(baseline_rows(report)),
+            reporting.md_table(evaluation_rows(report)),
             "",
             f"## Against the previous champion (frozen set, {verdict.eval_size} texts {verdict.eval_sources})",
             "",
-            reporting.md_table(comparison_rows(verdict)),
+            reporting.md_table(verdict_rows(verdict)),
             "",
             "## Gate rules",
             "",
-            reporting.md_table(rule_rows(verdict)),
+            reporting.md_table(rule_rows(verdict.rules)),
             "",
             "## Lineage",
             "",

@@ -19,14 +19,15 @@ from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 from models.device import describe_device
 from models.encoder import EncoderShape, build_masked_lm, count_parameters, load_masked_lm
 from tasks import reporting
-from tasks.data import PreparedData, load_corpus, load_splits
+from tasks.artifacts import EncoderArtifact, PreparedData, TokenizerArtifact
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail, step_fault_callback
+from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
+from tasks.loaders import load_corpus, load_splits, load_tokenizer
 from tasks.orchestration import RetryPolicy
+from tasks.run_context import flow_run_id
 from tasks.storage import publish_dir
-from tasks.tokenizer import TokenizerArtifact, load_tokenizer
-from tasks.tracking import Tracking, flow_run_id
+from tasks.tracking import Tracking
 from tasks.training import (
     OptimConfig,
     check_divisible,
@@ -60,17 +61,6 @@ class PretrainConfig(BaseModel):
     def _batch_splits(self) -> PretrainConfig:
         check_divisible(self.optim, self.nproc_per_node)
         return self
-
-
-class EncoderArtifact(BaseModel):
-    uri: str
-    global_step: int
-    resumed_from_step: int
-    eval_loss: float
-    perplexity: float
-    parameters: int
-    mlflow_run_id: str
-    train_seconds: float = 0.0  # the training loop alone (this attempt), for throughput comparisons
 
 
 def _tokenize(batch, tok, max_length: int):
@@ -199,7 +189,6 @@ def pretrain(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> EncoderArtifact:
-    maybe_fail("pretrain", ws.local_dir("faults"))
     key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
     workdir = ws.local_dir("pretrain", key)
     # Runs with the same inputs (a scheduled retrain meeting a manual run) share this folder: one trains, the

@@ -25,14 +25,13 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Literal
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel
 
 from tasks import reporting
+from tasks.artifacts import Promotion
 from tasks.errors import PipelineInputError
 from tasks.registry_names import (
     CHAMPION,
@@ -50,31 +49,11 @@ from tasks.registry_names import (
     model_resource_id,
     read_tag,
 )
-from tasks.tracking import Tracking, flow_run_id
+from tasks.run_context import flow_run_id
+from tasks.tracking import Tracking
 
-PREVIOUS = PREVIOUS_CHAMPION
-EVENT = PROMOTED_EVENT
 VERDICT_TAG = GATE_VERDICT
 LOCK_TIMEOUT_SECONDS = 120.0
-
-
-class Promotion(BaseModel):
-    """One move of the `champion` alias (or, with `changed=False`, the finding that none was needed)."""
-
-    model: str
-    version: str
-    previous_version: str | None
-    action: Literal["promote", "rollback"]
-    forced: bool = False
-    reason: str
-    seq: int | None
-    at: str
-    flow_run_id: str | None = None
-    changed: bool = True
-    event_id: str | None = None
-
-    def record(self) -> str:
-        return json.dumps(self.model_dump(exclude={"model", "changed", "event_id"}), sort_keys=True)
 
 
 def promote(model: str, version: str, tracking: Tracking, force: bool = False, reason: str | None = None) -> Promotion:
@@ -105,9 +84,11 @@ def rollback(model: str, tracking: Tracking, reason: str | None = None) -> Promo
     """Swap `champion` and `previous-champion`: the champion before the current one serves again."""
     client = tracking.client()
     with model_lock(model):
-        previous = _aliases(client, model).get(PREVIOUS)
+        previous = _aliases(client, model).get(PREVIOUS_CHAMPION)
         if previous is None:
-            raise PipelineInputError(f"model {model!r} has no {PREVIOUS!r} alias: there is nothing to roll back to")
+            raise PipelineInputError(
+                f"model {model!r} has no {PREVIOUS_CHAMPION!r} alias: there is nothing to roll back to"
+            )
         result = _move_champion(
             client, tracking, model, previous, "rollback", False, (reason or "").strip() or "rollback"
         )
@@ -148,7 +129,7 @@ def _move_champion(
         return Promotion(
             model=model,
             version=version,
-            previous_version=aliases.get(PREVIOUS),
+            previous_version=aliases.get(PREVIOUS_CHAMPION),
             action=action,
             forced=forced,
             reason=f"v{version} is the champion already",
@@ -158,9 +139,9 @@ def _move_champion(
         )
     client.set_registered_model_alias(model, CHAMPION, version)
     if current is not None:
-        client.set_registered_model_alias(model, PREVIOUS, current)
-    elif PREVIOUS in aliases:
-        client.delete_registered_model_alias(model, PREVIOUS)
+        client.set_registered_model_alias(model, PREVIOUS_CHAMPION, current)
+    elif PREVIOUS_CHAMPION in aliases:
+        client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
     past = _history(client, tracking, model)
     result = Promotion(
         model=model,
@@ -191,7 +172,7 @@ def _announce(result: Promotion) -> Promotion:
 
     if result.changed:
         event = emit_event(
-            event=EVENT,
+            event=PROMOTED_EVENT,
             resource={"prefect.resource.id": model_resource_id(result.model), "prefect.resource.name": result.model},
             payload={
                 "model": result.model,

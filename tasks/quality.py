@@ -2,49 +2,14 @@
 
 One set of rule functions, so "passed" means the same on every screen: the evaluate stage applies
 them on the test split, the gate on its frozen set (the same rows when there is no champion).
-Pydantic only: both stages import it without importing each other.
+Both stages import it without importing each other. The bar itself (`QualityBar`) is a config both read, in
+`tasks/stage_configs.py`; `RuleResult` is in `tasks/artifacts.py`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-Metric = Literal["macro_f1", "accuracy"]
-METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
-
-
-class RuleResult(BaseModel):
-    name: str
-    passed: bool
-    value: str
-    reason: str
-
-
-class QualityBar(BaseModel):
-    """The absolute rules: a minimum, and beating the TF-IDF + logistic regression baseline on the same rows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    metric: Metric = Field("macro_f1", description="The number the rules compare.")
-    min_value: float = Field(0.0, ge=0, le=1, description="The model must reach this on the rows judged.")
-    baseline_rule: bool = Field(
-        True, description="Refuse a model that does not beat the TF-IDF baseline by `baseline_margin`."
-    )
-    baseline_margin: float = Field(0.0, ge=0, le=1, description="How much the model must beat the baseline by.")
-    baseline_rule_off_reason: str | None = Field(
-        None, description="Why the baseline rule is off (required when baseline_rule=false; recorded in the verdict)."
-    )
-
-    @model_validator(mode="after")
-    def _off_needs_a_reason(self) -> QualityBar:
-        if not self.baseline_rule and not (self.baseline_rule_off_reason or "").strip():
-            raise ValueError(
-                "gate.baseline_rule=false needs gate.baseline_rule_off_reason: say why a model that may be worse "
-                "than TF-IDF + logistic regression can ship (it is recorded with the verdict)"
-            )
-        return self
+from tasks.artifacts import RuleResult
+from tasks.stage_configs import METRIC_NAMES, QualityBar
 
 
 def min_rule(bar: QualityBar, value: float) -> RuleResult:

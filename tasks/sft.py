@@ -30,21 +30,20 @@ from models.device import describe_device
 from models.encoder import count_parameters
 from models.lora import LoraSettings, merge_lora
 from tasks import reporting
-from tasks.causal_pretrain import DecoderArtifact
-from tasks.causal_tokenizer import load_causal_tokenizer
+from tasks.artifacts import DecoderArtifact, InstructionTunedModel, PreparedInstructions, TokenizerArtifact
+from tasks.chats import IGNORE, encode_chat, fit_to_context
 from tasks.errors import PipelineInputError
-from tasks.faults import maybe_fail, step_fault_callback
+from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
-from tasks.instruction_data import Messages, PreparedInstructions, fit_to_context, load_instruction_splits
+from tasks.loaders import load_splits, load_tokenizer
 from tasks.orchestration import RetryPolicy
+from tasks.run_context import flow_run_id
 from tasks.storage import materialize, publish_dir
-from tasks.tokenizer import TokenizerArtifact
-from tasks.tracking import Tracking, flow_run_id
+from tasks.tracking import Tracking
 from tasks.training import OptimConfig, check_divisible, last_checkpoint, report_stage, training_arguments, training_run
 from tasks.workspace import Workspace, is_remote
 
 STAGE = "sft"
-IGNORE = -100  # the label PyTorch's cross-entropy skips
 
 
 class SftConfig(BaseModel):
@@ -73,39 +72,6 @@ class SftConfig(BaseModel):
     def _batch_splits(self) -> SftConfig:
         check_divisible(self.optim, self.nproc_per_node)
         return self
-
-
-class InstructionTunedModel(BaseModel):
-    uri: str
-    base_model: str
-    method: str
-    global_step: int
-    resumed_from_step: int
-    eval_loss: float  # validation loss on answer tokens
-    perplexity: float
-    too_long: int  # chats longer than max_length (truncated or dropped, by policy)
-    samples_per_second: float
-    mlflow_run_id: str
-    pretrain_run_id: str | None = None
-
-
-def encode_chat(tok, messages: Messages, max_length: int | None = None) -> dict[str, list[int]]:
-    """Token ids of a rendered chat, and labels that are -100 everywhere but on the last answer.
-
-    The prompt is rendered with the generation prompt (`...<|assistant|>\\n`) exactly as at inference, and the
-    answer is the rest of the full rendering; both are tokenized separately so no token straddles the boundary.
-    """
-    prompt = tok.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    full = tok.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise PipelineInputError(
-            "the chat template renders a prompt differently alone and with its answer; it cannot mark the answer "
-            f"tokens. Prompt: {prompt[-80:]!r}; full chat: {full[-120:]!r}"
-        )
-    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tok(full[len(prompt) :], add_special_tokens=False)["input_ids"]
-    ids, labels = prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids
-    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
 
 
 def _encoded(split, tok, max_length: int, policy: str, name: str):
@@ -184,7 +150,7 @@ def train_instructions(job: SftJob) -> TrainedInstructions:
     """The SFT loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
     cfg = job.cfg
     set_seed(cfg.optim.seed)  # LoRA's initial adapters must not depend on what ran before in this process
-    tok = load_causal_tokenizer(job.tokenizer)
+    tok = load_tokenizer(job.tokenizer)
     try:
         model = load_causal_lm(job.base)
     except (OSError, ValueError) as e:
@@ -197,7 +163,7 @@ def train_instructions(job: SftJob) -> TrainedInstructions:
     max_length = min(cfg.max_length or 10**9, context_length(model))
     args = _sft_args(job)
     with args.main_process_first(desc="tokenizing"):
-        splits = load_instruction_splits(job.data)
+        splits = load_splits(job.data)
         train_set, too_long = _encoded(splits["train"], tok, max_length, cfg.on_too_long, "train")
         eval_set, eval_too_long = _encoded(splits["validation"], tok, max_length, cfg.on_too_long, "validation")
     if cfg.method == "lora":
@@ -250,7 +216,6 @@ def sft(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> InstructionTunedModel:
-    maybe_fail(STAGE, ws.local_dir("faults"))
     base = cfg.base_model or (decoder.uri if decoder else None)
     if base is None:
         raise PipelineInputError("sft.base_model is required when causal_pretrain.enabled=false")

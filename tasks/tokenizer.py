@@ -14,12 +14,13 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from tasks import reporting
+from tasks.artifacts import PreparedData, TokenizerArtifact
 from tasks.checkpoints import local_checkpoint
-from tasks.data import PreparedData, load_corpus
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
+from tasks.loaders import load_corpus
 from tasks.orchestration import RetryPolicy
-from tasks.storage import materialize, publish_dir
+from tasks.storage import publish_dir
 from tasks.workspace import Workspace
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -35,12 +36,6 @@ class TokenizerConfig(BaseModel):
     min_frequency: int = Field(2, ge=1)
     lowercase: bool = True
     retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-class TokenizerArtifact(BaseModel):
-    uri: str
-    vocab_size: int
-    trained: bool
 
 
 def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
@@ -92,7 +87,3 @@ def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> 
         f"{len(tokenizer)} tokens -> `{uri}`\n",
     )
     return TokenizerArtifact(uri=uri, vocab_size=len(tokenizer), trained=cfg.pretrained is None)
-
-
-def load_tokenizer(artifact: TokenizerArtifact):
-    return AutoTokenizer.from_pretrained(str(materialize(artifact.uri)))

@@ -10,12 +10,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import mlflow
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.orphans import mark_orphans, process_tags
+from tasks.run_context import flow_run_id
 from tasks.workspace import Workspace
 
 
@@ -76,6 +78,10 @@ class Tracking(BaseModel):
         exp = mlflow.get_run(run_id).info.experiment_id
         return f"{self.ui_url}/#/experiments/{exp}/runs/{run_id}"
 
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """An MLflow run artifact as a URL the MLflow UI serves (for images in markdown)."""
+        return f"{self.ui_url}/get-artifact?path={quote(path)}&run_uuid={run_id}"
+
 
 _READY: set[str] = set()  # tracking URIs whose database this process has seen created
 
@@ -107,19 +113,6 @@ def ensure_store(uri: str) -> None:
             client.search_experiments(max_results=1)  # the tracking store: create/migrate the schema
             client.search_registered_models(max_results=1)  # the registry store checks the same schema
     _READY.add(uri)
-
-
-def flow_run_id() -> str | None:
-    """The id of the Prefect flow run we are in, if any."""
-    try:
-        from prefect.context import FlowRunContext, TaskRunContext
-    except ImportError:  # pragma: no cover - Prefect is a dependency
-        return None
-    task_ctx = TaskRunContext.get()
-    if task_ctx is not None and task_ctx.task_run.flow_run_id:
-        return str(task_ctx.task_run.flow_run_id)
-    flow_ctx = FlowRunContext.get()
-    return str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
 
 
 @contextlib.contextmanager

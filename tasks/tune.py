@@ -28,16 +28,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import distributed, reporting
+from tasks.artifacts import EncoderArtifact, PreparedData, TokenizerArtifact, TrialResult, TuneResult, with_settings
 from tasks.checkpoints import local_checkpoint
-from tasks.data import PreparedData
 from tasks.errors import PipelineInputError
 from tasks.finetune import FinetuneConfig, FinetuneJob, train_classifier
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.orchestration import RetryPolicy, stage_task
-from tasks.pretrain import EncoderArtifact
 from tasks.recipes import RECIPES, choose_recipe
-from tasks.tokenizer import TokenizerArtifact
-from tasks.tracking import Tracking, flow_run_id, stage_run
+from tasks.run_context import flow_run_id
+from tasks.tracking import Tracking, stage_run
 from tasks.training import last_checkpoint, report_stage
 from tasks.workspace import Workspace
 
@@ -108,41 +107,7 @@ class TuneConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy()
 
 
-class TrialResult(BaseModel):
-    """One finished trial: its validation score and the per-epoch curve the pruner reads."""
-
-    number: int
-    value: float
-    curve: list[tuple[float, float]]
-    global_step: int
-    mlflow_run_id: str
-    seconds: float
-
-
-class TuneResult(BaseModel):
-    """What the search found, in the fine-tune stage's own terms, and where the study is."""
-
-    best_params: dict[str, float | int]
-    best_value: float
-    metric: str
-    n_trials: int
-    n_complete: int
-    study_name: str
-    storage_uri: str
-    mlflow_run_id: str
-
-    def apply(self, cfg: FinetuneConfig) -> FinetuneConfig:
-        """`cfg` with the best trial's epochs, learning rate, batch size and warmup ratio."""
-        return with_settings(cfg, self.best_params)
-
-
 PARAMS = ("learning_rate", "epochs", "batch_size", "warmup_ratio")
-
-
-def with_settings(cfg: FinetuneConfig, params: dict) -> FinetuneConfig:
-    """`cfg` with a trial's epochs, learning rate, batch size and warmup ratio (which replaces any warmup_steps)."""
-    update = {k: params[k] for k in ("learning_rate", "batch_size", "warmup_ratio")} | {"warmup_steps": None}
-    return cfg.model_copy(update={"epochs": params["epochs"], "optim": cfg.optim.model_copy(update=update)})
 
 
 def trial_settings(trial: optuna.Trial, space: SearchSpace) -> dict:

@@ -11,10 +11,12 @@ from mlflow.exceptions import MlflowException
 
 from models import baseline
 from models.baseline_onnx import BaselineClassifier
-from tasks.evaluate import EvaluateConfig, Scores, verdict_rules
-from tasks.gate import GateConfig, champion_version
+from tasks.artifacts import Scores
+from tasks.evaluate import EvaluateConfig, verdict_rules
 from tasks.gate_rules import newest_rule
-from tasks.quality import QualityBar, baseline_rule
+from tasks.quality import baseline_rule
+from tasks.registry_models import champion_version
+from tasks.stage_configs import GateConfig, QualityBar
 
 POS = ["great phone, love it", "excellent battery and screen", "works perfectly, very happy", "best purchase"]
 NEG = ["broke after a day", "terrible screen, awful", "stopped working, very sad", "worst purchase ever"]

@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from tasks.data import DataConfig, load_corpus, load_splits, prepare_data
+from tasks.data import DataConfig, prepare_data
 from tasks.errors import PipelineInputError
+from tasks.loaders import load_corpus, load_splits
 from tasks.workspace import Workspace
 
 LABELS = ["neg", "pos"]

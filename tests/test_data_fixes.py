@@ -9,8 +9,9 @@ import sys
 import pandas as pd
 import pytest
 
-from tasks.data import DataConfig, load_splits, preflight_data, prepare_data
+from tasks.data import DataConfig, preflight_data, prepare_data
 from tasks.errors import PipelineInputError
+from tasks.loaders import load_splits
 from tasks.workspace import Workspace
 
 LABELS = ["neg", "pos"]

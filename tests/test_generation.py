@@ -17,13 +17,15 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as TrlCollat
 
 from tasks.causal_pretrain import CausalPretrainConfig, causal_pretrain, pack
 from tasks.causal_tokenizer import CHAT_TEMPLATE, CausalTokenizerConfig, train_byte_bpe, train_causal_tokenizer
+from tasks.chats import IGNORE, encode_chat, fit_to_context
 from tasks.demo_instructions import write_demo_instructions
 from tasks.errors import PipelineInputError
-from tasks.evaluate_generation import EvaluateGenerationConfig, evaluate_generation
-from tasks.faults import InjectedFault
+from tasks.evaluate_generation import evaluate_generation
 from tasks.generation_registry import log_generator
-from tasks.instruction_data import InstructionDataConfig, fit_to_context, prepare_instructions
-from tasks.sft import IGNORE, SftConfig, encode_chat, sft
+from tasks.instruction_data import InstructionDataConfig, prepare_instructions
+from tasks.orchestration import InjectedFault
+from tasks.sft import SftConfig, sft
+from tasks.stage_configs import EvaluateGenerationConfig
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.training import OptimConfig
 from tasks.workspace import Workspace

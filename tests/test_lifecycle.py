@@ -143,7 +143,7 @@ def test_resumed_pretraining_starts_from_the_checkpoint_state(workspace, faults)
 
     from flows.config import load_config
     from tasks.data import prepare_data
-    from tasks.faults import InjectedFault
+    from tasks.orchestration import InjectedFault
     from tasks.pretrain import PretrainJob, build_trainer, train_encoder
     from tasks.tokenizer import train_tokenizer
     from tasks.tracking import Tracking

@@ -117,9 +117,10 @@ def test_unseen_reference_like_text_does_not_fire_the_tokenizer_signal(tmp_path)
     held-out rows it is now compared with, p 0.96-1.
     """
     from tasks.data import DataConfig, prepare_data
+    from tasks.loaders import load_tokenizer
     from tasks.monitoring.detect import detect_drift
     from tasks.monitoring.reports import ReportAbout
-    from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+    from tasks.tokenizer import TokenizerConfig, train_tokenizer
 
     ws = Workspace(root=str(tmp_path / "ws")).resolved()
     data = prepare_data(DataConfig(corpus=None, max_rows=100, text_column="review", label_column="sentiment"), ws)

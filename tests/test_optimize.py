@@ -19,12 +19,14 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 from models.classifier import TextClassifier
 from models.encoder import EncoderShape, build_masked_lm
 from models.onnx_classifier import OnnxClassifier
-from tasks.data import DataConfig, load_splits, prepare_data
+from tasks.artifacts import FinetunedModel
+from tasks.classifier_registry import PYFUNC_CODE, signature
+from tasks.data import DataConfig, prepare_data
 from tasks.errors import PipelineInputError
-from tasks.finetune import FinetuneConfig, FinetunedModel, finetune
+from tasks.finetune import FinetuneConfig, finetune
+from tasks.loaders import load_splits, load_tokenizer
 from tasks.optimize import LatencyConfig, OptimizeConfig, optimize
-from tasks.register import PYFUNC_CODE, signature
-from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from tasks.tokenizer import TokenizerConfig, train_tokenizer
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.training import OptimConfig
 from tasks.workspace import Workspace

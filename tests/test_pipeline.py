@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from flows.pipeline import pipeline
 from tasks.errors import PipelineInputError
-from tasks.faults import InjectedFault
+from tasks.orchestration import InjectedFault
 from tests.conftest import QUALITY
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]

@@ -8,10 +8,9 @@ import pytest
 
 from flows.config import PipelineConfig, load_config
 from flows.placement import dump_arguments, dump_result, load_arguments, load_result, resolve_stage, stage_path
-from tasks.data import PreparedData
+from tasks.artifacts import EncoderArtifact, PreparedData, TokenizerArtifact
 from tasks.errors import PipelineInputError
-from tasks.pretrain import EncoderArtifact, pretrain
-from tasks.tokenizer import TokenizerArtifact
+from tasks.pretrain import pretrain
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
 from tests.conftest import ROOT

@@ -32,16 +32,18 @@ from flows.config import PipelineConfig, load_config
 from flows.pipeline import PipelineResult, pipeline
 from flows.promote import promote_flow, rollback_flow
 from models.baseline_onnx import BaselineClassifier
-from tasks.data import PreparedData, load_splits, prepare_data
+from tasks.artifacts import EvalReport, FinetunedModel, Lineage, PreparedData, RegisteredModel
+from tasks.data import prepare_data
 from tasks.errors import PipelineInputError
-from tasks.evaluate import EvalReport, evaluate
-from tasks.finetune import FinetunedModel
+from tasks.evaluate import evaluate
 from tasks.fingerprint import code_version
-from tasks.gate import GateConfig, failed_reasons, gate
+from tasks.gate import gate
+from tasks.loaders import load_splits
 from tasks.model_card import CARD_PATH, write_model_card
-from tasks.promotion import EVENT, PREVIOUS, history, promote
-from tasks.quality import QualityBar
-from tasks.register import Lineage, RegisteredModel, register
+from tasks.promotion import history, promote
+from tasks.register import register
+from tasks.registry_names import PREVIOUS_CHAMPION, PROMOTED_EVENT, failed_reasons
+from tasks.stage_configs import GateConfig, QualityBar
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
 from tests.conftest import FAST
@@ -137,7 +139,7 @@ def _events(model: str, *versions: str, timeout: float = 30) -> list:
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
     query = EventFilter(
-        event=EventNameFilter(name=[EVENT]), resource=EventResourceFilter(id=[f"zero2one.model.{model}"])
+        event=EventNameFilter(name=[PROMOTED_EVENT]), resource=EventResourceFilter(id=[f"zero2one.model.{model}"])
     )
     deadline = time.monotonic() + timeout
     while True:
@@ -192,7 +194,7 @@ def test_better_model_replaces_the_champion(lab):
     moved = promote("better", "challenger", lab.tracking)
     assert (moved.version, moved.previous_version, moved.seq) == ("2", "1", 2)
     aliases = _aliases(lab, "better")
-    assert (aliases["champion"], aliases[PREVIOUS]) == ("2", "1")
+    assert (aliases["champion"], aliases[PREVIOUS_CHAMPION]) == ("2", "1")
     assert [(h.action, h.version, h.previous_version, h.forced) for h in history("better", lab.tracking)] == [
         ("promote", "1", None, True),
         ("promote", "2", "1", False),
@@ -297,7 +299,7 @@ def test_rollback_restores_the_previous_champion(lab, served):
     assert out.exit_code == 0, out.output
     assert "champion v2 -> v1" in out.output
     aliases = _aliases(lab, "rollback")
-    assert (aliases["champion"], aliases[PREVIOUS]) == (v1, v2)
+    assert (aliases["champion"], aliases[PREVIOUS_CHAMPION]) == (v1, v2)
     last = history("rollback", lab.tracking)[-1]
     assert (last.action, last.version, last.previous_version, last.reason) == ("rollback", v1, v2, "v2 misbehaves")
     assert "zero2one.promotion.rolled_back_at" in client.get_model_version("rollback", v2).tags
@@ -330,7 +332,7 @@ def test_racing_promotions_end_with_one_champion_and_a_consistent_history(lab, s
         assert after.previous_version == before.version  # each move saw the one before it
     aliases = _aliases(lab, "race")
     assert aliases["champion"] == records[-1].version
-    assert aliases[PREVIOUS] == records[-1].previous_version == records[-2].version
+    assert aliases[PREVIOUS_CHAMPION] == records[-1].previous_version == records[-2].version
     # The events tell the same story as the history.
     moves = {e.payload["version"]: e.payload["previous_version"] for e in _events("race", *racers)}
     assert all(moves[r.version] == r.previous_version for r in records[1:])

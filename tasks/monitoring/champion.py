@@ -1,21 +1,18 @@
 """The champion and its data: the registered version behind an alias, its weights, and its prepared splits.
 
-Its lineage tags lead to the prepared data and the checkpoint, so there is no reference path to type.
+Its lineage tags lead to the prepared data and the checkpoint, so there is no reference path to type. The weights
+are found as the gate finds them (`tasks/registry_models.py`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import datasets
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from tasks.errors import PipelineInputError
+from tasks.registry_models import champion_version, model_dir
 from tasks.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, read_tag
-from tasks.storage import materialize
 from tasks.tracking import Tracking
 from tasks.workspace import exists, join
 
@@ -34,25 +31,14 @@ class Champion(BaseModel):
     labels: list[str]
 
 
-def local_model_dir(tracking: Tracking, name: str, version: str, checkpoint: str | None) -> Path:
-    """The checkpoint the version was made from; if it was cleaned up, the weights inside the registered artifact."""
-    if checkpoint and exists(join(checkpoint, "config.json")):
-        return materialize(checkpoint)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{version}", tracking_uri=tracking.uri, registry_uri=tracking.uri
-    )
-    return Path(local, "artifacts", "model")
-
-
 def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Champion:
     """The version behind `name@alias`, with its lineage checked: errors say what is missing."""
     client = tracking.client()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         raise PipelineInputError(f"registered model '{name}' does not exist in {tracking.uri}")
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise PipelineInputError(f"model '{name}' has no version with alias '{alias}' in {tracking.uri}") from None
+    mv = champion_version(client, name, alias)  # a registry outage raises (retried), it is no user error
+    if mv is None:
+        raise PipelineInputError(f"model '{name}' has no version with alias '{alias}' in {tracking.uri}")
     tags = mv.tags
     data_uri = read_tag(tags, LINEAGE_DATA_URI)
     if not data_uri or not exists(join(data_uri, "splits", "dataset_dict.json")):
@@ -69,7 +55,7 @@ def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Cha
         run_id=mv.run_id or "",
         data_uri=data_uri,
         checkpoint_uri=checkpoint,
-        model_dir=str(local_model_dir(tracking, name, str(mv.version), checkpoint)),
+        model_dir=str(model_dir(tracking, name, str(mv.version), checkpoint)),
         data_fingerprint=read_tag(tags, LINEAGE_DATA_FINGERPRINT, ""),
         labels=splits["train"].features["label"].names,
     )

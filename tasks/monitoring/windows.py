@@ -9,7 +9,7 @@ import datasets
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.data import read_source
+from tasks.data_read import read_source
 from tasks.errors import PipelineInputError
 from tasks.prediction_log import is_prediction_log, log_uri, read_window, to_utc
 from tasks.workspace import Workspace, exists, join

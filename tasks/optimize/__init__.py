@@ -12,11 +12,12 @@ vs ORT int8, on CPU with the same thread count) and the sizes on disk go to MLfl
 `bench/inference.py` measures thoroughly. The register stage logs the chosen graph with the model
 version, so `mlflow.pyfunc.load_model` serves it without PyTorch.
 
-Where things live: `config` (settings and result), `variants` (export, fusions, quantization), `parity` (the
-gate against PyTorch), `latency` (the timing table), `stage` (the stage function that ties them together).
+Where things live: `config` (settings), `variants` (export, fusions, quantization), `parity` (the gate against
+PyTorch), `latency` (the timing table), `stage` (the stage function that ties them together). The result types
+`OptimizedModel` and `Parity` are in `tasks/artifacts/`.
 """
 
-from tasks.optimize.config import FILES, LatencyConfig, OptimizeConfig, OptimizedModel, Parity
+from tasks.optimize.config import FILES, LatencyConfig, OptimizeConfig
 from tasks.optimize.latency import latency_rows, synthetic_inputs, time_ms, torch_runner
 from tasks.optimize.parity import check_parity
 from tasks.optimize.stage import optimize
@@ -26,8 +27,6 @@ __all__ = [
     "FILES",
     "LatencyConfig",
     "OptimizeConfig",
-    "OptimizedModel",
-    "Parity",
     "build_variants",
     "check_parity",
     "latency_rows",

@@ -1,4 +1,4 @@
-"""The optimize stage's settings and its result: which graph serves, and why."""
+"""The optimize stage's settings and the ONNX file names (its result types are in `tasks/artifacts/`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.orchestration import RetryPolicy
-from tasks.workspace import join
 
-Variant = Literal["int8", "fp32", "pytorch"]
 FILES = {"fp32": "model-fp32.onnx", "int8": "model-int8.onnx"}
 
 
@@ -50,43 +48,3 @@ class OptimizeConfig(BaseModel):
     batch_size: int = Field(64, gt=0, description="Batch size of the parity run.")
     latency: LatencyConfig = LatencyConfig()
     retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-class Parity(BaseModel):
-    """One ONNX variant against PyTorch on the test split."""
-
-    agreement: float
-    accuracy: float
-    macro_f1: float
-    accuracy_drop: float
-    macro_f1_drop: float
-    max_abs_logit_diff: float
-    passed: bool
-    reason: str | None = None
-
-
-class OptimizedModel(BaseModel):
-    """What the optimize stage produced, which graph serves, and why.
-
-    `passed` (what the promotion gate reads): an ONNX graph that matches PyTorch serves. A rejected
-    int8 graph does not fail it - the fp32 graph serves instead - but it is named in `reasons`.
-    """
-
-    uri: str
-    onnx_file: str | None
-    variant: Variant
-    passed: bool
-    verdict: str
-    reasons: list[str]
-    parity: dict[str, Parity]
-    reference: dict[str, float]
-    fused_ops: dict[str, int]
-    latency: list[dict]
-    sizes_mb: dict[str, float]
-    eval_size: int
-    mlflow_run_id: str
-
-    @property
-    def onnx_uri(self) -> str | None:
-        """The chosen graph (None: PyTorch serves)."""
-        return join(self.uri, self.onnx_file) if self.onnx_file else None

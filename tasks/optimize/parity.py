@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.evaluate import score
-from tasks.optimize.config import OptimizeConfig, Parity
+from tasks.artifacts import Parity
+from tasks.optimize.config import OptimizeConfig
+from tasks.scoring import score
 
 
 def check_parity(

@@ -14,16 +14,15 @@ from models.classifier import TextClassifier
 from models.onnx_classifier import OnnxClassifier, load_tokenizer
 from models.onnx_export import ExportError
 from tasks import reporting
-from tasks.data import PreparedData, load_splits
+from tasks.artifacts import FinetunedModel, OptimizedModel, Parity, PreparedData, Variant
 from tasks.errors import PipelineInputError
-from tasks.evaluate import score
-from tasks.faults import maybe_fail
-from tasks.finetune import FinetunedModel
 from tasks.fingerprint import code_fingerprint, hash_json
-from tasks.optimize.config import OptimizeConfig, OptimizedModel, Parity, Variant
+from tasks.loaders import load_splits
+from tasks.optimize.config import OptimizeConfig
 from tasks.optimize.latency import latency_rows, torch_runner
 from tasks.optimize.parity import check_parity
 from tasks.optimize.variants import build_variants
+from tasks.scoring import score
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace
@@ -111,7 +110,6 @@ def optimize(
     parent_run_id: str | None = None,
 ) -> OptimizedModel:
     """Build the ONNX variants, gate each on parity with PyTorch, time them, and choose what serves."""
-    maybe_fail("optimize", ws.local_dir("faults"))
     splits = load_splits(data)
     test = splits["test"]
     if len(test) == 0:

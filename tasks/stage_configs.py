@@ -1,0 +1,116 @@
+"""Configs that more than one stage reads, kept out of the stages so that no stage imports another for its config.
+
+- `SplitConfig`: how `tasks/data.py` and `tasks/instruction_data.py` carve the splits a source lacks.
+- `EvaluateGenerationConfig`: how `tasks/evaluate_generation.py` scores a generator; the gate generates the same way.
+- `QualityBar`: the absolute rules the evaluate stage and the gate both apply (`tasks/quality.py`).
+- `GateConfig`: read by `tasks/gate.py`, `tasks/gate_generation.py` and the rules in `tasks/gate_rules.py`.
+
+Every other stage config stays with its stage. Pydantic only (plus the light `RetryPolicy`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.orchestration import RetryPolicy
+
+Metric = Literal["macro_f1", "accuracy"]
+METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
+
+
+class QualityBar(BaseModel):
+    """The absolute rules: a minimum, and beating the TF-IDF + logistic regression baseline on the same rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Metric = Field("macro_f1", description="The number the rules compare.")
+    min_value: float = Field(0.0, ge=0, le=1, description="The model must reach this on the rows judged.")
+    baseline_rule: bool = Field(
+        True, description="Refuse a model that does not beat the TF-IDF baseline by `baseline_margin`."
+    )
+    baseline_margin: float = Field(0.0, ge=0, le=1, description="How much the model must beat the baseline by.")
+    baseline_rule_off_reason: str | None = Field(
+        None, description="Why the baseline rule is off (required when baseline_rule=false; recorded in the verdict)."
+    )
+
+    @model_validator(mode="after")
+    def _off_needs_a_reason(self) -> QualityBar:
+        if not self.baseline_rule and not (self.baseline_rule_off_reason or "").strip():
+            raise ValueError(
+                "gate.baseline_rule=false needs gate.baseline_rule_off_reason: say why a model that may be worse "
+                "than TF-IDF + logistic regression can ship (it is recorded with the verdict)"
+            )
+        return self
+
+
+class SplitConfig(BaseModel):
+    """How to carve the splits a source lacks (stratified by label), as shares of all its labeled rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    validation: float = Field(0.1, gt=0, lt=0.5, description="Share of the labeled rows for validation.")
+    test: float = Field(0.15, gt=0, lt=0.5, description="Share of the labeled rows for test.")
+    seed: int = Field(42, description="Seed of the split and of max_rows sampling.")
+
+
+class EvaluateGenerationConfig(BaseModel):
+    """How the generator is scored, and what "good enough to become champion" means."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_prompts: int | None = Field(200, gt=0, description="Held-out prompts to generate for (null: all of test).")
+    max_new_tokens: int = Field(48, gt=0, description="Longest generated answer in tokens.")
+    batch_size: int = Field(32, gt=0)
+    seed: int = Field(0, description="Generation seed (greedy decoding ignores it; recorded for sampling).")
+    baseline_before_sft: bool = Field(True, description="Also score the model before instruction tuning.")
+    samples: int = Field(10, ge=0, description="Rows in the samples table.")
+    min_chrf: float = Field(0.0, ge=0, le=100, description="The model must reach this chrF on the test prompts.")
+    retry: RetryPolicy = RetryPolicy(retries=1)
+
+
+class GateConfig(BaseModel):
+    """When a challenger may replace the champion. Defaults: a model that beats TF-IDF and is not worse."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The number the rules compare.")
+    generation_metric: Literal["chrf", "exact_match"] = Field(
+        "chrf",
+        description="task=generation: the number the rules compare; min_value and the margins are then fractions "
+        "of its range (0.01 = one chrF point), and the baseline is retrieval instead of TF-IDF.",
+    )
+    min_value: float = Field(0.0, ge=0, le=1, description="The challenger must reach this on the frozen set.")
+    baseline_rule: bool = Field(
+        True, description="Refuse a challenger that does not beat the TF-IDF baseline on the frozen set."
+    )
+    baseline_margin: float = Field(0.0, ge=0, le=1, description="How much the challenger must beat the baseline by.")
+    baseline_rule_off_reason: str | None = Field(
+        None, description="Required with baseline_rule=false: why; recorded in the verdict and the tags."
+    )
+    compare: Literal["beat", "not_worse"] = Field(
+        "not_worse",
+        description="beat: challenger >= champion + margin; not_worse: challenger >= champion - margin.",
+    )
+    margin: float = Field(0.0, ge=0, le=1, description="Required gain (beat) or allowed loss (not_worse).")
+    newest_rule: bool = Field(
+        True, description="The challenger must not be worse than the champion on the newest test rows alone."
+    )
+    newest_margin: float = Field(0.0, ge=0, le=1, description="Allowed loss on the newest rows.")
+    newest_min_rows: int = Field(20, ge=1, description="Fewer newest rows than this: too few to compare.")
+    register_baseline: bool = Field(
+        True, description="Register the TF-IDF baseline as a candidate version where it beats the challenger."
+    )
+    promote: bool = Field(True, description="Move `champion` to a version that passes; false: only record it.")
+    batch_size: int = Field(64, gt=0)
+    retry: RetryPolicy = RetryPolicy(retries=1)
+
+    @model_validator(mode="after")
+    def _quality_is_valid(self) -> GateConfig:
+        self.quality()  # baseline_rule=false needs a reason
+        return self
+
+    def quality(self) -> QualityBar:
+        """The absolute rules, as the evaluate stage applies them too."""
+        return QualityBar(**self.model_dump(include=set(QualityBar.model_fields)))
