@@ -11,7 +11,7 @@ import torch
 
 from models.decoder import DecoderShape, build_causal_lm
 from models.generator import TextGenerator
-from models.onnx_decoder import OrtDecoder, kv_cache_io
+from models.onnx_decoder import OrtDecoder, OrtTextGenerator, kv_cache_io
 from tasks.causal_tokenizer import train_byte_bpe
 from tasks.instruction_data import InstructionDataConfig, prepare_instructions
 from tasks.loaders import load_splits
@@ -86,6 +86,10 @@ def test_ort_greedy_decode_with_cache_equals_pytorch(setup) -> None:
             out = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=0)
         expected = out[0, len(ids) :].tolist()
         assert decoder.generate([ids], 12) == [expected], prompt
+    # Chats of different lengths in one call: rows of equal length decode together (the graph's attention reads a
+    # prompt batch as right-padded, so left-padded rows would be wrong) and answers match PyTorch's left-padded batch.
+    ort_answers = OrtTextGenerator(built["fp32"], model_dir).generate(prompts, 8)
+    assert ort_answers == TextGenerator(model_dir).generate(prompts, 8)
     rows = [tok(p, add_special_tokens=False)["input_ids"][:4] for p in prompts]  # a batch of equal lengths
     with torch.inference_mode():
         out = model.generate(torch.tensor(rows), max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
