@@ -106,3 +106,32 @@ def test_generation_without_pretraining_needs_a_checkpoint():
     assert cfg.tokenizer_for_run().pretrained == "some/ckpt"
     with pytest.raises(PipelineInputError, match="tune.enabled"):
         load_config(None, ["task=generation", "tune.enabled=true"])
+
+
+def test_an_unknown_section_names_the_set_that_made_it():
+    with pytest.raises(PipelineInputError) as err:
+        load_config(None, ["fintune.epochs=2"])
+    assert "fintune: unknown key (from --set fintune.epochs=2)" in str(err.value)
+
+
+def test_a_value_from_a_command_line_option_is_named_by_the_option():
+    """What `cli/settings.py` passes for generated options: one line per option, no file or --set to blame."""
+    from flows.config import validate
+
+    with pytest.raises(PipelineInputError) as err:
+        validate({"pretrain": {"max_steps": "many"}}, options={"pretrain.max_steps": "--max-steps many"})
+    assert str(err.value) == "--max-steps many: Input should be a valid integer, unable to parse string as an integer"
+
+
+def test_a_command_extends_the_pipeline_config_with_its_own_section():
+    from cli.serve import serve_settings
+    from cli.settings import extended
+    from flows.config import validate
+    from tasks.monitoring.config import MonitorConfig
+
+    monitor = validate({"monitor": {"policy": {"drift_share": 0.5}}}, model=extended("M", monitor=MonitorConfig))
+    assert monitor.monitor.policy.drift_share == 0.5 and isinstance(monitor, PipelineConfig)
+    with pytest.raises(PipelineInputError, match="monitor: unknown key"):
+        validate({"monitor": {}})  # a plain pipeline config has no such section
+    with pytest.raises(PipelineInputError, match="use workspace.root and tracking.uri"):
+        validate({"serve": {"workspace": "elsewhere"}}, model=serve_settings())
