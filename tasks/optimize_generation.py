@@ -38,7 +38,7 @@ from tasks.chats import encode_chat
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_splits
-from tasks.orchestration import RetryPolicy, maybe_fail
+from tasks.orchestration import RetryPolicy
 from tasks.scoring import score_answers
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
@@ -291,7 +291,6 @@ def optimize_generation(
     parent_run_id: str | None = None,
 ) -> OptimizedGenerator:
     """Build the graphs, gate each on parity with PyTorch, time them, and choose what serves."""
-    maybe_fail(STAGE, ws.local_dir("faults"))
     test = list(load_splits(data)["test"]["messages"])[: cfg.max_prompts]
     if not test:
         raise PipelineInputError(f"{STAGE}: the test split of {data.uri} is empty; parity cannot be checked")
