@@ -202,10 +202,14 @@ def apply(
 
 def deploy(
     prefect_file: Annotated[
-        Path, typer.Option(help="Deployments to apply (Prefect's prefect.yaml format).", exists=True, dir_okay=False)
+        Path,
+        typer.Option(
+            metavar="FILE", help="Deployments to apply (Prefect's prefect.yaml format).", exists=True, dir_okay=False
+        ),
     ] = PREFECT_FILE,
     pools_dir: Annotated[
-        Path, typer.Option(help="Base job templates, one work pool per TYPE[-PURPOSE].json.", file_okay=False)
+        Path,
+        typer.Option(metavar="DIR", help="Base job templates, one work pool per TYPE[-PURPOSE].json.", file_okay=False),
     ] = POOLS_DIR,
 ) -> None:
     """Create the work pools (if missing) and apply the deployments to the Prefect server at PREFECT_API_URL.

@@ -42,10 +42,12 @@ def predict(
 
 
 def promote(
-    version: Annotated[str, typer.Option(help="Version number or alias (e.g. 3 or challenger).")],
+    version: Annotated[str, typer.Option(metavar="VERSION", help="Version number or alias (e.g. 3 or challenger).")],
     model: ModelOpt = None,
-    force: Annotated[bool, typer.Option(help="Promote even if the version did not pass the gate.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why; required with --force, kept in the history.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the version did not pass the gate.")] = False,
+    reason: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Why; required with --force, kept in the history.")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workspace: WorkspaceOpt = None,
@@ -74,7 +76,7 @@ def promote(
 
 def rollback(
     model: ModelOpt = None,
-    reason: Annotated[str | None, typer.Option(help="Why, kept in the history.")] = None,
+    reason: Annotated[str | None, typer.Option(metavar="TEXT", help="Why, kept in the history.")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workspace: WorkspaceOpt = None,

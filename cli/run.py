@@ -64,7 +64,9 @@ def show_config(
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
-def demo_data(out: Annotated[Path, typer.Argument(help="Folder to write the demo CSVs and corpus to.")]) -> None:
+def demo_data(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the demo CSVs and corpus to.")],
+) -> None:
     """Write the bundled synthetic review data (reviews, shifted reviews, pretraining corpus)."""
     from tasks.demo_data import write_demo_data
 

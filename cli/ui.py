@@ -13,8 +13,8 @@ from cli.settings import ConfigOpt, SetOpt, TrackingUriOpt, WorkspaceOpt, resolv
 
 
 def ui(
-    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect UI.")] = 4200,
-    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    prefect_port: Annotated[int, typer.Option(metavar="PORT", help="Port of the Prefect UI.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(metavar="PORT", help="Port of the MLflow UI.")] = 5000,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workspace: WorkspaceOpt = None,
