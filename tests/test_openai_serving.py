@@ -33,6 +33,8 @@ from tasks.tracking import Tracking, TrackingConfig
 from tasks.workspace import Workspace
 from tests.servers import free_port, wait_until
 
+ROOT = Path(__file__).resolve().parent.parent
+
 NAME, TOKEN = "generator-serving-test", "s3cret"
 CANCELLED: list[str] = []  # requests whose client hung up: answered with 200 headers, but never finished or logged
 PROMPTS = [
@@ -262,3 +264,41 @@ def test_every_answered_request_is_in_the_prediction_log(served):
     assert details["messages"] == [{"role": "user", "content": "Hi"}] and details["params"]["max_tokens"] == 5
     assert details["completion_tokens"] == 5 and details["prompt_tokens"] == chat.usage.prompt_tokens
     assert details["latency_ms"] > 0 and 0 < row["score"] <= 1 and row["model_name"] == NAME
+
+
+def test_kill_9_under_streaming_load_loses_no_answered_request(served):
+    """`zero2one serve` killed mid-traffic: every stream that got its last chunk is in the log after a restart."""
+    import signal
+    import subprocess
+    import sys
+
+    server, _, _, tracking, *_ = served
+    ws = Path(server.service.cfg.workspace)
+    port = free_port()
+    args = ["--workspace", str(ws), "--model", NAME, "--port", str(port), "--log-flush-seconds", "3600"]
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", *args, "--no-follow-events"], cwd=ROOT)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=30)
+    answered: list[str] = []
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200, "serve", 90)
+
+        def ask(i: int) -> None:
+            try:
+                stream = client.completions.create(model=NAME, prompt=PROMPTS[i % 4], max_tokens=30, stream=True)
+                ids = {chunk.id for chunk in stream if chunk.choices and chunk.choices[0].finish_reason}
+            except (openai.APIError, httpx.HTTPError):
+                return  # killed before its last chunk: not answered
+            answered.extend(ids)
+            if len(answered) >= 20 and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(ask, range(200)))
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert 20 <= len(answered) < 200
+    restarted = _Server(server.service.cfg.model_copy(update={"port": free_port()})).start()  # moves the journal
+    restarted.stop()
+    logged = set(read_window(server.service.journal.log_uri)["request_id"])
+    assert not set(answered) - logged, f"{len(set(answered) - logged)} answered requests are not in the log"
