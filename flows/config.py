@@ -25,6 +25,7 @@ from tasks.finetune import FinetuneConfig
 from tasks.gate import GateConfig
 from tasks.instruction_data import InstructionDataConfig
 from tasks.optimize import OptimizeConfig
+from tasks.optimize_generation import OptimizeGenerationConfig
 from tasks.pretrain import PretrainConfig
 from tasks.register import DEFAULT_MODEL_NAMES, RegisterConfig
 from tasks.sft import SftConfig
@@ -45,6 +46,7 @@ class StageConfigs(NamedTuple):
     pretrain: Any
     finetune: Any
     evaluate: Any
+    optimize: Any
 
 
 class PipelineConfig(BaseModel):
@@ -75,6 +77,7 @@ class PipelineConfig(BaseModel):
     causal_pretrain: CausalPretrainConfig = CausalPretrainConfig()
     sft: SftConfig = SftConfig()
     evaluate_generation: EvaluateGenerationConfig = EvaluateGenerationConfig()
+    optimize_generation: OptimizeGenerationConfig = OptimizeGenerationConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -120,9 +123,16 @@ class PipelineConfig(BaseModel):
         """The sections the track of `task` reads for data, tokenizer, pretraining, fine-tuning and evaluation."""
         if self.task == "generation":
             return StageConfigs(
-                self.generation_data, self.tokenizer_for_run(), self.causal_pretrain, self.sft, self.evaluate_generation
+                self.generation_data,
+                self.tokenizer_for_run(),
+                self.causal_pretrain,
+                self.sft,
+                self.evaluate_generation,
+                self.optimize_generation,
             )
-        return StageConfigs(self.data, self.tokenizer_for_run(), self.pretrain, self.finetune, self.evaluate)
+        return StageConfigs(
+            self.data, self.tokenizer_for_run(), self.pretrain, self.finetune, self.evaluate, self.optimize
+        )
 
 
 def _dotted(loc: tuple) -> str:

@@ -50,6 +50,7 @@ from tasks.gate import gate
 from tasks.instruction_data import prepare_instructions
 from tasks.model_card import write_model_card
 from tasks.optimize import optimize
+from tasks.optimize_generation import OptimizedGenerator, optimize_generation
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import pretrain
 from tasks.promotion import promote
@@ -73,7 +74,7 @@ class PipelineResult(BaseModel):
     tuned: TuneResult | None = None
     model: FinetunedModel | InstructionTunedModel
     evaluation: EvalReport | GenerationReport
-    optimized: OptimizedModel | None
+    optimized: OptimizedModel | OptimizedGenerator | None
     registered: RegisteredModel
     verdict: GateVerdict
     promotion: Promotion | None
@@ -116,7 +117,7 @@ class Track:
     evaluate_kwargs: Callable[[PipelineConfig], dict]  # extra settings the track's evaluate stage reads
     comparison_rows: Callable  # model vs baselines, for the summary
     headline: Callable[[object], dict[str, float]]  # the parent run's metrics
-    optimize: bool  # whether the optimize stage applies
+    optimize: Callable  # ONNX graphs of the model, gated on parity with PyTorch
     model_card: bool
 
 
@@ -145,7 +146,7 @@ TRACKS = {
         evaluate_kwargs=lambda config: {"quality": config.gate.quality()},
         comparison_rows=evaluation_rows,
         headline=_classification_headline,
-        optimize=True,
+        optimize=optimize,
         model_card=True,
     ),
     "generation": Track(
@@ -157,7 +158,7 @@ TRACKS = {
         evaluate_kwargs=lambda config: {},
         comparison_rows=generation_rows,
         headline=_generation_headline,
-        optimize=False,  # ONNX export and parity for generators: issue 17
+        optimize=optimize_generation,
         model_card=False,  # tasks/model_card.py renders classifier metrics; the version description says the rest
     ),
 }
@@ -244,12 +245,10 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             **track.evaluate_kwargs(config),
         )
         optimized = None
-        if config.optimize.enabled and track.optimize:
+        if cfgs.optimize.enabled:
             optimized = stage(
-                optimize, config.optimize.retry, config.optimize, data, model, tracking, ws, parent_run_id=run_id
+                track.optimize, cfgs.optimize.retry, cfgs.optimize, data, model, tracking, ws, parent_run_id=run_id
             )
-        elif config.optimize.enabled:
-            reporting.logger().info("optimize skipped: %s models are registered as PyTorch (issue 17)", config.task)
         registered = stage(
             register,
             config.registry.retry,

@@ -35,12 +35,18 @@ def requirements() -> list[str]:
     return [f"{p}=={pkg_version(p).split('+')[0]}" for p in ("mlflow", "torch", "transformers", "pandas", "numpy")]
 
 
-def log_generator(model_dir: str | Path, example_prompts: list[str], name: str = "model") -> ModelInfo:
-    """Log the saved causal LM in `model_dir` as a models-from-code pyfunc into the active MLflow run."""
+def log_generator(
+    model_dir: str | Path, example_prompts: list[str], name: str = "model", onnx_dir: str | Path | None = None
+) -> ModelInfo:
+    """Log the saved causal LM in `model_dir` as a models-from-code pyfunc into the active MLflow run.
+
+    `onnx_dir`: the ONNX Runtime GenAI graph that passed parity (`tasks/optimize_generation.py`), logged as the
+    `onnx` artifact for a server that decodes with it (`models/onnx_decoder.OrtTextGenerator`).
+    """
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(PYFUNC_CODE),
-        artifacts={"model": str(model_dir)},
+        artifacts={"model": str(model_dir)} | ({"onnx": str(onnx_dir)} if onnx_dir else {}),
         code_paths=[str(PYFUNC_CODE.parent)],
         signature=signature(),
         input_example=pd.DataFrame({"prompt": example_prompts}),

@@ -118,7 +118,7 @@ def register(
     optimized: OptimizedModel | None = None,
 ) -> RegisteredModel:
     if isinstance(report, GenerationReport):
-        return _register_generator(cfg, data, model, report, lineage, tracking, ws, parent_run_id)
+        return _register_generator(cfg, data, model, report, lineage, tracking, ws, parent_run_id, optimized)
     tags = _lineage_tags(data, model, report, lineage) | {
         METRIC_MACRO_F1: f"{report.model.macro_f1:.4f}",
         METRIC_ACCURACY: f"{report.model.accuracy:.4f}",
@@ -151,6 +151,7 @@ def _register_generator(
     tracking: Tracking,
     ws: Workspace,
     parent_run_id: str | None,
+    optimized=None,  # tasks/optimize_generation.OptimizedGenerator: which ONNX graph serves, if any
 ) -> RegisteredModel:
     """The instruction-tuned model as a generator pyfunc (safetensors + tokenizer + chat template + code)."""
     tags = _lineage_tags(data, model, report, lineage) | {
@@ -159,12 +160,16 @@ def _register_generator(
         METRIC_EXACT_MATCH: f"{report.model.exact_match:.4f}",
         METRIC_PERPLEXITY: f"{report.model.perplexity:.4f}" if report.model.perplexity is not None else "none",
     }
+    onnx_dir = None
+    if optimized is not None:  # the graph that passed parity is logged with the version (artifact `onnx`)
+        tags |= {LINEAGE_OPTIMIZE_RUN: optimized.mlflow_run_id, SERVING_VARIANT: optimized.variant}
+        onnx_dir = materialize(optimized.uri) / optimized.onnx_dir if optimized.onnx_dir else None
     examples = [prompt_text(m) for m in load_splits(data)["test"][:2]["messages"]]
     with stage_run(tracking, "register", parent_run_id, tags) as run:
         mlflow.log_metrics(
             {f"test_{k}": v for k, v in report.model.model_dump().items() if v is not None}  # chrf, exact_match, ...
         )
-        info = log_generator(materialize(model.uri), examples)
+        info = log_generator(materialize(model.uri), examples, onnx_dir=onnx_dir)
         mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
     return _challenger(cfg, mv.version, run.info.run_id, tags, generation_rows(report), tracking, ws)
 
