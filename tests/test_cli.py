@@ -163,22 +163,33 @@ def test_every_command_takes_the_same_config_options():
 
 
 def test_the_same_workspace_option_works_on_every_command(tmp_path):
-    """`--workspace` reaches the one resolver on every command: Prefect's home lands in that workspace (set before
-    anything else happens), and the config is validated with it (a bad key stops each command right there)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    """`--workspace` goes through the one resolver as `--set workspace.root=...` on every command: a config in
+    which `workspace` is not a section stops each of them with the same error, naming the shortcut's override."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    ws = str(tmp_path / "ws")
     for name, args in WORKSPACE_COMMANDS.items():
-        ws = tmp_path / name
-        out = subprocess.run(
-            [sys.executable, "-m", "cli", name, *args, "--workspace", str(ws), "--set", "no_such.key=1"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert out.returncode == 2, (name, out.stderr[-2000:])
-        assert "no_such: unknown key (from --set no_such.key=1)" in out.stderr, (name, out.stderr[-2000:])
-        assert (ws / "prefect").is_dir(), name
+        out = CliRunner().invoke(app, [name, *args, "--set", "workspace=here", "--workspace", ws])
+        assert out.exit_code == 2, (name, out.output)
+        assert f"error: override 'workspace.root={ws}': 'workspace' is a value, not a section" in out.output, name
+
+
+def test_the_workspace_holds_prefects_home(tmp_path):
+    """The workspace is known before Prefect is imported: its home lands there (unless PREFECT_HOME is set)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    ws = tmp_path / "ws"
+    out = subprocess.run(
+        [sys.executable, "-m", "cli", "serve", "--workspace", str(ws), "--set", "no_such.key=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 2 and "no_such: unknown key (from --set no_such.key=1)" in out.stderr, out.stderr
+    assert (ws / "prefect").is_dir()
 
 
 def test_workspace_and_tracking_uri_are_shortcuts_for_set(tmp_path):
@@ -200,8 +211,8 @@ def test_serve_options_are_generated_from_serve_config():
 
     options = {o.name: o for o in get_command(app).commands["serve"].params}
     for name, info in ServeConfig.model_fields.items():
-        if name in ("workspace", "tracking_uri"):
-            assert name not in options
+        if name in ("workspace", "tracking_uri"):  # the common shortcuts say where things are
+            assert "Same as --set" in options[name].help
             continue
         if info.default is True:
             option = options[f"no_{name}"]
@@ -215,19 +226,24 @@ def test_serve_options_are_generated_from_serve_config():
 
 def test_a_bad_option_value_names_the_option_and_value(tmp_path):
     """Pydantic checks option values with the same rules as in a file; the error names the option as typed."""
-    ws = ["--workspace", str(tmp_path)]
-    out = _cli("serve", "--port", "99999", "--max-batch-size", "many", *ws)
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    def cli(*args):
+        out = CliRunner().invoke(app, [*args, "--workspace", str(tmp_path)])
+        assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+        return out.output.strip().splitlines()
+
+    assert cli("serve", "--port", "99999", "--max-batch-size", "many") == [
         "error: --port 99999: Input should be less than or equal to 65535; "
         "--max-batch-size many: Input should be a valid integer, unable to parse string as an integer"
     ]
-    out = _cli("monitor", "--drift-share", "2", "--last", "0", *ws)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "error: --last 0: Input should be greater than 0" in out.stderr
-    assert "--drift-share 2: Input should be less than or equal to 1" in out.stderr
-    out = _cli("serve", "--on-too-long", "cut", *ws)
-    assert out.returncode == 2 and "error: --on-too-long cut: Input should be 'truncate' or 'reject'" in out.stderr
+    assert cli("monitor", "--drift-share", "2", "--last", "0") == [
+        "error: --drift-share 2: Input should be less than or equal to 1; --last 0: Input should be greater than 0"
+    ]
+    assert cli("serve", "--on-too-long", "cut") == ["error: --on-too-long cut: Input should be 'truncate' or 'reject'"]
+    assert cli("retrain", "--data", "x.csv", "--since", "yesterday")[0].startswith("error: --since yesterday: Input ")
 
 
 def test_a_config_section_sets_what_an_option_sets_and_the_option_wins(tmp_path):
