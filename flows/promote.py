@@ -10,8 +10,8 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks import promotion
+from tasks.artifacts import Promotion
 from tasks.orchestration import RetryPolicy, stage_task
-from tasks.promotion import Promotion
 from tasks.registry_names import DEFAULT_MODEL_NAME
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.workspace import DEFAULT_ROOT, Workspace

@@ -85,8 +85,8 @@ class RuleResult(BaseModel):
     reason: str
 
 
-class EncoderArtifact(BaseModel):
-    """The pretrained masked-language encoder (`tasks/pretrain.py`)."""
+class PretrainedModel(BaseModel):
+    """A model a pretraining stage saved, either track: where it is, how far it trained, how well."""
 
     uri: str
     global_step: int
@@ -98,20 +98,29 @@ class EncoderArtifact(BaseModel):
     train_seconds: float = 0.0  # the training loop alone (this attempt), for throughput comparisons
 
 
-class FinetunedModel(BaseModel):
-    """The fine-tuned classifier checkpoint (`tasks/finetune.py`)."""
+class TunedModel(BaseModel):
+    """A model a tuning stage saved, either track: where it is, what it started from, how far it trained."""
 
     uri: str
     base_model: str
     method: str
-    recipe: str = Field("unknown", description="The recipe that filled the unset settings (tasks/recipes.py).")
-    labels: list[str]
     global_step: int
     resumed_from_step: int
-    best_metric: float
-    metric: str
     mlflow_run_id: str
     pretrain_run_id: str | None = None
+
+
+class EncoderArtifact(PretrainedModel):
+    """The pretrained masked-language encoder (`tasks/pretrain.py`)."""
+
+
+class FinetunedModel(TunedModel):
+    """The fine-tuned classifier checkpoint (`tasks/finetune.py`)."""
+
+    recipe: str = Field("unknown", description="The recipe that filled the unset settings (tasks/recipes.py).")
+    labels: list[str]
+    best_metric: float
+    metric: str
 
 
 class BaselineModel(BaseModel):
@@ -225,34 +234,19 @@ class TuneResult(BaseModel):
 # ---------------------------------------------------------------- generation
 
 
-class DecoderArtifact(BaseModel):
+class DecoderArtifact(PretrainedModel):
     """The pretrained causal decoder (`tasks/causal_pretrain.py`)."""
 
-    uri: str
-    global_step: int
-    resumed_from_step: int
-    eval_loss: float
-    perplexity: float
-    parameters: int
     tokens_per_second: float  # training tokens per second of this attempt's training loop
-    train_seconds: float
-    mlflow_run_id: str
 
 
-class InstructionTunedModel(BaseModel):
+class InstructionTunedModel(TunedModel):
     """The instruction-tuned generator checkpoint (`tasks/sft.py`)."""
 
-    uri: str
-    base_model: str
-    method: str
-    global_step: int
-    resumed_from_step: int
     eval_loss: float  # validation loss on answer tokens
     perplexity: float
     too_long: int  # chats longer than max_length (truncated or dropped, by policy)
     samples_per_second: float
-    mlflow_run_id: str
-    pretrain_run_id: str | None = None
 
 
 class GenerationScores(BaseModel):

@@ -4,6 +4,8 @@ The evaluate stage fits it (C tuned on the validation split, see `models/baselin
 it on the test split; the gate scores the same exported model on its frozen set, and registers it
 as a candidate version where it beats the challenger. Keyed by the data's fingerprint, so a retry
 or a second run on the same data reuses it.
+
+`BaselineModel` is in `tasks/artifacts.py`, `load_baseline` in `tasks/loaders.py`.
 """
 
 from __future__ import annotations

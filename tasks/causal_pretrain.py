@@ -1,4 +1,4 @@
-"""Generation stage 3, causal_pretrain: next-token pretraining of a Llama-shaped decoder with the Trainer.
+"""The causal_pretrain stage: next-token pretraining of a Llama-shaped decoder with the Trainer.
 
 Sequence packing, as in transformers' `run_clm.py`: the corpus is tokenized, each text ends with the eos token,
 everything is concatenated and cut into blocks of `block_size` tokens, so no batch holds a single pad token and
@@ -6,6 +6,8 @@ every token trained on is real text. From scratch (shape from config) or continu
 causal-LM checkpoint). Checkpoints every `save_steps` land in the workspace, keyed by inputs and code; a retried
 task resumes from the newest one (the same mechanics as MLM pretraining, `tasks/training.py`). Loss, perplexity
 and tokens/s go to MLflow. `nproc_per_node > 1` trains data-parallel under torchrun (`tasks/distributed.py`).
+
+Its result (`DecoderArtifact`) is in `tasks/artifacts.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from itertools import chain
 from pathlib import Path
 
 import mlflow
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
 from models.decoder import SHAPES, DecoderShape, build_causal_lm, context_length, load_causal_lm
@@ -27,20 +29,24 @@ from tasks.errors import PipelineInputError
 from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_corpus, load_tokenizer
-from tasks.orchestration import RetryPolicy
-from tasks.run_context import flow_run_id
 from tasks.storage import publish_dir
 from tasks.tracking import Tracking
-from tasks.training import OptimConfig, check_divisible, last_checkpoint, report_stage, training_arguments, training_run
+from tasks.training import (
+    OptimConfig,
+    TrainingConfig,
+    TrainingJob,
+    pretraining_arguments,
+    report_stage,
+    resume_fields,
+    training_run,
+)
 from tasks.workspace import Workspace
 
 STAGE = "causal_pretrain"
 
 
-class CausalPretrainConfig(BaseModel):
+class CausalPretrainConfig(TrainingConfig):
     """Causal-LM pretraining. Switch off with `enabled: false` to instruction-tune an existing checkpoint."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     init_from: str | None = Field(None, description="Continue from this causal-LM checkpoint (folder or hub name).")
@@ -49,10 +55,6 @@ class CausalPretrainConfig(BaseModel):
     max_steps: int = Field(300, gt=0)
     save_steps: int = Field(100, gt=0, description="Checkpoint every N steps (resume point on retry).")
     optim: OptimConfig = OptimConfig(batch_size=16, learning_rate=2e-3, warmup_steps=30)
-    nproc_per_node: int = Field(
-        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
-    )
-    retry: RetryPolicy = RetryPolicy()
 
     @field_validator("shape", mode="before")
     @classmethod
@@ -63,22 +65,13 @@ class CausalPretrainConfig(BaseModel):
             return SHAPES[value]
         return value
 
-    @model_validator(mode="after")
-    def _batch_splits(self) -> CausalPretrainConfig:
-        check_divisible(self.optim, self.nproc_per_node)
-        return self
 
-
-class CausalPretrainJob(BaseModel):
-    """What one training process needs; JSON, so it can cross to torchrun's processes."""
+class CausalPretrainJob(TrainingJob):
+    """What one training process needs (the shared fields: `TrainingJob`)."""
 
     cfg: CausalPretrainConfig
     data: PreparedInstructions
     tokenizer: TokenizerArtifact
-    workdir: str
-    resume: str | None
-    resume_step: int
-    faults_dir: str
 
 
 class TrainedDecoder(BaseModel):
@@ -124,6 +117,19 @@ def _model(cfg: CausalPretrainConfig, tok):
     return model
 
 
+def _packed_corpus(job: CausalPretrainJob, tok, block: int):
+    """The corpus' train and validation parts as full blocks of `block` tokens; an error when either is empty."""
+    corpus = load_corpus(job.data)
+    train_set = packed(corpus["train"], tok, block, "packing corpus")
+    eval_set = packed(corpus["validation"], tok, block, "packing validation")
+    if len(train_set) == 0 or len(eval_set) == 0:
+        raise PipelineInputError(
+            f"the pretraining corpus of {job.data.uri} has fewer than {block} tokens in its train or validation "
+            "part; give a larger corpus or a smaller causal_pretrain.block_size"
+        )
+    return train_set, eval_set
+
+
 def train_decoder(job: CausalPretrainJob) -> TrainedDecoder:
     """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
     cfg = job.cfg
@@ -131,25 +137,12 @@ def train_decoder(job: CausalPretrainJob) -> TrainedDecoder:
     tok = load_tokenizer(job.tokenizer)
     model = _model(cfg, tok)
     block = min(cfg.block_size or 10**9, context_length(model))
-    args = training_arguments(
-        Path(job.workdir),
-        cfg.optim,
-        cfg.nproc_per_node,
-        max_steps=cfg.max_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        logging_steps=max(1, min(50, cfg.max_steps // 10)),
-        eval_strategy="no",
+    args = pretraining_arguments(
+        job.workdir,
+        cfg,
     )
     with args.main_process_first(desc="packing"):  # one process tokenizes, the others read its cache
-        corpus = load_corpus(job.data)
-        train_set = packed(corpus["train"], tok, block, "packing corpus")
-        eval_set = packed(corpus["validation"], tok, block, "packing validation")
-    if len(train_set) == 0 or len(eval_set) == 0:
-        raise PipelineInputError(
-            f"the pretraining corpus of {job.data.uri} has fewer than {block} tokens in its train or validation "
-            "part; give a larger corpus or a smaller causal_pretrain.block_size"
-        )
+        train_set, eval_set = _packed_corpus(job, tok, block)
     callbacks = [cb for cb in [step_fault_callback(STAGE, Path(job.faults_dir))] if cb]
     trainer = Trainer(
         model=model,
@@ -197,16 +190,13 @@ def causal_pretrain(
 ) -> DecoderArtifact:
     key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
     workdir = ws.local_dir(STAGE, key)
-    resume, resume_step = last_checkpoint(workdir)
+    fields = resume_fields(workdir, ws)
+    resume_step = fields["resume_step"]
     job = CausalPretrainJob(
         cfg=cfg,
         data=data,
         tokenizer=tokenizer,
-        workdir=str(workdir),
-        resume=resume,
-        resume_step=resume_step,
-        # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
-        faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
+        **fields,
     )
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.task": "generation"}
     with training_run(STAGE, train_decoder, job, tracking, parent_run_id, tags) as (trained, run_id):

@@ -1,10 +1,12 @@
-"""Generation stage 2, train_causal_tokenizer: a byte-level BPE with special tokens and a chat template.
+"""The train_causal_tokenizer stage: a byte-level BPE with special tokens and a chat template.
 
 Byte-level (GPT-2's recipe, trained with `tokenizers`): every UTF-8 byte is in the base alphabet, so there is no
 unknown token and any text - Chinese, emoji, typos - encodes and decodes back to itself. The chat template
 (Jinja, the `transformers` standard) is saved with the tokenizer, so training, evaluation and the registered
 model render chats the same way. With `pretrained` set (a base checkpoint's folder, or a hub name), that
 tokenizer is used instead, with its own template; one without a template gets ours.
+
+Its result (`TokenizerArtifact`) is in `tasks/artifacts.py`; `load_tokenizer` (both tracks) in `tasks/loaders.py`.
 """
 
 from __future__ import annotations

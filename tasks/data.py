@@ -1,4 +1,4 @@
-"""Stage 1, prepare_data: read, validate, split and fingerprint the data; save it as Arrow.
+"""The prepare_data stage: read, validate, split and fingerprint the data; save it as Arrow.
 
 Sources: a local file or fsspec URL (csv, tsv, jsonl, parquet, txt), a folder of them (files
 named train/validation/test keep their split), a Hugging Face dataset (`hf:<name>[:<config>]`),
@@ -12,6 +12,9 @@ a text with conflicting labels is reported and dropped (`on_conflicting_labels`)
 source lacks is carved out of train; a split it gives is kept as given, and a user's test set is
 never changed except by `max_rows`. `tasks/data_split.py` holds those steps, `tasks/data_read.py`
 the reading. `preflight_data` runs the cheap checks before Prefect starts (the CLI calls it).
+
+Its result (`PreparedData`) is in `tasks/artifacts.py`, `SplitConfig` in `tasks/stage_configs.py` (instruction data
+splits the same way), reading the splits back (`load_splits`, `load_corpus`) in `tasks/loaders.py`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ called when a message names a line, so reading a big file costs no extra pass.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
@@ -139,24 +140,34 @@ def list_files(source: str, what: str = "data source") -> list[str]:
     return [source]
 
 
-def demo_file(source: str) -> str:
+def demo_file(source: str, files: dict[str, str] = DEMO_FILES) -> str:
     """`demo:<name>` -> the demo file's name; an unknown name is an error."""
     name = source.removeprefix("demo:")
-    if name not in DEMO_FILES:
-        raise PipelineInputError(f"unknown demo data '{source}'; use one of {[f'demo:{n}' for n in DEMO_FILES]}")
-    return DEMO_FILES[name]
+    if name not in files:
+        raise PipelineInputError(f"unknown demo data '{source}'; use one of {[f'demo:{n}' for n in files]}")
+    return files[name]
 
 
-def _resolve_demo(source: str, ws: Workspace) -> str:
-    """`demo:<name>` -> the generated demo file in the workspace (written on first use)."""
-    from tasks.demo_data import write_demo_data
+def resolve_demo(
+    source: str,
+    ws: Workspace,
+    files: dict[str, str] = DEMO_FILES,
+    folder: str = "demo",
+    write: Callable[[Path], object] | None = None,
+) -> str:
+    """`demo:<name>` -> the generated demo file in the workspace's `folder`, all of them written on first use.
 
-    name = demo_file(source)
-    if not exists(ws.uri("demo", name)):
-        local = ws.local_dir("demo")  # the workspace's own folder when it is local
-        write_demo_data(local)
-        publish_dir(local, ws.uri("demo"))
-    return ws.uri("demo", name)
+    Both tracks resolve their bundled demo data here: the reviews (default) and, with their own `files`, `folder`
+    and `write`, the instruction data (`tasks/instruction_data.py`).
+    """
+    name = demo_file(source, files)
+    if not exists(ws.uri(folder, name)):
+        if write is None:
+            from tasks.demo_data import write_demo_data as write
+        local = ws.local_dir(folder)  # the workspace's own folder when it is local
+        write(local)
+        publish_dir(local, ws.uri(folder))
+    return ws.uri(folder, name)
 
 
 def read_files(source: str, what: str = "data source") -> dict[str, pd.DataFrame]:
@@ -179,7 +190,7 @@ def read_source(
 ) -> dict[str, pd.DataFrame]:
     """Read a source (file, folder, URL, `hf:`, `demo:`) into frames keyed by split ('all' without splits)."""
     if source.startswith("demo:"):
-        source = _resolve_demo(source, ws)
+        source = resolve_demo(source, ws)
     if source.startswith("hf:"):
         import datasets  # heavy (~1 s): only hub sources need it
 

@@ -16,6 +16,7 @@ import pandas as pd
 from tasks.artifacts import SPLITS
 from tasks.data_read import physical_lines
 from tasks.errors import PipelineInputError
+from tasks.splitting import three_way_split
 
 if TYPE_CHECKING:
     from tasks.stage_configs import SplitConfig
@@ -151,9 +152,7 @@ def cap_rows(
 
 def carve(pool: pd.DataFrame, missing: list[str], split: SplitConfig, source: str) -> dict[str, pd.DataFrame]:
     """The splits the source lacks, carved out of its train rows (stratified), at the sizes a single file gets:
-    `split.test` and `split.validation` of all labeled rows. Nothing else leaves train."""
-    from sklearn.model_selection import train_test_split
-
+    `split.test` and `split.validation` of all labeled rows (`tasks/splitting.py`). Nothing else leaves train."""
     if not missing:
         return {"train": pool}
     counts, need = pool["label"].value_counts(), len(missing) + 1
@@ -163,21 +162,10 @@ def carve(pool: pd.DataFrame, missing: list[str], split: SplitConfig, source: st
             f"{source}: label '{rare}' has only {counts[rare]} training example(s); need at least {need} to carve "
             f"{' and '.join(missing)} out of train. Add examples, or leave the label out."
         )
-    frames, rest = {}, pool
     try:
-        if "test" in missing:
-            share = split.test if "validation" in missing else split.test / (1 - split.validation)
-            rest, frames["test"] = train_test_split(
-                rest, test_size=share, random_state=split.seed, stratify=rest["label"]
-            )
-        if "validation" in missing:
-            share = split.validation / (1 - split.test)
-            rest, frames["validation"] = train_test_split(
-                rest, test_size=share, random_state=split.seed, stratify=rest["label"]
-            )
+        frames = three_way_split(pool, split.validation, split.test, split.seed, missing=missing)
     except ValueError as e:  # too few rows for the shares asked
         raise PipelineInputError(f"{source}: cannot carve {missing} out of {len(pool)} training rows: {e}") from None
-    frames["train"] = rest
     return _every_label_in(frames, missing)
 
 

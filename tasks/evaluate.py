@@ -1,10 +1,13 @@
-"""Stage 5, evaluate: the fine-tuned model against two baselines on the held-out test split.
+"""The evaluate stage: the fine-tuned model against two baselines on the held-out test split.
 
 Baselines: the majority class, and TF-IDF (word and character n-grams) + logistic regression
 trained on the same train split with C tuned on validation (`tasks/baseline.py`). The verdict
 `passed` means what the gate's quality rules mean (`tasks/quality.py`): the model beats the
 majority class, reaches `min_macro_f1` and the gate's minimum, and beats the TF-IDF baseline by
 `gate.baseline_margin` (unless that rule was switched off with a reason).
+
+Its result (`EvalReport`, `Scores`) is in `tasks/artifacts.py`; `score` and the confusion figure in `tasks/scoring.py`
+(the gate and the optimize stage score the same way); the rows people read in `tasks/report_rows.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sklearn.metrics import confusion_matrix
 
 from models.classifier import TextClassifier
 from tasks import reporting
-from tasks.artifacts import EvalReport, FinetunedModel, PreparedData, RuleResult, Scores
+from tasks.artifacts import BaselineModel, EvalReport, FinetunedModel, PreparedData, RuleResult, Scores
 from tasks.baseline import train_baseline
 from tasks.errors import PipelineInputError
 from tasks.loaders import load_baseline, load_splits
@@ -55,25 +58,13 @@ def evaluate(
 ) -> EvalReport:
     """Score the model and both baselines on the test split; `quality` is the gate's bar (`GateConfig.quality()`)."""
     splits = load_splits(data)
-    train, test = splits["train"], splits["test"]
+    test = splits["test"]
     if len(test) == 0:
         raise PipelineInputError(f"the test split of {data.uri} is empty: nothing to evaluate on")
     labels = data.labels
-    classifier = TextClassifier(materialize(model.uri))
-    if classifier.labels != labels:
-        raise PipelineInputError(f"model {model.uri} predicts {classifier.labels}, the data has labels {labels}")
-
-    y_true = list(test["label"])
-    y_model = [labels.index(p) for p in classifier.predict(test["text"], batch_size=cfg.batch_size)]
-    majority = DummyClassifier(strategy="most_frequent").fit(train["text"], train["label"])
     # Scored through the exported ONNX model: the numbers the gate and serving will see.
     baseline = train_baseline(splits, labels, data.fingerprint, ws)
-    y_baseline = [labels.index(p) for p in load_baseline(baseline).predict(test["text"])]
-    scores = {
-        "model": score(y_true, y_model, labels),
-        "majority": score(y_true, list(majority.predict(test["text"])), labels),
-        "tfidf_logreg": score(y_true, y_baseline, labels),
-    }
+    y_true, y_model, scores = _score_all(cfg, splits, labels, model, baseline)
     rules = verdict_rules(cfg, quality or QualityBar(), scores)
     reasons = [r.reason for r in rules if not r.passed]
 
@@ -108,6 +99,29 @@ def evaluate(
     )
     _report(report, tracking)
     return report
+
+
+def _score_all(
+    cfg: EvaluateConfig, splits, labels: list[str], model: FinetunedModel, baseline: BaselineModel
+) -> tuple[list[int], list[int], dict[str, Scores]]:
+    """The true labels, the model's predictions, and the scores of the model, the majority class and TF-IDF."""
+    train, test = splits["train"], splits["test"]
+    classifier = TextClassifier(materialize(model.uri))
+    if classifier.labels != labels:
+        raise PipelineInputError(f"model {model.uri} predicts {classifier.labels}, the data has labels {labels}")
+    y_true = list(test["label"])
+    y_model = [labels.index(p) for p in classifier.predict(test["text"], batch_size=cfg.batch_size)]
+    majority = DummyClassifier(strategy="most_frequent").fit(train["text"], train["label"])
+    y_baseline = [labels.index(p) for p in load_baseline(baseline).predict(test["text"])]
+    return (
+        y_true,
+        y_model,
+        {
+            "model": score(y_true, y_model, labels),
+            "majority": score(y_true, list(majority.predict(test["text"])), labels),
+            "tfidf_logreg": score(y_true, y_baseline, labels),
+        },
+    )
 
 
 def verdict_rules(cfg: EvaluateConfig, quality: QualityBar, scores: dict[str, Scores]) -> list[RuleResult]:

@@ -1,4 +1,4 @@
-"""Generation stage 5, evaluate_generation: the instruction-tuned model against two baselines on held-out prompts.
+"""The evaluate_generation stage: the instruction-tuned model against two baselines on held-out prompts.
 
 Scores, all on the same frozen test prompts: answer perplexity (the loss on the reference answers' tokens),
 exact match and chrF (sacrebleu, 0-100) of greedy generations (fixed seed). Baselines: the model *before*
@@ -6,6 +6,10 @@ instruction tuning (the pretrained decoder, same tokenizer and template), and re
 similar training prompt by TF-IDF cosine (scikit-learn), which is what "just look it up" would give. A table of
 samples (prompt / reference / model / baselines) goes to Prefect and MLflow. `passed` (beats retrieval and the
 pre-SFT model on chrF, and reaches `min_chrf`) is what the gate reads.
+
+Its config is in `tasks/stage_configs.py` (the gate generates the same way), its result (`GenerationReport`,
+`GenerationScores`) in `tasks/artifacts.py`, chrF / exact match and the retrieval baseline in `tasks/scoring.py`,
+the rows in `tasks/report_rows.py`.
 """
 
 from __future__ import annotations

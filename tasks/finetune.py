@@ -1,4 +1,4 @@
-"""Stage 4, finetune: sequence classification on the pretrained encoder with the Trainer.
+"""The finetune stage: sequence classification on the pretrained encoder with the Trainer.
 
 Hyperparameters the config leaves unset come from a recipe (`tasks/recipes.py`): `pretrained` for a checkpoint
 named by `base_model`, `from-scratch` for the encoder the pretrain stage trained; `max_length` defaults to the
@@ -8,6 +8,8 @@ evaluation is kept. `method: lora` trains low-rank adapters through `peft` and m
 at the end, so what is saved is always a plain Hugging Face classifier. A retried task resumes from the
 newest checkpoint. With `nproc_per_node > 1` the Trainer loop runs data-parallel under torchrun
 (`tasks/distributed.py`).
+
+Its result (`FinetunedModel`) is in `tasks/artifacts.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal
 
 import mlflow
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
@@ -31,30 +33,27 @@ from tasks.errors import PipelineInputError
 from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_splits, load_tokenizer
-from tasks.orchestration import RetryPolicy
 from tasks.recipes import FinetuneOptim, FinetunePlan, model_limit, plan_finetune, resolve_max_length
-from tasks.run_context import flow_run_id
 from tasks.storage import publish_dir
 from tasks.tracking import Tracking
 from tasks.training import (
-    check_divisible,
-    last_checkpoint,
+    TrainingConfig,
+    TrainingJob,
     optim_params,
     report_stage,
+    resume_fields,
     training_arguments,
     training_run,
 )
 from tasks.workspace import Workspace
 
 
-class FinetuneConfig(BaseModel):
+class FinetuneConfig(TrainingConfig):
     """Fine-tune a classifier. The encoder is the pretraining output unless `base_model` is set.
 
     Settings left unset (null) come from the recipe (`tasks/recipes.py`); a value set in a preset or with `--set`
     always wins over the recipe.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     base_model: str | None = Field(
         None,
@@ -85,15 +84,6 @@ class FinetuneConfig(BaseModel):
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     lora: LoraSettings = LoraSettings()
     optim: FinetuneOptim = FinetuneOptim(batch_size=32)
-    nproc_per_node: int = Field(
-        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
-    )
-    retry: RetryPolicy = RetryPolicy()
-
-    @model_validator(mode="after")
-    def _batch_splits(self) -> FinetuneConfig:
-        check_divisible(self.optim, self.nproc_per_node)
-        return self
 
 
 def classification_metrics(eval_pred) -> dict[str, float]:
@@ -108,17 +98,13 @@ def _tokenize(batch, tok, max_length: int):
     return enc
 
 
-class FinetuneJob(BaseModel):
-    """What one training process needs; JSON, so it can cross to torchrun's processes."""
+class FinetuneJob(TrainingJob):
+    """What one training process needs (the shared fields: `TrainingJob`)."""
 
     cfg: FinetuneConfig
     data: PreparedData
     tokenizer: TokenizerArtifact
     base: str
-    workdir: str
-    resume: str | None
-    resume_step: int
-    faults_dir: str
 
 
 class TrainedClassifier(BaseModel):
@@ -238,17 +224,14 @@ def finetune(
         raise PipelineInputError("finetune.base_model is required when pretrain.enabled=false")
     key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base, code_fingerprint())
     workdir = ws.local_dir("finetune", key)
-    resume, resume_step = last_checkpoint(workdir)
+    fields = resume_fields(workdir, ws)
+    resume_step = fields["resume_step"]
     job = FinetuneJob(
         cfg=cfg,
         data=data,
         tokenizer=tokenizer,
         base=local_checkpoint(base),
-        workdir=str(workdir),
-        resume=resume,
-        resume_step=resume_step,
-        # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
-        faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
+        **fields,
     )
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
     params = {"method": cfg.method}

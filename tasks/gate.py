@@ -47,11 +47,11 @@ from tasks.classifier_registry import register_baseline
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
 from tasks.gate_generation import gate_generation
-from tasks.gate_records import freeze, record_verdict, tag_version
+from tasks.gate_records import new_verdict, record_verdict, tag_version
 from tasks.gate_rules import champion_rule, evaluation_rule, newest_rule, parity_rule
 from tasks.loaders import load_baseline
 from tasks.quality import baseline_rule, min_rule
-from tasks.registry_models import champion_version, load_predictor
+from tasks.registry_models import champion_to_beat, load_predictor
 from tasks.registry_names import GATE_CHALLENGER, LINEAGE_DATA_URI, read_tag
 from tasks.report_rows import rule_rows, verdict_rows
 from tasks.scoring import score
@@ -89,28 +89,13 @@ def gate(
         return gate_generation(cfg, data, registered, report, tracking, ws, parent_run_id, generation)
     tracking.activate()
     client = tracking.client()
-    champion = champion_version(client, registered.name)
-    if champion is not None and str(champion.version) == registered.version:
-        champion = None  # a re-run of an already promoted version: nothing else to compare with
+    champion = champion_to_beat(client, registered)
     eval_set, sources = frozen_eval_set(data, champion)
     judged, labels_differ = _judge(cfg, client, tracking, registered, champion, report, eval_set, data.labels)
     rules = _rules(cfg, judged, report, champion, labels_differ, optimization_passed)
     fingerprint = hash_json(eval_set[["text", "label"]].values.tolist())
-    verdict = GateVerdict(
-        model=registered.name,
-        version=registered.version,
-        champion_version=str(champion.version) if champion else None,
-        passed=all(r.passed for r in rules),
-        rules=rules,
-        metric=cfg.metric,
-        challenger=judged.scores["challenger"],
-        champion=judged.scores.get("champion"),
-        baseline=judged.scores.get("baseline"),
-        eval_size=len(eval_set),
-        eval_sources=sources,
-        eval_fingerprint=fingerprint,
-        eval_uri=freeze(eval_set, ws.uri("gate", fingerprint)),
-        mlflow_run_id="",
+    verdict = new_verdict(
+        registered, champion, rules, cfg.metric, judged.scores, "baseline", eval_set, fingerprint, sources, ws
     )
     if _baseline_wins(cfg, rules, report):
         verdict.baseline_version = _register_baseline(

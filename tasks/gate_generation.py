@@ -30,9 +30,9 @@ from tasks.artifacts import (
 from tasks.chats import prompt_key
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
-from tasks.gate_records import freeze, record_verdict
+from tasks.gate_records import new_verdict, record_verdict
 from tasks.gate_rules import champion_rule, evaluation_rule
-from tasks.registry_models import champion_version, load_generator
+from tasks.registry_models import champion_to_beat, load_generator
 from tasks.registry_names import LINEAGE_DATA_URI, read_tag
 from tasks.report_rows import generation_verdict_rows, rule_rows
 from tasks.scoring import retrieval_answers, score_answers
@@ -58,31 +58,14 @@ def gate_generation(
     ev, metric = generation or EvaluateGenerationConfig(), cfg.generation_metric
     tracking.activate()
     client = tracking.client()
-    champion = champion_version(client, registered.name)
-    if champion is not None and str(champion.version) == registered.version:
-        champion = None  # a re-run of an already promoted version
+    champion = champion_to_beat(client, registered)
     chats, newest, sources = frozen_prompts(data, champion, ev.max_prompts)
     versions = {"challenger": registered.version} | ({"champion": str(champion.version)} if champion else {})
     scores, newest_scores = _judge(client, tracking, registered.name, versions, data, chats, newest, ev)
     rules = _rules(cfg, metric, scores, newest_scores, sum(newest), report, champion)
     frozen = pd.DataFrame({"messages": [json.dumps(m, ensure_ascii=False) for m in chats], "newest": newest})
     fingerprint = hash_json(frozen.values.tolist())
-    verdict = GateVerdict(
-        model=registered.name,
-        version=registered.version,
-        champion_version=str(champion.version) if champion else None,
-        passed=all(r.passed for r in rules),
-        rules=rules,
-        metric=metric,
-        challenger=scores["challenger"],
-        champion=scores.get("champion"),
-        baseline=scores["retrieval"],
-        eval_size=len(chats),
-        eval_sources=sources,
-        eval_fingerprint=fingerprint,
-        eval_uri=freeze(frozen, ws.uri("gate", fingerprint)),
-        mlflow_run_id="",
-    )
+    verdict = new_verdict(registered, champion, rules, metric, scores, "retrieval", frozen, fingerprint, sources, ws)
     record_verdict(verdict, scores, registered, tracking, parent_run_id)
     _report(verdict)
     return verdict

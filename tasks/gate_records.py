@@ -1,5 +1,5 @@
-"""What a gate verdict leaves behind, for both tracks: the frozen rows, the gate's MLflow run, and the verdict's
-tags on the model version and on the run that logged it.
+"""What both gates share around their rules: the verdict with its frozen rows, the gate's MLflow run, and the
+verdict's tags on the model version and on the run that logged it.
 
 `tasks/gate.py` (classifiers) and `tasks/gate_generation.py` (generators) record their verdicts through here, so
 the two gates do not import each other.
@@ -13,11 +13,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
-from tasks.artifacts import GateVerdict, RegisteredModel
+from tasks.artifacts import GateVerdict, RegisteredModel, RuleResult
 from tasks.storage import publish_dir
 from tasks.tracking import Tracking, stage_run
-from tasks.workspace import exists, join
+from tasks.workspace import Workspace, exists, join
 
 
 def freeze(rows: pd.DataFrame, uri: str) -> str:
@@ -27,6 +28,38 @@ def freeze(rows: pd.DataFrame, uri: str) -> str:
             rows.to_parquet(Path(tmp, "eval.parquet"), index=False)
             publish_dir(Path(tmp), uri)
     return uri
+
+
+def new_verdict(
+    registered: RegisteredModel,
+    champion: ModelVersion | None,
+    rules: list[RuleResult],
+    metric: str,
+    scores: dict,
+    baseline: str,
+    rows: pd.DataFrame,
+    fingerprint: str,
+    sources: dict[str, int],
+    ws: Workspace,
+) -> GateVerdict:
+    """The verdict from the `rules` and the `scores` of challenger, champion and `baseline` (who in `scores` it is),
+    with the frozen `rows` kept under their `fingerprint`. Its MLflow run is set by `record_verdict`."""
+    return GateVerdict(
+        model=registered.name,
+        version=registered.version,
+        champion_version=str(champion.version) if champion else None,
+        passed=all(r.passed for r in rules),
+        rules=rules,
+        metric=metric,
+        challenger=scores["challenger"],
+        champion=scores.get("champion"),
+        baseline=scores.get(baseline),
+        eval_size=len(rows),
+        eval_sources=sources,
+        eval_fingerprint=fingerprint,
+        eval_uri=freeze(rows, ws.uri("gate", fingerprint)),
+        mlflow_run_id="",
+    )
 
 
 def tag_version(client: MlflowClient, registered: RegisteredModel, tags: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""Generation stage 1, prepare_instructions: read, validate, split and fingerprint instruction data; save it as Arrow.
+"""The prepare_instructions stage: read, validate, split and fingerprint instruction data; save it as Arrow.
 
 Two input shapes: `prompt`/`response` columns (names configurable), or chat `messages` (a list of `{role,
 content}`; the last message is the assistant's answer the model learns). Both are stored as `messages`, so
@@ -11,6 +11,9 @@ malformed messages, duplicates across splits (a test prompt seen in training inf
 files. `on_invalid: drop` drops and counts instead. Samples longer than the model's context can only be
 judged with the tokenizer, so that check (`fit_to_context`, policy error / truncate / drop, counted) runs at
 the start of instruction tuning, before the first step.
+
+Its result (`PreparedInstructions`, `Messages`) is in `tasks/artifacts.py`; `prompt_key` and the context-length
+policy `fit_to_context` in `tasks/chats.py`; reading the splits back in `tasks/loaders.py`.
 """
 
 from __future__ import annotations
@@ -23,16 +26,15 @@ import datasets
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.model_selection import train_test_split
 
 from tasks import reporting
 from tasks.artifacts import SPLITS, PreparedInstructions
 from tasks.chats import prompt_key
-from tasks.data_read import read_source
+from tasks.data_read import read_source, resolve_demo
 from tasks.errors import PipelineInputError
 from tasks.orchestration import RetryPolicy
+from tasks.splitting import three_way_split
 from tasks.stage_configs import SplitConfig
-from tasks.storage import publish_dir
 from tasks.workspace import Workspace, exists
 
 ROLES = ("system", "user", "assistant")
@@ -67,21 +69,11 @@ class InstructionDataConfig(BaseModel):
 # ---------------------------------------------------------------- reading
 
 
-def _resolve_demo(source: str, ws: Workspace) -> str:
-    from tasks.demo_instructions import write_demo_instructions
-
-    name = source.removeprefix("demo:")
-    folder = ws.uri("demo-generation")
-    if not exists(ws.uri("demo-generation", _DEMO["instructions_corpus"])):
-        local = ws.local_dir("demo-generation")
-        write_demo_instructions(local)
-        publish_dir(local, folder)
-    return ws.uri("demo-generation", _DEMO[name])
-
-
 def _read(source: str, ws: Workspace) -> dict[str, pd.DataFrame]:
     if source.startswith("demo:") and source.removeprefix("demo:") in _DEMO:
-        source = _resolve_demo(source, ws)
+        from tasks.demo_instructions import write_demo_instructions
+
+        source = resolve_demo(source, ws, _DEMO, "demo-generation", write_demo_instructions)
     return read_source(source, ws)
 
 
@@ -220,16 +212,11 @@ def _split(frames: dict[str, pd.DataFrame], cfg: InstructionDataConfig, dropped:
         df = _drop_dupes_within(frames["all"], dropped)
         if len(df) < 10:
             raise PipelineInputError(f"{cfg.source}: {len(df)} valid examples; need at least 10 to split")
-        rest, test = train_test_split(df, test_size=cfg.split.test, random_state=cfg.split.seed)
-        val_share = cfg.split.validation / (1 - cfg.split.test)
-        train, val = train_test_split(rest, test_size=val_share, random_state=cfg.split.seed)
-        frames = {"train": train, "validation": val, "test": test}
-    elif "validation" not in frames or "test" not in frames:
-        rest, carved = frames["train"], {}
-        for split, share in (("test", cfg.split.test), ("validation", cfg.split.validation)):
-            if split not in frames:
-                rest, carved[split] = train_test_split(rest, test_size=share, random_state=cfg.split.seed)
-        frames = {"train": rest, **{s: frames.get(s, carved.get(s)) for s in ("validation", "test")}}
+        frames = three_way_split(df, cfg.split.validation, cfg.split.test, cfg.split.seed, stratify=None)
+    elif missing := [s for s in ("validation", "test") if s not in frames]:  # carved at the sizes a file gets
+        split = cfg.split
+        carved = three_way_split(frames["train"], split.validation, split.test, split.seed, None, missing)
+        frames = {"train": carved["train"], **{s: frames.get(s, carved.get(s)) for s in ("validation", "test")}}
     if cfg.max_rows:
         frames["train"] = frames["train"].iloc[: cfg.max_rows]
     _check_across_splits(frames, cfg, dropped)

@@ -1,9 +1,11 @@
-"""Stage 3, pretrain: masked-LM pretraining of a BERT-style encoder with the transformers Trainer.
+"""The pretrain stage: masked-LM pretraining of a BERT-style encoder with the transformers Trainer.
 
 From scratch (shape from config) or continued from `init_from`. Checkpoints every `save_steps`
 land in the workspace, keyed by inputs and code; when the task is retried, training resumes from
 the newest checkpoint instead of step 0. Loss and perplexity go to MLflow. With `nproc_per_node > 1`
 the Trainer loop runs data-parallel under torchrun (`tasks/distributed.py`); the result is the same.
+
+Its result (`EncoderArtifact`) is in `tasks/artifacts.py`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import mlflow
 from filelock import FileLock
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
 from models.device import describe_device
@@ -24,26 +26,23 @@ from tasks.errors import PipelineInputError
 from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_corpus, load_splits, load_tokenizer
-from tasks.orchestration import RetryPolicy
-from tasks.run_context import flow_run_id
 from tasks.storage import publish_dir
 from tasks.tracking import Tracking
 from tasks.training import (
     OptimConfig,
-    check_divisible,
-    last_checkpoint,
+    TrainingConfig,
+    TrainingJob,
     optim_params,
+    pretraining_arguments,
     report_stage,
-    training_arguments,
+    resume_fields,
     training_run,
 )
 from tasks.workspace import Workspace
 
 
-class PretrainConfig(BaseModel):
+class PretrainConfig(TrainingConfig):
     """Masked-LM pretraining. Switch off with `enabled: false` to fine-tune an existing checkpoint."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     init_from: str | None = Field(None, description="Continue from this checkpoint (path or hub name).")
@@ -52,31 +51,18 @@ class PretrainConfig(BaseModel):
     save_steps: int = Field(100, gt=0, description="Checkpoint every N steps (resume point on retry).")
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     optim: OptimConfig = OptimConfig(batch_size=64, learning_rate=1e-3, warmup_steps=30)
-    nproc_per_node: int = Field(
-        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
-    )
-    retry: RetryPolicy = RetryPolicy()
-
-    @model_validator(mode="after")
-    def _batch_splits(self) -> PretrainConfig:
-        check_divisible(self.optim, self.nproc_per_node)
-        return self
 
 
 def _tokenize(batch, tok, max_length: int):
     return tok(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
 
 
-class PretrainJob(BaseModel):
-    """What one training process needs; JSON, so it can cross to torchrun's processes."""
+class PretrainJob(TrainingJob):
+    """What one training process needs (the shared fields: `TrainingJob`)."""
 
     cfg: PretrainConfig
     data: PreparedData
     tokenizer: TokenizerArtifact
-    workdir: str
-    resume: str | None
-    resume_step: int
-    faults_dir: str
 
 
 class TrainedEncoder(BaseModel):
@@ -127,15 +113,9 @@ def build_trainer(job: PretrainJob) -> Trainer:
     else:
         model = build_masked_lm(cfg.shape, len(tok), tok.pad_token_id)
     max_length = model.config.max_position_embeddings
-    args = training_arguments(
-        Path(job.workdir),
-        cfg.optim,
-        cfg.nproc_per_node,
-        max_steps=cfg.max_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        logging_steps=max(1, min(50, cfg.max_steps // 10)),
-        eval_strategy="no",
+    args = pretraining_arguments(
+        job.workdir,
+        cfg,
         include_num_input_tokens_seen=True,
     )
     kwargs = {"tok": tok, "max_length": max_length}
@@ -194,16 +174,13 @@ def pretrain(
     # Runs with the same inputs (a scheduled retrain meeting a manual run) share this folder: one trains, the
     # others wait, then resume from its last checkpoint, instead of several Trainers writing checkpoints into it.
     with FileLock(str(workdir / ".lock")):
-        resume, resume_step = last_checkpoint(workdir)
+        fields = resume_fields(workdir, ws)
+        resume_step = fields["resume_step"]
         job = PretrainJob(
             cfg=cfg,
             data=data,
             tokenizer=tokenizer,
-            workdir=str(workdir),
-            resume=resume,
-            resume_step=resume_step,
-            # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
-            faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
+            **fields,
         )
         tags = {"zero2one.data_fingerprint": data.fingerprint}
         with training_run("pretrain", train_encoder, job, tracking, parent_run_id, tags) as (trained, run_id):

@@ -1,4 +1,4 @@
-"""Stage 8, promote: move the `champion` alias, remember the one it replaced, tell whoever listens.
+"""The promote stage: move the `champion` alias, remember the one it replaced, tell whoever listens.
 
 - `promote` points `champion` at a version that passed the gate (or at any version with
   `force` and a reason). The replaced champion gets the `previous-champion` alias, so
@@ -16,6 +16,8 @@
 - Every move emits the Prefect event `zero2one.model.promoted` on resource
   `zero2one.model.<name>` (payload: model, version, previous_version, action, ...), for
   automations such as "reload serving".
+
+`Promotion` is in `tasks/artifacts.py`; the alias and event names in `tasks/registry_names.py`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from tasks.artifacts import RegisteredModel
 from tasks.registry_names import CHAMPION, KIND, LINEAGE_BASELINE_URI, LINEAGE_CHECKPOINT_URI, read_tag
 from tasks.storage import materialize
 from tasks.tracking import Tracking
@@ -43,6 +44,14 @@ def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION) -> 
         raise
     version = model.aliases.get(alias)
     return client.get_model_version(name, version) if version is not None else None
+
+
+def champion_to_beat(client: MlflowClient, registered: RegisteredModel) -> ModelVersion | None:
+    """The champion the challenger is compared with; None without one, or on a re-run of the promoted version."""
+    champion = champion_version(client, registered.name)
+    if champion is not None and str(champion.version) == registered.version:
+        return None  # a re-run of an already promoted version: nothing else to compare with
+    return champion
 
 
 def _artifact_dir(tracking: Tracking, name: str, version: str, artifact: str) -> Path:

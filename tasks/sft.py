@@ -1,4 +1,4 @@
-"""Generation stage 4, sft: instruction tuning of the decoder, loss on the answer tokens only.
+"""The sft stage: instruction tuning of the decoder, loss on the answer tokens only.
 
 Trainer: TRL's `SFTTrainer` (TRL 1.16 runs on transformers 5 / torch 2.13 here), for its padding-free collator:
 with `batching: padding_free` a batch is the chats laid end to end in one row, with position ids restarting at
@@ -11,6 +11,8 @@ the mask is then one small function the tests check, and the context-length poli
 The loss covers the last assistant message only (`{answer}<|end|>`, so the model learns to stop); the prompt,
 and earlier turns of a multi-turn chat, are context (labels -100). `method: lora` trains `peft` adapters and merges
 them at the end, so what is saved is always a plain causal LM. A retried task resumes from the newest checkpoint.
+
+Its result (`InstructionTunedModel`) is in `tasks/artifacts.py`; `encode_chat` and `fit_to_context` in `tasks/chats.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Literal
 
 import mlflow
 from peft import LoraConfig, TaskType, get_peft_model
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
@@ -36,20 +38,24 @@ from tasks.errors import PipelineInputError
 from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_splits, load_tokenizer
-from tasks.orchestration import RetryPolicy
-from tasks.run_context import flow_run_id
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking
-from tasks.training import OptimConfig, check_divisible, last_checkpoint, report_stage, training_arguments, training_run
+from tasks.training import (
+    OptimConfig,
+    TrainingConfig,
+    TrainingJob,
+    report_stage,
+    resume_fields,
+    training_arguments,
+    training_run,
+)
 from tasks.workspace import Workspace, is_remote
 
 STAGE = "sft"
 
 
-class SftConfig(BaseModel):
+class SftConfig(TrainingConfig):
     """Instruction tuning. The decoder is the pretraining output unless `base_model` is set."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_model: str | None = Field(None, description="Causal-LM folder or hub name; default: the pretrained decoder.")
     method: Literal["full", "lora"] = "full"
@@ -63,15 +69,6 @@ class SftConfig(BaseModel):
     )
     lora: LoraSettings = LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     optim: OptimConfig = OptimConfig(batch_size=16, learning_rate=1e-3, warmup_steps=20)
-    nproc_per_node: int = Field(
-        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
-    )
-    retry: RetryPolicy = RetryPolicy()
-
-    @model_validator(mode="after")
-    def _batch_splits(self) -> SftConfig:
-        check_divisible(self.optim, self.nproc_per_node)
-        return self
 
 
 def _encoded(split, tok, max_length: int, policy: str, name: str):
@@ -100,17 +97,13 @@ def _lora(model, settings: LoraSettings):
     return get_peft_model(model, config)
 
 
-class SftJob(BaseModel):
-    """What one training process needs; JSON, so it can cross to torchrun's processes."""
+class SftJob(TrainingJob):
+    """What one training process needs (the shared fields: `TrainingJob`)."""
 
     cfg: SftConfig
     data: PreparedInstructions
     tokenizer: TokenizerArtifact
     base: str
-    workdir: str
-    resume: str | None
-    resume_step: int
-    faults_dir: str
 
 
 class TrainedInstructions(BaseModel):
@@ -221,16 +214,14 @@ def sft(
         raise PipelineInputError("sft.base_model is required when causal_pretrain.enabled=false")
     key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base, code_fingerprint())
     workdir = ws.local_dir(STAGE, key)
-    resume, resume_step = last_checkpoint(workdir)
+    fields = resume_fields(workdir, ws)
+    resume_step = fields["resume_step"]
     job = SftJob(
         cfg=cfg,
         data=data,
         tokenizer=tokenizer,
         base=str(materialize(base)) if is_remote(base) else base,
-        workdir=str(workdir),
-        resume=resume,
-        resume_step=resume_step,
-        faults_dir=str(ws.local_dir("faults", flow_run_id() or "local")),
+        **fields,
     )
     tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base, "zero2one.task": "generation"}
     params = {"method": cfg.method, "batching": cfg.batching, "on_too_long": cfg.on_too_long}

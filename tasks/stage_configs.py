@@ -70,24 +70,17 @@ class EvaluateGenerationConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy(retries=1)
 
 
-class GateConfig(BaseModel):
-    """When a challenger may replace the champion. Defaults: a model that beats TF-IDF and is not worse."""
+class GateConfig(QualityBar):
+    """When a challenger may replace the champion. Defaults: a model that beats TF-IDF and is not worse.
 
-    model_config = ConfigDict(extra="forbid")
+    The absolute rules (`metric`, `min_value`, the baseline rule) are the evaluate stage's `QualityBar`, judged here
+    on the frozen set; the fields below add the comparison with the champion.
+    """
 
-    metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The number the rules compare.")
     generation_metric: Literal["chrf", "exact_match"] = Field(
         "chrf",
         description="task=generation: the number the rules compare; min_value and the margins are then fractions "
         "of its range (0.01 = one chrF point), and the baseline is retrieval instead of TF-IDF.",
-    )
-    min_value: float = Field(0.0, ge=0, le=1, description="The challenger must reach this on the frozen set.")
-    baseline_rule: bool = Field(
-        True, description="Refuse a challenger that does not beat the TF-IDF baseline on the frozen set."
-    )
-    baseline_margin: float = Field(0.0, ge=0, le=1, description="How much the challenger must beat the baseline by.")
-    baseline_rule_off_reason: str | None = Field(
-        None, description="Required with baseline_rule=false: why; recorded in the verdict and the tags."
     )
     compare: Literal["beat", "not_worse"] = Field(
         "not_worse",
@@ -106,11 +99,6 @@ class GateConfig(BaseModel):
     batch_size: int = Field(64, gt=0)
     retry: RetryPolicy = RetryPolicy(retries=1)
 
-    @model_validator(mode="after")
-    def _quality_is_valid(self) -> GateConfig:
-        self.quality()  # baseline_rule=false needs a reason
-        return self
-
     def quality(self) -> QualityBar:
-        """The absolute rules, as the evaluate stage applies them too."""
+        """The absolute rules alone, as the evaluate stage applies them."""
         return QualityBar(**self.model_dump(include=set(QualityBar.model_fields)))

@@ -1,7 +1,9 @@
-"""Stage 2, train_tokenizer: a WordPiece vocabulary trained on the pretraining corpus.
+"""The train_tokenizer stage: a WordPiece vocabulary trained on the pretraining corpus.
 
 Or, with `pretrained` set, an existing tokenizer loaded by path or hub name. Either way it is
 saved with `save_pretrained`, so every later stage loads it with `AutoTokenizer`.
+
+Its result (`TokenizerArtifact`) is in `tasks/artifacts.py`; `load_tokenizer` (both tracks) in `tasks/loaders.py`.
 """
 
 from __future__ import annotations

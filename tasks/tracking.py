@@ -2,6 +2,8 @@
 
 Each stage logs to its own MLflow run, nested under the flow's pipeline run, tagged with the
 Prefect flow run id - so one can go from the Prefect UI to the numbers and back.
+
+`flow_run_id` (which Prefect flow run this is) is in `tasks/run_context.py`.
 """
 
 from __future__ import annotations

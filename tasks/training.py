@@ -11,12 +11,15 @@ from typing import TypeVar
 
 import mlflow
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import TrainingArguments
 
 from models.device import Precision, distributed_backend, resolve_precision
 from tasks import distributed, reporting
+from tasks.orchestration import RetryPolicy
+from tasks.run_context import flow_run_id
 from tasks.tracking import Tracking, stage_run
+from tasks.workspace import Workspace
 
 J = TypeVar("J", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -49,6 +52,58 @@ def last_checkpoint(folder: Path) -> tuple[str | None, int]:
         return None, 0
     step, path = max(steps)
     return str(path), step
+
+
+class TrainingConfig(BaseModel):
+    """What every training stage's config has: optimiser settings, processes per machine, retries; the batch must
+    split evenly across the processes. Each stage sets its own `optim` default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optim: OptimConfig = OptimConfig()
+    nproc_per_node: int = Field(
+        1, ge=1, description="Training processes on this machine (one per GPU); more than 1 runs torchrun."
+    )
+    retry: RetryPolicy = RetryPolicy()
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> TrainingConfig:
+        check_divisible(self.optim, self.nproc_per_node)
+        return self
+
+
+class TrainingJob(BaseModel):
+    """What every training stage's job carries besides its inputs: the folder it trains in, the checkpoint to resume
+    from, and where fault markers go. JSON, so a job can cross to torchrun's processes (`tasks/distributed.py`)."""
+
+    workdir: str
+    resume: str | None = None
+    resume_step: int = 0
+    faults_dir: str
+
+
+def resume_fields(workdir: Path, ws: Workspace) -> dict[str, str | int | None]:
+    """`TrainingJob`'s fields for a stage training in `workdir`: resume from its newest checkpoint, if any."""
+    resume, step = last_checkpoint(workdir)
+    # Per flow run: torchrun's processes cannot see the Prefect run that names the fault markers.
+    faults = ws.local_dir("faults", flow_run_id() or "local")
+    return {"workdir": str(workdir), "resume": resume, "resume_step": step, "faults_dir": str(faults)}
+
+
+def pretraining_arguments(workdir: str, cfg, **overrides) -> TrainingArguments:
+    """A pretraining stage's Trainer settings: `cfg.max_steps` steps, a checkpoint every `cfg.save_steps`, no
+    evaluation during training (the stage evaluates once at the end)."""
+    return training_arguments(
+        Path(workdir),
+        cfg.optim,
+        cfg.nproc_per_node,
+        max_steps=cfg.max_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        logging_steps=max(1, min(50, cfg.max_steps // 10)),
+        eval_strategy="no",
+        **overrides,
+    )
 
 
 def check_divisible(optim: OptimConfig, nproc_per_node: int) -> None:

@@ -1,4 +1,4 @@
-"""Stage 3b, tune (off by default): an Optuna search over the fine-tune recipe, scored on the validation split.
+"""The tune stage (off by default): an Optuna search over the fine-tune recipe, scored on the validation split.
 
 Each trial is the fine-tune stage's own Trainer loop (`train_classifier`) with sampled learning rate, epochs,
 batch size and warmup, run as a Prefect task (at most `concurrency` at once) inside an MLflow run nested under
@@ -8,6 +8,8 @@ returned as a `TuneResult`; the flow applies them to the real fine-tune stage (`
 
 Each trial's per-epoch validation values are reported to the study (for the pruner and Optuna's plots) when the
 trial ends: `train_classifier` takes no extra Trainer callbacks, so a trial is not yet stopped mid-run by the pruner.
+
+Its results (`TuneResult`, `TrialResult`) are in `tasks/artifacts.py`.
 """
 
 from __future__ import annotations
