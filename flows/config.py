@@ -20,15 +20,15 @@ from tasks.causal_tokenizer import CausalTokenizerConfig
 from tasks.data import DataConfig
 from tasks.errors import PipelineInputError
 from tasks.evaluate import EvaluateConfig
-from tasks.evaluate_generation import EvaluateGenerationConfig
 from tasks.finetune import FinetuneConfig
-from tasks.gate import GateConfig
 from tasks.instruction_data import InstructionDataConfig
 from tasks.optimize import OptimizeConfig
 from tasks.optimize_generation import OptimizeGenerationConfig
 from tasks.pretrain import PretrainConfig
-from tasks.register import DEFAULT_MODEL_NAMES, RegisterConfig
+from tasks.register import RegisterConfig
+from tasks.registry_names import DEFAULT_MODEL_NAMES
 from tasks.sft import SftConfig
+from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
 from tasks.tokenizer import TokenizerConfig
 from tasks.tracking import TrackingConfig
 from tasks.training import check_divisible
