@@ -114,3 +114,29 @@ def test_a_broken_registry_fails_the_gate_instead_of_meaning_no_champion(monkeyp
     with pytest.raises(MlflowException) as raised:
         champion_version(client, "zero2one-classifier")
     assert raised.value.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def test_a_stage_start_fault_is_injected_by_the_wrapper_once_per_run(tmp_path, monkeypatch):
+    """`ZERO2ONE_FAULTS=stage` fails the stage once at its start, from the one wrapper; the retry goes through."""
+    from tasks.orchestration import InjectedFault, with_faults
+    from tasks.workspace import Workspace
+
+    ws = Workspace(root=str(tmp_path)).resolved()
+    calls = []
+    stage = with_faults(lambda ws, n: calls.append(n) or n, "evaluate")
+    monkeypatch.setenv("ZERO2ONE_FAULTS", "evaluate,pretrain@step=3")
+    with pytest.raises(InjectedFault):
+        stage(ws, 1)
+    assert calls == [] and stage(ws, 2) == 2 and calls == [2]
+    assert with_faults(lambda ws: "ran", "pretrain")(ws) == "ran"  # a step fault is the Trainer callback's
+
+
+def test_stage_bodies_inject_no_faults_but_the_one_between_registering_and_aliasing():
+    calls = [
+        (path.relative_to(ROOT).as_posix(), ast.unparse(node.args[0]))
+        for path in (ROOT / "tasks").rglob("*.py")
+        if path.name not in ("orchestration.py", "faults.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "maybe_fail"
+    ]
+    assert calls == [("tasks/register.py", "'register-aliases'")]
