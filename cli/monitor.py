@@ -124,12 +124,14 @@ def retrain(
     from flows.retrain import retrain as retrain_flow
     from tasks.errors import PipelineInputError
 
+    # Set, not defaulted: retraining needs labels, so a window without that column is an error, not "unlabeled".
+    window = settings.window.model_copy(update={"label_column": settings.window.label_column})
     start_embedded_prefect()
     try:
         r = retrain_flow(
             model_name=model or settings.registry.model_name,
             alias=alias,
-            new_data=settings.window,
+            new_data=window,
             pipeline_config=pipeline_part(settings),
             repretrain=repretrain,
         )
