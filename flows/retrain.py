@@ -17,8 +17,10 @@ from pydantic import BaseModel
 from flows.config import PipelineConfig, validate
 from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
+from flows.retrain_generation import generation_retrain_config
 from tasks import reporting
 from tasks.monitoring.champion import Champion, find_champion
+from tasks.monitoring.generation_retrain_data import write_generation_retrain_data
 from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
 from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import RetryPolicy, stage_task
@@ -96,12 +98,15 @@ def retrain(
     pretrains a new encoder instead of starting from the champion's checkpoint.
     """
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
-    split = pipeline_config.data.split
-    data = stage_task(write_retrain_data, "write_retrain_data", RetryPolicy(retries=0), cache=False)(
+    generator = champion.task == "generation"  # new prompt/answer pairs and instruction tuning (retrain_generation)
+    split = (pipeline_config.generation_data if generator else pipeline_config.data).split
+    writer = write_generation_retrain_data if generator else write_retrain_data
+    data = stage_task(writer, writer.__name__, RetryPolicy(retries=0), cache=False)(
         champion, new_data, ws, split.validation, split.test, split.seed
     )
     print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")
-    result = pipeline(retrain_config(pipeline_config, champion, data, repretrain))
+    configure = generation_retrain_config if generator else retrain_config
+    result = pipeline(configure(pipeline_config, champion, data, repretrain))
     after = _alias_version(tracking, champion.name, alias)
     out = RetrainResult(
         model=champion.name,

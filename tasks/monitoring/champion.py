@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from tasks.errors import PipelineInputError
 from tasks.registry_models import champion_version, model_dir
-from tasks.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, read_tag
+from tasks.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, TASK, read_tag
 from tasks.tracking import Tracking
 from tasks.workspace import exists, join
 
@@ -29,6 +29,7 @@ class Champion(BaseModel):
     model_dir: str
     data_fingerprint: str
     labels: list[str]
+    task: str = "classification"  # tag `zero2one.task`: a generator ("generation") has chats, not labels
 
 
 def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Champion:
@@ -57,7 +58,8 @@ def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Cha
         checkpoint_uri=checkpoint,
         model_dir=str(model_dir(tracking, name, str(mv.version), checkpoint)),
         data_fingerprint=read_tag(tags, LINEAGE_DATA_FINGERPRINT, ""),
-        labels=splits["train"].features["label"].names,
+        labels=splits["train"].features["label"].names if "label" in splits["train"].features else [],
+        task=tags.get(TASK, "classification"),
     )
 
 

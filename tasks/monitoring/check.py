@@ -61,6 +61,7 @@ def summary_metrics(report: DriftReport) -> dict[str, float]:
     if report.accuracy is not None:
         metrics["accuracy"] = report.accuracy
         metrics["reference_accuracy"] = report.reference_accuracy
+    metrics |= report.quality
     return metrics
 
 
@@ -119,9 +120,15 @@ def check_drift(
     about = ReportAbout(
         model_name=champion.name, model_version=champion.version, window=window_info, reference_uri=champion.data_uri
     )
-    clf = TextClassifier(champion.model_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        report = detect_drift(cfg, load_reference(champion.data_uri), window, clf, Path(tmp), champion.version, about)
+        if champion.task == "generation":  # the generator's signals: tasks/monitoring/generation_detect.py
+            from tasks.monitoring.generation_detect import detect_for_champion
+
+            report = detect_for_champion(cfg, champion, window, Path(tmp), about, ws)
+        else:
+            clf = TextClassifier(champion.model_dir)
+            reference = load_reference(champion.data_uri)
+            report = detect_drift(cfg, reference, window, clf, Path(tmp), champion.version, about)
         report = report.model_copy(
             update={"model_name": champion.name, "model_version": champion.version, "window": window_info}
         )

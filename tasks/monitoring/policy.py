@@ -77,8 +77,11 @@ def accuracy_signal(policy: DriftPolicy, ref_out: pd.DataFrame, cur_out: pd.Data
     return Accuracy(signal=signal, accuracy=accuracy, reference_accuracy=reference)
 
 
-def decide(policy: DriftPolicy, signals: list[Signal], accuracy: Accuracy) -> tuple[Status, list[str], float]:
-    """The verdict, the reasons a person reads, and the share of signals that fired."""
+def decide(
+    policy: DriftPolicy, signals: list[Signal], accuracy: Accuracy, metric: str = "accuracy"
+) -> tuple[Status, list[str], float]:
+    """The verdict, the reasons a person reads, and the share of signals that fired (`metric`: what `accuracy`
+    holds; a generator's monitor passes chrF)."""
     fired = [s for s in signals if s.fired]
     share = len(fired) / len(signals)
     performance = any(s.group == "performance" for s in fired)
@@ -87,6 +90,6 @@ def decide(policy: DriftPolicy, signals: list[Signal], accuracy: Accuracy) -> tu
         + (f": {', '.join(s.name for s in fired)}" if fired else "")
     ]
     if performance:
-        reasons.append(f"accuracy fell from {accuracy.reference_accuracy:.4f} to {accuracy.accuracy:.4f}")
+        reasons.append(f"{metric} fell from {accuracy.reference_accuracy:.4f} to {accuracy.accuracy:.4f}")
     drift = share >= policy.drift_share or performance
     return ("drift" if drift else "no_drift"), reasons, share

@@ -35,6 +35,7 @@ class DriftReport(BaseModel):
     drift_share: float | None = None
     accuracy: float | None = None
     reference_accuracy: float | None = None
+    quality: dict[str, float] = {}  # generators: chrF on the referenced rows and on held-out reference prompts
     samples: dict[str, int] = {}
     skipped: list[str] = []
     report_uri: str | None = None
