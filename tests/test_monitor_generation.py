@@ -191,9 +191,29 @@ def test_retrain_data_holds_the_windows_pairs(setup):
     chats = {s: [json.loads(x)["messages"] for x in Path(data.uri, f"{s}.jsonl").read_text().splitlines()]
              for s in ("train", "validation", "test")}  # fmt: skip
     assert len(chats["test"]) == len(setup.reference["test"]) + data.added["test"]
-    new = chats["train"][len(setup.reference["train"]) :]
+    new = chats["train"][: data.added["train"]]  # the new pairs come first (the gate reads the top of test)
     pairs = dict(zip(setup.shifted["text"], setup.shifted["true_label"], strict=True))
-    assert len(new) == data.added["train"]
+    assert chats["train"][data.added["train"] :][0][-2]["content"] == setup.reference["train"]["text"][0]
     for chat in new:
         assert chat[0] == {"role": "system", "content": "Be brief."} and chat[-1]["role"] == "assistant"
         assert chat[-1]["content"] == pairs[chat[1]["content"]]
+
+
+def test_cli_monitor_on_a_generator_prints_the_verdict_and_the_event(setup):
+    """`zero2one monitor` with the generation preset: the same command, options and output as for a classifier."""
+    import typer
+    from typer.testing import CliRunner
+
+    from cli.monitor import monitor
+
+    app = typer.Typer()  # the way cli/app.py registers it
+    app.command()(monitor)
+    args = ["--model", NAME, "--since", T0.isoformat(), "--until", (T0 + timedelta(hours=1)).isoformat()]
+    args += ["--config", str(ROOT / "configs" / "tiny-generation.yaml")]
+    for key, value in (("workspace.root", setup.config.workspace.root), ("monitor.policy.min_rows", 50),
+                       ("monitor.policy.min_labeled_rows", 20), ("monitor.model_rows", 60)):  # fmt: skip
+        args += ["--set", f"{key}={value}"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert f"{NAME} v{setup.version}: drift" in out.output and "prompt_embeddings" in out.output
+    assert "refusal" in out.output and "Emitted zero2one.drift.detected" in out.output

@@ -62,7 +62,7 @@ def write_generation_retrain_data(
     test: float = 0.15,
     seed: int = 42,
 ) -> RetrainData:
-    """The champion's chats stay in their splits; the window's new pairs are split and added to them.
+    """The champion's chats stay in their splits; the window's new pairs are split and put before them.
 
     New test pairs are held out, so the gate's frozen prompts (the champion's test prompts plus the newest ones)
     include prompts like the window's that neither model trained on.
@@ -81,9 +81,11 @@ def write_generation_retrain_data(
         if len(new) >= 10
         else {"train": new, "validation": new.iloc[:0], "test": new.iloc[:0]}
     )
+    # New pairs first: the gate and the evaluation read at most `evaluate_generation.max_prompts` test chats from
+    # the top, and the new test prompts must be among them (the champion's own are added from its data anyway).
     frames = {
-        split: [[*c, {"role": "assistant", "content": a}] for c, a in zip(df["chat"], df["true_label"], strict=True)]
-        + parts[split]["messages"].tolist()
+        split: parts[split]["messages"].tolist()
+        + [[*c, {"role": "assistant", "content": a}] for c, a in zip(df["chat"], df["true_label"], strict=True)]
         for split, df in reference.items()
     }
     key = hash_json(champion.data_fingerprint, frames)
