@@ -37,7 +37,11 @@ def predict(
 
     Tracking.resolve(cfg.tracking, cfg.workspace.resolved()).activate()
     uri = f"models:/{model or cfg.registry.model_name + '@' + CHAMPION}"
-    out = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": texts}))
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    except mlflow.exceptions.MlflowException as e:  # no such model, version or alias in this registry
+        fail(f"{uri} in {cfg.workspace.root}: {e.message}")
+    out = loaded.predict(pd.DataFrame({"text": texts}))
     typer.echo(out.to_string(index=False))
 
 

@@ -262,3 +262,9 @@ def test_a_config_section_sets_what_an_option_sets_and_the_option_wins(tmp_path)
     ).serve
     assert (cfg.port, cfg.max_batch_size, cfg.alias) == (9100, 4, "staging")
     assert cfg.workspace == str(tmp_path / "ws") and cfg.model_name == "zero2one-generator"  # the task's model
+
+
+def test_predict_with_no_such_model_is_one_error_line(tmp_path):
+    out = _cli("predict", "great phone", "--workspace", str(tmp_path / "ws"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"error: models:/zero2one-classifier@champion in {tmp_path / 'ws'}: Registered Model" in out.stderr
