@@ -16,7 +16,7 @@ import typer
 from cli.common import fail
 from cli.environment import configure_environment
 from cli.model_options import Given
-from flows.raw_config import ConfigFileError, load_raw
+from flows.raw_config import ConfigFileError, apply_overrides, load_raw
 from tasks.workspace import DEFAULT_ROOT
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ TrackingUriOpt = Annotated[
     ),
 ]
 COMMON_OPTIONS = ("--config", "--set", "--workspace", "--tracking-uri")
+COMMAND_SECTIONS = ("serve", "monitor", "window")  # config file sections only some commands read
 
 
 def shortcuts(workspace: str | None, tracking_uri: str | None) -> list[str]:
@@ -77,7 +78,9 @@ def resolve(
     """
     overrides = [*(sets or []), *shortcuts(workspace, tracking_uri)]
     try:
-        raw = load_raw(config, overrides)
+        raw = load_raw(config)
+        from_file = set(raw)
+        apply_overrides(raw, overrides)
     except ConfigFileError as e:
         fail(str(e))
     for item in given:
@@ -85,9 +88,12 @@ def resolve(
     configure_environment(workspace_root(raw))
     if preflight:
         _preflight_data(raw)
-    from flows.config import validate
+    from flows.config import PipelineConfig, validate
     from tasks.errors import PipelineInputError
 
+    overridden = {item.partition("=")[0].split(".")[0].strip() for item in overrides}
+    for section in (from_file - overridden) & (set(COMMAND_SECTIONS) - set((model or PipelineConfig).model_fields)):
+        del raw[section]  # one file can serve every command: another command's section in it is no typo
     source = str(config) if config else "config"
     options = {item.key: f"{item.option} {item.value}" for item in given}
     try:

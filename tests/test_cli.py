@@ -247,6 +247,8 @@ def test_a_bad_option_value_names_the_option_and_value(tmp_path):
 
 
 def test_a_config_section_sets_what_an_option_sets_and_the_option_wins(tmp_path):
+    import typer
+
     from cli.model_options import Given
     from cli.serve import serve_settings
     from cli.settings import resolve
@@ -262,6 +264,10 @@ def test_a_config_section_sets_what_an_option_sets_and_the_option_wins(tmp_path)
     ).serve
     assert (cfg.port, cfg.max_batch_size, cfg.alias) == (9100, 4, "staging")
     assert cfg.workspace == str(tmp_path / "ws") and cfg.model_name == "zero2one-generator"  # the task's model
+    # The same file works for a command that has no `serve:` section; a `--set serve...` there is still an error.
+    assert resolve(preset, [], str(tmp_path / "ws")).task == "generation"
+    with pytest.raises(typer.Exit):
+        resolve(preset, ["serve.port=1"], str(tmp_path / "ws"))
 
 
 def test_predict_with_no_such_model_is_one_error_line(tmp_path):
