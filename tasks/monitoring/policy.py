@@ -22,7 +22,11 @@ class DriftPolicy(BaseModel):
     min_rows: int = Field(200, ge=1, description="Smaller windows are reported as insufficient_data.")
     drift_share: float = Field(0.3, gt=0, le=1, description="Drift when at least this share of the signals fire.")
     max_accuracy_drop: float = Field(
-        0.05, ge=0, le=1, description="Drift when accuracy on labeled rows falls by more than this."
+        0.05,
+        ge=0,
+        le=1,
+        description="Drift when accuracy on labeled rows falls by more than this (generators: chrF on rows with a "
+        "reference answer, as a share of its 0-100 range).",
     )
     min_labeled_rows: int = Field(50, ge=1, description="Label signals need at least this many labeled rows.")
 
