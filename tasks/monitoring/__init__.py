@@ -14,5 +14,10 @@
 - `check`: `check_drift`, the stage (MLflow run, Prefect artifacts) and the drift event's payload;
 - `retrain_data`: `write_retrain_data`, the champion's splits plus newly labeled rows, for the `retrain` flow.
 
+A generator champion (tag `zero2one.task=generation`) goes through the same check, policy, event and retrain flow
+with modules of its own: `generation_signals` (prompt and answer descriptors, refusal phrases, prompt embeddings),
+`generation_view` (its answers and hidden states), `generation_detect` (`detect_generation_drift`, the chrF signal)
+and `generation_retrain_data` (its chats plus the window's new prompt/reference pairs).
+
 The flows wire them: `flows/monitor.py` (check, event, optional retrain) and `flows/retrain.py`.
 """
