@@ -153,6 +153,8 @@ def main() -> None:
         t0 = time.perf_counter()
         run = pipeline(config)
         print(f"champion: v{run.registered.version}, gate {run.gate_summary} ({time.perf_counter() - t0:.0f} s)")
+        if run.promotion is None:
+            sys.exit("no champion: the first model did not pass the gate, so there is nothing to monitor")
     old = find_champion(tracking, MODEL)
     reference = load_chat_reference(old.data_uri)
     fresh, shifted_drift, shifted_labeled, shifted_test = _data(ws, reference)
