@@ -223,12 +223,19 @@ class GenerationEngine:
     def _advance(self, batch: _Batch, logits: torch.Tensor, events: list) -> _Batch | None:
         """Sample one token per row, deliver text, and drop the rows that finished; None when none are left."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
+        greedy = logprobs.argmax(dim=-1).tolist()  # one call for the batch: most requests are greedy
+        tokens = [
+            greedy[i] if seq.sampling.temperature <= 0 else _sample(logprobs[i], seq.sampling, seq.generator)
+            for i, seq in enumerate(batch.rows)
+        ]
+        batch.pending = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        chosen = logprobs.gather(1, batch.pending[:, None]).squeeze(1).tolist()
         now, finished = time.perf_counter(), []
-        for i, seq in enumerate(batch.rows):
-            token = _sample(logprobs[i], seq.sampling, seq.generator)
-            batch.pending[i] = token
+        if self.metrics:
+            self.metrics.gen_tokens.inc(len(tokens))
+        for seq, token, logprob in zip(batch.rows, tokens, chosen, strict=True):
             seq.generated.append(token)
-            seq.logprob_sum += float(logprobs[i, token])
+            seq.logprob_sum += logprob
             self._observe_token(seq, now)
             if self._finish_reason(seq, token):
                 finished.append(seq)
@@ -275,7 +282,6 @@ class GenerationEngine:
 
     def _observe_token(self, seq: Sequence, now: float) -> None:
         if self.metrics:
-            self.metrics.gen_tokens.inc()
             if seq.first_token_at is None:
                 self.metrics.gen_ttft.observe(now - seq.submitted)
             else:
@@ -343,9 +349,7 @@ def _select(batch: _Batch, keep: list[int]) -> _Batch | None:
 
 
 def _sample(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:
-    """Greedy at temperature 0; else softmax(logits / T) cut to the smallest set with mass >= top_p."""
-    if sampling.temperature <= 0:
-        return int(logprobs.argmax())
+    """softmax(logits / T) cut to the smallest set with mass >= top_p (temperature > 0; greedy is done batched)."""
     probs = torch.softmax(logprobs / sampling.temperature, dim=-1)
     if sampling.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
