@@ -5,6 +5,10 @@ Builders only build. Training lives in `tasks/`; this module never touches data.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import (
     AutoModelForSequenceClassification,
@@ -54,18 +58,55 @@ def load_masked_lm(checkpoint: str) -> PreTrainedModel:
     return AutoModelForMaskedLM.from_pretrained(checkpoint)
 
 
+# What a classifier built on a masked-LM checkpoint is expected to lack (a new head, maybe a pooler) and to leave
+# unused (the MLM head). transformers 5 prints a 20-line "LOAD REPORT" table for these on every fine-tune;
+# only keys outside these would be news.
+_NEW_HEAD = ("classifier.", "pooler.", "score.", "pre_classifier.")
+_MLM_HEAD = ("cls.", "lm_head.", "predictions.", "vocab_")
+
+
+class _ExpectedHeadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    quiet = _ExpectedHeadReport()
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def build_classifier(encoder: str, labels: list[str]) -> PreTrainedModel:
     """A sequence classifier on top of a pretrained encoder (local directory or hub name).
 
     The label names travel inside the model config (`id2label`), so anything that loads the
-    saved model - the MLflow pyfunc, ONNX export, serving - reports names, not indices.
+    saved model - the MLflow pyfunc, ONNX export, serving - reports names, not indices. The
+    new head is the only thing that may be missing from the checkpoint: anything else is logged.
     """
-    return AutoModelForSequenceClassification.from_pretrained(
-        encoder,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-    )
+    with _quiet_load_report():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            encoder,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            output_loading_info=True,
+        )
+    missing = [k for k in info.get("missing_keys", []) if not any(p in k for p in _NEW_HEAD)]
+    unexpected = [k for k in info.get("unexpected_keys", []) if not any(p in k for p in _MLM_HEAD)]
+    if missing or unexpected or info.get("mismatched_keys"):
+        logging.getLogger("zero2one").warning(
+            "%s: weights missing from the checkpoint %s, unused %s, mismatched %s",
+            encoder,
+            missing,
+            unexpected,
+            info.get("mismatched_keys"),
+        )
+    return model
 
 
 def count_parameters(model: PreTrainedModel) -> int:
