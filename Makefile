@@ -50,6 +50,10 @@ bench: setup  ## Run the benchmarks (numbers go to docs/benchmarks.md)
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/closed_loop.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/generation_training.py
+	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/serving_generation.py
+	$(BIN)/python bench/closed_loop_generation.py
 
 screens: setup  ## Screenshots of the Prefect and MLflow UIs into docs/screens/ (needs Debian's chromium)
 	$(BIN)/python bench/screens.py
