@@ -5,7 +5,8 @@ exact match and chrF (sacrebleu, 0-100) of greedy generations (fixed seed). Base
 instruction tuning (the pretrained decoder, same tokenizer and template), and retrieval - the answer of the most
 similar training prompt by TF-IDF cosine (scikit-learn), which is what "just look it up" would give. A table of
 samples (prompt / reference / model / baselines) goes to Prefect and MLflow. `passed` (beats retrieval and the
-pre-SFT model on chrF, and reaches `min_chrf`) is what the gate reads.
+pre-SFT model on chrF, and reaches `min_chrf`) is what the gate reads; the retrieval part follows the gate's
+`baseline_rule` switch (`quality`, as for classifiers), so a rule switched off with its reason is off here too.
 
 Its config is in `tasks/stage_configs.py` (the gate generates the same way), its result (`GenerationReport`,
 `GenerationScores`) in `tasks/artifacts.py`, chrF / exact match and the retrieval baseline in `tasks/scoring.py`,
@@ -30,7 +31,7 @@ from tasks.errors import PipelineInputError
 from tasks.loaders import load_splits
 from tasks.report_rows import generation_rows
 from tasks.scoring import retrieval_answers, score_answers
-from tasks.stage_configs import EvaluateGenerationConfig
+from tasks.stage_configs import EvaluateGenerationConfig, QualityBar
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace
@@ -66,9 +67,10 @@ def _samples(test: list[Messages], answers: dict[str, list[str]], n: int) -> lis
     ]
 
 
-def _verdict(scores: dict[str, GenerationScores], cfg: EvaluateGenerationConfig) -> list[str]:
+def _verdict(scores: dict[str, GenerationScores], cfg: EvaluateGenerationConfig, quality: QualityBar) -> list[str]:
     model, reasons = scores["model"], []
-    for name in ("retrieval", "before_sft"):
+    judged = ("retrieval", "before_sft") if quality.baseline_rule else ("before_sft",)  # gate.baseline_rule=false
+    for name in judged:
         if name in scores and model.chrf <= scores[name].chrf:
             reasons.append(f"chrF {model.chrf:.2f} does not beat the {name} baseline ({scores[name].chrf:.2f})")
     if model.chrf < cfg.min_chrf:
@@ -83,7 +85,9 @@ def evaluate_generation(
     tracking: Tracking,
     ws: Workspace,
     parent_run_id: str | None = None,
+    quality: QualityBar | None = None,
 ) -> GenerationReport:
+    """Score the model and both baselines on the test prompts; `quality` is the gate's bar (`GateConfig.quality()`)."""
     splits = load_splits(data)
     test = list(splits["test"]["messages"])[: cfg.max_prompts]
     if not test:
@@ -100,7 +104,7 @@ def evaluate_generation(
         answers["before_sft"] = _generate(before, test, cfg)
         perplexity = answer_perplexity(before, test, cfg.batch_size)
         scores["before_sft"] = score_answers(answers["before_sft"], references, perplexity)
-    reasons = _verdict(scores, cfg)
+    reasons = _verdict(scores, cfg, quality or QualityBar())
     samples = _samples(test, answers, cfg.samples)
     with (
         stage_run(

@@ -15,17 +15,19 @@ import yaml
 from transformers import AutoTokenizer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as TrlCollator
 
+from tasks.artifacts import GenerationScores
 from tasks.causal_pretrain import CausalPretrainConfig, causal_pretrain, pack
 from tasks.causal_tokenizer import CHAT_TEMPLATE, CausalTokenizerConfig, train_byte_bpe, train_causal_tokenizer
 from tasks.chats import IGNORE, encode_chat, fit_to_context
 from tasks.demo_instructions import write_demo_instructions
 from tasks.errors import PipelineInputError
-from tasks.evaluate_generation import evaluate_generation
+from tasks.evaluate_generation import _verdict, evaluate_generation
+from tasks.gate_generation import _retrieval_rule
 from tasks.generation_registry import log_generator
 from tasks.instruction_data import InstructionDataConfig, prepare_instructions
 from tasks.orchestration import InjectedFault
 from tasks.sft import SftConfig, sft
-from tasks.stage_configs import EvaluateGenerationConfig
+from tasks.stage_configs import EvaluateGenerationConfig, GateConfig, QualityBar
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.training import OptimConfig
 from tasks.workspace import Workspace
@@ -216,6 +218,28 @@ def test_preset_validates(preset: str) -> None:
     SftConfig(**raw["sft"])
     EvaluateGenerationConfig(**raw["evaluate_generation"])
     assert pretrain.block_size <= pretrain.shape.max_length
+
+
+def test_the_retrieval_rule_switches_off_for_generators_only_with_a_reason() -> None:
+    """gate.baseline_rule=false (with its reason) turns the retrieval rule off in the gate and in the evaluation's
+    verdict alike, as it does the TF-IDF rule for classifiers; the pre-SFT baseline stays a rule."""
+    scores = {
+        "model": GenerationScores(exact_match=0.1, chrf=55.4),  # measured at test sizes: below retrieval
+        "retrieval": GenerationScores(exact_match=0.1, chrf=59.2),
+        "before_sft": GenerationScores(exact_match=0.0, chrf=60.0),
+    }
+    ev = EvaluateGenerationConfig()
+    assert [r.split(" does not beat the ")[1].split(" ")[0] for r in _verdict(scores, ev, QualityBar())] == [
+        "retrieval",
+        "before_sft",
+    ]
+    with pytest.raises(ValueError, match="gate.baseline_rule_off_reason"):
+        GateConfig(baseline_rule=False)
+    off = GateConfig(baseline_rule=False, baseline_rule_off_reason="test: about promotion, not quality")
+    assert _verdict(scores, ev, off.quality()) == ["chrF 55.40 does not beat the before_sft baseline (60.00)"]
+    rule = _retrieval_rule(off, "chrF", 55.4, 59.2, 100.0)
+    assert rule.passed and rule.value == "off" and "test: about promotion, not quality" in rule.reason
+    assert not _retrieval_rule(GateConfig(), "chrF", 55.4, 59.2, 100.0).passed
 
 
 # ---------------------------------------------------------------- the stages in order, tiny
