@@ -10,9 +10,26 @@ from cli.common import fail
 from cli.settings import ConfigOpt, ModelOpt, SetOpt, TrackingUriOpt, WorkspaceOpt, resolve
 from tasks.registry_names import CHAMPION
 
+GENERATION = "Generation (generators only)"
+MaxNewTokensOpt = Annotated[
+    int | None,
+    typer.Option(min=1, metavar="N", help="Longest answer in tokens [default: 64].", rich_help_panel=GENERATION),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, metavar="T", help="0 = greedy; above 0 samples [default: 0].", rich_help_panel=GENERATION),
+]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, max=1.0, metavar="P", help="Nucleus sampling mass [default: 1].", rich_help_panel=GENERATION),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option(metavar="N", help="Sampling seed [default: 0].", rich_help_panel=GENERATION)
+]
+
 
 def predict(
-    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify, or prompts for a generator.")],
     model: Annotated[
         str | None,
         typer.Option(
@@ -23,12 +40,20 @@ def predict(
             f"registry.model_name@{CHAMPION}]",
         ),
     ] = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workspace: WorkspaceOpt = None,
     tracking_uri: TrackingUriOpt = None,
 ) -> None:
-    """Classify texts with a registered model (loaded the way any MLflow user would)."""
+    """Classify texts, or answer prompts, with a registered model (loaded the way any MLflow user would).
+
+    A generator (task: generation) answers each prompt through its registered pyfunc; the generation options
+    are its params. Put a line break in a prompt with $'...' in bash, e.g. $'Instruction.\\nReview: ...'.
+    """
     cfg = resolve(config, set_, workspace, tracking_uri)
     import mlflow
     import pandas as pd
@@ -41,8 +66,23 @@ def predict(
         loaded = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as e:  # no such model, version or alias in this registry
         fail(f"{uri} in {cfg.workspace.root}: {e.message}")
-    out = loaded.predict(pd.DataFrame({"text": texts}))
-    typer.echo(out.to_string(index=False))
+    params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    params = {k: v for k, v in params.items() if v is not None}
+    if not _is_generator(loaded):
+        if params:
+            given = "/".join("--" + k.replace("_", "-") for k in params)
+            fail(f"{given}: {uri} is a classifier; the generation options are for generators")
+        typer.echo(loaded.predict(pd.DataFrame({"text": texts})).to_string(index=False))
+        return
+    answers = loaded.predict(pd.DataFrame({"prompt": texts}), params=params)["response"]
+    for prompt, answer in zip(texts, answers, strict=True):
+        typer.echo(f"> {prompt}\n{answer}\n")
+
+
+def _is_generator(loaded) -> bool:
+    """A registered generator takes a `prompt` column (tasks/generation_registry.py); a classifier takes `text`."""
+    schema = loaded.metadata.get_input_schema()
+    return schema is not None and "prompt" in schema.input_names()
 
 
 def promote(

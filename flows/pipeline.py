@@ -155,13 +155,25 @@ TRACKS = {
         causal_pretrain,
         sft,
         evaluate_generation,
-        evaluate_kwargs=lambda config: {},
+        evaluate_kwargs=lambda config: {"quality": config.gate.quality()},  # its retrieval rule follows the gate's
         comparison_rows=generation_rows,
         headline=_generation_headline,
         optimize=optimize_generation,
-        model_card=False,  # tasks/model_card.py renders classifier metrics; the version description says the rest
+        model_card=True,
     ),
 }
+
+
+_CLASSIFICATION_SECTIONS = {"data", "tokenizer", "pretrain", "tune", "finetune", "evaluate", "optimize"}
+_GENERATION_SECTIONS = {
+    "generation_data",
+    "generation_tokenizer",
+    "causal_pretrain",
+    "sft",
+    "evaluate_generation",
+    "optimize_generation",
+}
+OTHER_TRACK_SECTIONS = {"classification": _GENERATION_SECTIONS, "generation": _CLASSIFICATION_SECTIONS}
 
 
 class _Stages:
@@ -277,7 +289,9 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             **_gate_kwargs(config, optimized),
         )
         if track.model_card:
-            card_config = config.model_copy(update={"finetune": finetune_cfg}).model_dump(mode="json")  # as it ran
+            as_run = {"finetune": finetune_cfg} if tuned else {}  # the tuned settings, as it ran
+            other = OTHER_TRACK_SECTIONS[config.task]  # the card shows the sections this run read
+            card_config = config.model_copy(update=as_run).model_dump(mode="json", exclude=other)
             stage(
                 write_model_card,
                 config.gate.retry,

@@ -1,7 +1,9 @@
 """The model card: one markdown page per registered version that says what it is and where it came from.
 
 Logged as `model_card.md` on the version's MLflow run and shown as a Prefect artifact, so a
-reviewer deciding on a promotion reads data, numbers, gate verdict and lineage in one place.
+reviewer deciding on a promotion reads data, numbers, gate verdict and lineage in one place. One card for both
+tracks: a classifier's shows macro-F1 / accuracy against TF-IDF and the majority class; a generator's shows
+perplexity, exact match and chrF against the model before instruction tuning and retrieval, and sample answers.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import yaml
 
 from tasks import reporting
-from tasks.artifacts import EvalReport, GateVerdict, PreparedData, RegisteredModel
+from tasks.artifacts import ArrowSplits, EvalReport, GateVerdict, GenerationReport, PreparedData, RegisteredModel
 from tasks.classifier_registry import CONFUSION_PNG
 from tasks.registry_names import (
     LINEAGE_BASE_MODEL,
@@ -22,17 +24,18 @@ from tasks.registry_names import (
     LINEAGE_PRETRAIN_RUN,
     read_tag,
 )
-from tasks.report_rows import evaluation_rows, rule_rows, verdict_rows
+from tasks.report_rows import evaluation_rows, generation_rows, generation_verdict_rows, rule_rows, verdict_rows
 from tasks.tracking import Tracking, prefect_run_url
 
 CARD_PATH = "model_card.md"
+CARD_SAMPLES = 5  # sample answers on a generator's card (all of them are in the evaluation run)
 
 
 def write_model_card(
     config: dict,
-    data: PreparedData,
+    data: ArrowSplits,
     registered: RegisteredModel,
-    report: EvalReport,
+    report: EvalReport | GenerationReport,
     verdict: GateVerdict,
     tracking: Tracking,
 ) -> str:
@@ -42,16 +45,34 @@ def write_model_card(
     client.log_text(registered.run_id, card, CARD_PATH)
     summary = description(registered, report, verdict, tracking)
     client.update_model_version(registered.name, registered.version, description=summary)
-    png = tracking.artifact_url(registered.run_id, CONFUSION_PNG)
-    reporting.markdown(
-        "model-card",
-        f"{card}\n![Confusion matrix on the test split]({png})\n",
-        description=f"Model card of {registered.name} v{registered.version}",
-    )
+    if isinstance(report, EvalReport):
+        card += f"\n![Confusion matrix on the test split]({tracking.artifact_url(registered.run_id, CONFUSION_PNG)})\n"
+    reporting.markdown("model-card", card, description=f"Model card of {registered.name} v{registered.version}")
     return f"runs:/{registered.run_id}/{CARD_PATH}"
 
 
-def description(registered: RegisteredModel, report: EvalReport, verdict: GateVerdict, tracking: Tracking) -> str:
+def _numbers(registered: RegisteredModel, report: EvalReport | GenerationReport, verdict: GateVerdict, tracking):
+    """The gate's table and one line on the newest test split, in the track's own metrics."""
+    if isinstance(report, GenerationReport):
+        m = report.model
+        perplexity = "" if m.perplexity is None else f", perplexity {m.perplexity:.3f}"
+        line = (
+            f"Newest test split ({report.test_size} prompts): chrF {m.chrf:.2f}, exact match {m.exact_match:.4f}"
+            f"{perplexity}; retrieval chrF {report.retrieval.chrf:.2f}; the table above is the gate's frozen set of "
+            f"{verdict.eval_size} prompts."
+        )
+        return reporting.md_table(generation_verdict_rows(verdict)), line
+    line = (
+        f"Newest test split ({report.test_size} texts): macro-F1 {report.model.macro_f1:.4f}, "
+        f"accuracy {report.model.accuracy:.4f}; the table above is the gate's frozen set of "
+        f"{verdict.eval_size} texts. [Confusion matrix]({tracking.artifact_url(registered.run_id, CONFUSION_PNG)})"
+    )
+    return reporting.md_table(verdict_rows(verdict, report)), line
+
+
+def description(
+    registered: RegisteredModel, report: EvalReport | GenerationReport, verdict: GateVerdict, tracking: Tracking
+) -> str:
     """The version's description in the MLflow UI (markdown): the verdict first, the numbers, links to the runs."""
     tags = registered.tags
     if verdict.passed:
@@ -67,22 +88,19 @@ def description(registered: RegisteredModel, report: EvalReport, verdict: GateVe
     links = [f"[{what}]({tracking.run_url(rid)})" for what, rid in runs.items() if rid and rid != "none"]
     if (flow_run := read_tag(tags, LINEAGE_FLOW_RUN)) and flow_run != "none":
         links.append(f"[Prefect flow run]({prefect_run_url(flow_run)})")
-    return (
-        f"{head}\n\n"
-        f"{reporting.md_table(verdict_rows(verdict, report))}\n\n"
-        f"Newest test split ({report.test_size} texts): macro-F1 {report.model.macro_f1:.4f}, "
-        f"accuracy {report.model.accuracy:.4f}; the table above is the gate's frozen set of "
-        f"{verdict.eval_size} texts. [Confusion matrix]({tracking.artifact_url(registered.run_id, CONFUSION_PNG)})"
-        f"\n\nRuns: {' · '.join(links)}. Model card: `{CARD_PATH}` in the version's run."
-    )
+    table, line = _numbers(registered, report, verdict, tracking)
+    return f"{head}\n\n{table}\n\n{line}\n\nRuns: {' · '.join(links)}. Model card: `{CARD_PATH}` in the version's run."
 
 
 def render(
-    config: dict, data: PreparedData, registered: RegisteredModel, report: EvalReport, verdict: GateVerdict
+    config: dict,
+    data: ArrowSplits,
+    registered: RegisteredModel,
+    report: EvalReport | GenerationReport,
+    verdict: GateVerdict,
 ) -> str:
     tags = registered.tags
     gate = "passed" if verdict.passed else "failed: " + "; ".join(verdict.reasons)
-    sizes = [{"split": k, "texts": v} for k, v in data.sizes.items()] + [{"split": "corpus", "texts": data.corpus_size}]
     lineage = {
         "pretraining run": read_tag(tags, LINEAGE_PRETRAIN_RUN, "none"),
         "fine-tuning run": read_tag(tags, LINEAGE_FINETUNE_RUN, "none"),
@@ -102,22 +120,11 @@ def render(
             f"Gate: **{gate}**  ",
             f'Load it: `mlflow.pyfunc.load_model("{registered.model_uri}")`',
             "",
-            "## Data",
-            "",
-            f"- source: `{data.source}`, labels: {', '.join(data.labels)}",
-            f"- fingerprint: `{data.fingerprint}` at `{data.uri}`",
-            f"- dropped: {data.dropped or 'nothing'}",
-            "",
-            reporting.md_table(sizes),
-            "",
-            f"## Metrics vs baselines (newest test split, {report.test_size} texts)",
-            "",
-            reporting.md_table(evaluation_rows(report)),
-            "",
-            f"## Against the previous champion (frozen set, {verdict.eval_size} texts {verdict.eval_sources})",
-            "",
-            reporting.md_table(verdict_rows(verdict)),
-            "",
+            *(
+                _generation_sections(data, report, verdict)
+                if isinstance(report, GenerationReport)
+                else _classification_sections(data, report, verdict)
+            ),
             "## Gate rules",
             "",
             reporting.md_table(rule_rows(verdict.rules)),
@@ -134,3 +141,58 @@ def render(
             "",
         ]
     )
+
+
+def _data_lines(data: ArrowSplits, what: str) -> list[str]:
+    return [
+        "## Data",
+        "",
+        f"- source: `{data.source}`{what}",
+        f"- fingerprint: `{data.fingerprint}` at `{data.uri}`",
+        f"- dropped: {data.dropped or 'nothing'}",
+        "",
+    ]
+
+
+def _classification_sections(data: PreparedData, report: EvalReport, verdict: GateVerdict) -> list[str]:
+    """Data, the model against TF-IDF and the majority class, and the gate's frozen set: a classifier's numbers."""
+    sizes = [{"split": k, "texts": v} for k, v in data.sizes.items()] + [{"split": "corpus", "texts": data.corpus_size}]
+    return [
+        *_data_lines(data, f", labels: {', '.join(data.labels)}"),
+        reporting.md_table(sizes),
+        "",
+        f"## Metrics vs baselines (newest test split, {report.test_size} texts)",
+        "",
+        reporting.md_table(evaluation_rows(report)),
+        "",
+        f"## Against the previous champion (frozen set, {verdict.eval_size} texts {verdict.eval_sources})",
+        "",
+        reporting.md_table(verdict_rows(verdict)),
+        "",
+    ]
+
+
+def _generation_sections(data: ArrowSplits, report: GenerationReport, verdict: GateVerdict) -> list[str]:
+    """Data, the model against the model before SFT and retrieval, the gate's frozen prompts and sample answers."""
+    sizes = [{"split": k, "chats": v} for k, v in data.sizes.items()]
+    sizes += [{"split": f"corpus {k}", "chats": v} for k, v in getattr(data, "corpus_sizes", {}).items()]
+    return [
+        *_data_lines(data, " (instruction chats)"),
+        reporting.md_table(sizes),
+        "",
+        'Call it: `model.predict(pd.DataFrame({"prompt": [...]}), params={"max_new_tokens": 64, "temperature": 0.0})`'
+        " (or a `messages` column of `{role, content}` lists); `zero2one predict PROMPT ...` does the same.",
+        "",
+        f"## Metrics vs baselines (newest test split, {report.test_size} prompts, greedy)",
+        "",
+        reporting.md_table(generation_rows(report)),
+        "",
+        f"## Against the previous champion (frozen prompts, {verdict.eval_size} {verdict.eval_sources})",
+        "",
+        reporting.md_table(generation_verdict_rows(verdict)),
+        "",
+        f"## Sample answers (first {CARD_SAMPLES} test prompts)",
+        "",
+        reporting.md_table(report.samples[:CARD_SAMPLES]),
+        "",
+    ]
