@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## Create .venv and install the project with pinned dependencies
 
-demo: setup  ## Run the whole pipeline on the demo data, then classify two texts with the champion
+demo: setup  ## Run the whole pipeline on the demo data, then classify three texts with the champion
 	$(BIN)/zero2one run --config $(CONFIG)
-	$(BIN)/zero2one predict "the battery is great and the screen is excellent" "the hinge is not sturdy at all"
+	$(BIN)/zero2one predict "The battery of this phone is great and the screen is excellent." \
+		"The screen of my new tablet was bad." "I bought this router two weeks ago."
 
 test: setup  ## Lint, then run the test suite (real Prefect server, real MLflow, tiny models)
 	$(BIN)/ruff check .
