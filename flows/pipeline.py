@@ -182,6 +182,8 @@ class _Stages:
     def __init__(self, config: PipelineConfig):
         self.ws = config.workspace.resolved()
         self.placement = config.placement
+        self.tracking = Tracking.resolve(config.tracking, self.ws)
+        self.run_id: str | None = None  # the pipeline's MLflow run, once open
         self.reused: list[str] = []
 
     def __call__(self, fn: Callable, policy: RetryPolicy, *args, cache: bool = True, **kwargs):
@@ -194,16 +196,19 @@ class _Stages:
             self.reused.append(fn.__name__)
         return result
 
+    def tracked(self, fn: Callable, policy: RetryPolicy, *args, cache: bool = True, **kwargs):
+        """A stage that takes `(..., tracking, ws, parent_run_id=)`: its MLflow run nests under the pipeline's."""
+        return self(fn, policy, *args, self.tracking, self.ws, cache=cache, parent_run_id=self.run_id, **kwargs)
+
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     """Train, evaluate and register a text classifier or generator from `config` (see configs/*.yaml)."""
     stage = _Stages(config)
-    ws = stage.ws
+    ws, tracking = stage.ws, stage.tracking
     track, cfgs = TRACKS[config.task], config.stages()
-    tracking = Tracking.resolve(config.tracking, ws)
     lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
-    run_id = open_pipeline_run(
+    stage.run_id = run_id = open_pipeline_run(
         tracking,
         config.registry.model_name,  # renamed to "NAME vN" once the version exists
         {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
@@ -216,101 +221,40 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         tokenizer = stage(track.tokenizer, cfgs.tokenizer.retry, cfgs.tokenizer, data, ws)
         encoder = None
         if cfgs.pretrain.enabled:
-            encoder = stage(
-                track.pretrain, cfgs.pretrain.retry, cfgs.pretrain, data, tokenizer, tracking, ws, parent_run_id=run_id
-            )
+            encoder = stage.tracked(track.pretrain, cfgs.pretrain.retry, cfgs.pretrain, data, tokenizer)
         finetune_cfg, tuned = cfgs.finetune, None
         if config.tune.enabled:  # classification only (the config refuses it for generation)
-            tuned = stage(
-                tune,
-                config.tune.retry,
-                config.tune,
-                finetune_cfg,
-                data,
-                tokenizer,
-                encoder,
-                tracking,
-                ws,
-                parent_run_id=run_id,
-            )
+            tuned = stage.tracked(tune, config.tune.retry, config.tune, finetune_cfg, data, tokenizer, encoder)
             finetune_cfg = tuned.apply(finetune_cfg)
-        model = stage(
-            track.finetune,
-            finetune_cfg.retry,
-            finetune_cfg,
-            data,
-            tokenizer,
-            encoder,
-            tracking,
-            ws,
-            parent_run_id=run_id,
-        )
-        report = stage(
-            track.evaluate,
-            cfgs.evaluate.retry,
-            cfgs.evaluate,
-            data,
-            model,
-            tracking,
-            ws,
-            parent_run_id=run_id,
-            **track.evaluate_kwargs(config),
-        )
+        model = stage.tracked(track.finetune, finetune_cfg.retry, finetune_cfg, data, tokenizer, encoder)
+        evaluate_kwargs = track.evaluate_kwargs(config)
+        report = stage.tracked(track.evaluate, cfgs.evaluate.retry, cfgs.evaluate, data, model, **evaluate_kwargs)
         optimized = None
         if cfgs.optimize.enabled:
-            optimized = stage(
-                track.optimize, cfgs.optimize.retry, cfgs.optimize, data, model, tracking, ws, parent_run_id=run_id
-            )
-        registered = stage(
-            register,
-            config.registry.retry,
-            config.registry,
-            data,
-            model,
-            report,
-            lineage,
-            tracking,
-            ws,
-            parent_run_id=run_id,
-            optimized=optimized,
+            optimized = stage.tracked(track.optimize, cfgs.optimize.retry, cfgs.optimize, data, model)
+        registered = stage.tracked(
+            register, config.registry.retry, config.registry, data, model, report, lineage, optimized=optimized
         )
         # Gate, card and promotion read the registry as it is now: never reuse them from a cache.
-        verdict = stage(
-            gate,
-            config.gate.retry,
-            config.gate,
-            data,
-            registered,
-            report,
-            tracking,
-            ws,
-            parent_run_id=run_id,
-            cache=False,
-            **_gate_kwargs(config, optimized),
+        gate_kwargs = _gate_kwargs(config, optimized)
+        verdict = stage.tracked(
+            gate, config.gate.retry, config.gate, data, registered, report, cache=False, **gate_kwargs
         )
         if track.model_card:
             as_run = {"finetune": finetune_cfg} if tuned else {}  # the tuned settings, as it ran
             other = OTHER_TRACK_SECTIONS[config.task]  # the card shows the sections this run read
             card_config = config.model_copy(update=as_run).model_dump(mode="json", exclude=other)
-            stage(
-                write_model_card,
-                config.gate.retry,
-                card_config,
-                data,
-                registered,
-                report,
-                verdict,
-                tracking,
-                cache=False,
-            )
+            card_args = (card_config, data, registered, report, verdict, tracking)
+            stage(write_model_card, config.gate.retry, *card_args, cache=False)
         promotion = None
         if verdict.passed and config.gate.promote:
             promotion = stage(promote, config.gate.retry, registered.name, registered.version, tracking, cache=False)
         ok = True
     finally:
         close_pipeline_run(tracking, run_id, ok, **(_parent_run(registered, report, verdict, tracking) if ok else {}))
-    result = PipelineResult(
-        task=config.task,
+    return _finish(
+        config,
+        stage,
         data=data,
         tokenizer=tokenizer,
         encoder=encoder,
@@ -321,15 +265,24 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         registered=registered,
         verdict=verdict,
         promotion=promotion,
+    )
+
+
+def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult:
+    """The flow's result, its summary artifact, and a run name and state message that say how it ended."""
+    result = PipelineResult(
+        task=config.task,
         reused_stages=stage.reused,
-        mlflow_run_id=run_id,
-        tracking_uri=tracking.uri,
-        workspace=ws.root,
+        mlflow_run_id=stage.run_id,
+        tracking_uri=stage.tracking.uri,
+        workspace=stage.ws.root,
         flow_run_id=flow_run_id(),
+        **outputs,
     )
     reporting.markdown("pipeline-summary", summary_markdown(result), description="What this run produced")
     mark_flow_run(f"pipeline · {result.title} · {result.outcome}", [result.outcome])
-    said = f"is the new champion, gate {verdict.headline}" if promotion else f"gate {verdict.headline}"
+    verdict = result.verdict
+    said = f"is the new champion, gate {verdict.headline}" if result.promotion else f"gate {verdict.headline}"
     return completed(result, f"{result.title} {said}")
 
 
