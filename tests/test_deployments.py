@@ -265,7 +265,13 @@ def test_drift_event_starts_a_retrain_run(server, applied):
 
         assert triggered() == []
         # What flows/monitor.py sends (abridged).
-        payload = {"model": "zero2one-classifier", "alias": "champion", "window": {"last_n": 500}, "drift_share": 0.8}
+        payload = {
+            "model": "zero2one-classifier",
+            "alias": "champion",
+            "window": {"last_n": 500},
+            "drift_share": 0.8,
+            "workspace": "s3://team-bucket/zero2one",
+        }
         subprocess.run(
             [sys.executable, "-m", "prefect", "event", "emit", "zero2one.drift.detected"]
             + ["--resource-id", "zero2one.model.zero2one-classifier", "--payload", json.dumps(payload)],
@@ -278,6 +284,8 @@ def test_drift_event_starts_a_retrain_run(server, applied):
     params = runs[0].parameters
     assert (params["model_name"], params["alias"]) == ("zero2one-classifier", "champion")
     assert params["new_data"] == {"last_n": 500}  # the window the monitor judged, passed on as a typed parameter
+    # ... in the workspace the monitor read it from, not the worker's default folder
+    assert params["pipeline_config"]["workspace"]["root"] == "s3://team-bucket/zero2one"
 
 
 def _render(template: dict, job_variables: dict) -> dict:
