@@ -15,7 +15,7 @@ import pandas as pd
 from models.classifier import TextClassifier
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.model_view import with_model_outputs
-from tasks.monitoring.policy import accuracy_signal, decide
+from tasks.monitoring.policy import accuracy_signal, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import INPUT_SIGNALS, MODEL_SIGNALS, inputs_report, model_report, signals_from
@@ -75,13 +75,8 @@ def detect_drift(
     """
     policy, about = cfg.policy, about or ReportAbout(model_version=version or "")
     labeled = int(window["true_label"].notna().sum())
-    if len(window) < policy.min_rows:
-        return DriftReport(
-            status="insufficient_data",
-            reasons=[f"the window has {len(window)} rows; policy.min_rows={policy.min_rows} are needed to judge"],
-            window_rows=len(window),
-            labeled_rows=labeled,
-        )
+    if small := too_small(policy, len(window), labeled):
+        return small
     out_dir.mkdir(parents=True, exist_ok=True)
     signals, skipped, samples = _input_signals(cfg, reference, window, out_dir, about)
 

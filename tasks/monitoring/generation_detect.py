@@ -23,7 +23,7 @@ from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.detect import _sample
 from tasks.monitoring.generation_signals import PROMPT_SIGNALS, RESPONSE_SIGNALS, prompts_report, responses_report
 from tasks.monitoring.generation_view import model_frame
-from tasks.monitoring.policy import Accuracy, DriftPolicy, decide
+from tasks.monitoring.policy import Accuracy, DriftPolicy, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import signals_from
@@ -129,13 +129,8 @@ def detect_generation_drift(
     policy, about = cfg.policy, about or ReportAbout(model_version=version or "")
     window = with_references(window)
     labeled = int(window["true_label"].notna().sum())
-    if len(window) < policy.min_rows:
-        return DriftReport(
-            status="insufficient_data",
-            reasons=[f"the window has {len(window)} rows; policy.min_rows={policy.min_rows} are needed to judge"],
-            window_rows=len(window),
-            labeled_rows=labeled,
-        )
+    if small := too_small(policy, len(window), labeled):
+        return small
     out_dir.mkdir(parents=True, exist_ok=True)
     pool = pd.concat([reference["train"], reference["validation"]], ignore_index=True)
     ref_in = _sample(pool, cfg.sample_rows, cfg.seed).rename(columns={"text": "prompt"})

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.monitoring.results import Signal, Status
+from tasks.monitoring.results import DriftReport, Signal, Status
 
 
 class DriftPolicy(BaseModel):
@@ -79,6 +79,18 @@ def accuracy_signal(policy: DriftPolicy, ref_out: pd.DataFrame, cur_out: pd.Data
         "reference rows",
     )
     return Accuracy(signal=signal, accuracy=accuracy, reference_accuracy=reference)
+
+
+def too_small(policy: DriftPolicy, window_rows: int, labeled_rows: int) -> DriftReport | None:
+    """The verdict on a window too small to judge, for both tracks; None when it is large enough."""
+    if window_rows >= policy.min_rows:
+        return None
+    return DriftReport(
+        status="insufficient_data",
+        reasons=[f"the window has {window_rows} rows; policy.min_rows={policy.min_rows} are needed to judge"],
+        window_rows=window_rows,
+        labeled_rows=labeled_rows,
+    )
 
 
 def decide(
