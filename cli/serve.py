@@ -59,9 +59,10 @@ def serve(
     tracking_uri: TrackingUriOpt = None,
     given: list[Given] = (),
 ) -> None:
-    """Serve models:/MODEL@ALIAS over HTTP: POST /predict, GET /health /ready /metrics.
+    """Serve models:/MODEL@ALIAS over HTTP: POST /predict for a classifier, OpenAI-compatible
+    POST /v1/completions and /v1/chat/completions for a generator; GET /health /ready /metrics.
 
-    Concurrent requests are micro-batched. Every prediction is committed to a local journal before its
+    Concurrent requests are batched. Every answer is committed to a local journal before its
     response, then moved into the prediction log that `zero2one monitor` reads. When the alias moves (polled,
     and on zero2one.model.promoted events where PREFECT_API_URL is set), the new version loads in the background.
     """
