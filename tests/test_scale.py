@@ -334,6 +334,7 @@ def test_postgres_restart_and_object_store_outage(topology, first_run):
     is down for 10 s right after evaluation (optimize and register write to it): the run completes, and the version
     it registers is whole - every file of the model is in the store and MLflow loads it."""
     import mlflow
+    import pandas as pd
 
     config = _config(topology, "finetune.epochs=2")  # a new fine-tune: pretrain comes from the cache
     config["placement"] = {"default": None, "stages": {}}
@@ -361,7 +362,7 @@ def test_postgres_restart_and_object_store_outage(topology, first_run):
             mp.setenv(key, value)
         mlflow.set_tracking_uri(topology.mlflow.url)
         model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{newest.version}")
-    answer = model.predict(__import__("pandas").DataFrame({"text": ["great phone", "awful battery"]}))
+    answer = model.predict(pd.DataFrame({"text": ["great phone", "awful battery"]}))
     assert len(answer) == 2
 
 
