@@ -38,6 +38,9 @@ class TextGeneratorPyfunc(PythonModel):
         from models.generator import TextGenerator  # imported here: MLflow loads this file before `models/` code
 
         self.generator = TextGenerator(context.artifacts["model"])
+        # The ONNX Runtime graph that passed the optimize stage's parity gate, if one did: the service decodes with
+        # it (serving/kv_batches.py); batch predictions here stay on PyTorch.
+        self.onnx_dir = context.artifacts.get("onnx")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         p = DEFAULT_PARAMS | {k: v for k, v in (params or {}).items() if v is not None}

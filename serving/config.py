@@ -34,6 +34,11 @@ class ServeConfig(BaseModel):
         512, ge=1, description="Generators: the largest max_tokens a request may ask for (422 beyond)."
     )
     default_max_tokens: int = Field(64, ge=1, description="Generators: max_tokens of a request that sets none.")
+    generation_runtime: Literal["auto", "onnx", "pytorch"] = Field(
+        "auto",
+        description="Generators: what decodes. auto: the version's ONNX graph when one passed the parity gate "
+        "(the optimize stage registers it), else PyTorch; onnx: fail to load a version without one.",
+    )
     poll_seconds: float = Field(10.0, gt=0, description="How often to check whether the alias moved.")
     follow_events: bool = Field(
         True,

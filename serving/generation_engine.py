@@ -4,15 +4,15 @@ A decoding loop written by hand because transformers' `generate()` cannot do thi
 when it starts and returns (or streams, with `TextIteratorStreamer`, only batch size 1) to a single caller. Here the
 running batch changes at every token boundary:
 
-- a waiting request is prefilled (its prompt through the model once, its own KV cache), then its cache is left-padded
-  and concatenated to the running batch's `DynamicCache`: from the next step on it decodes with the others;
-- a sequence that ends (end-of-sequence token, `max_tokens`, a stop string, or its client went away) is removed from
-  the batch (`batch_select_indices`) at once, and columns that only padding uses any more are cut off.
+- a waiting request is prefilled (its prompt through the model once, its own KV cache), then its rows join the
+  running batch: from the next step on it decodes with the others;
+- a sequence that ends (end-of-sequence token, `max_tokens`, a stop string, or its client went away) leaves the
+  batch at once.
 
-Positions come from the attention mask (`cumsum - 1`), so RoPE sees each sequence as if it were alone. Forward passes
-run in a worker thread; the asyncio side only admits requests and delivers each sequence's text to its own queue.
-Sampling (temperature, nucleus `top_p`) uses a `torch.Generator` per sequence, so a seed gives the same answer
-whatever else shares the batch (up to float rounding across batch shapes).
+How rows of different lengths share one cache is the runtime's business (`serving/kv_batches.py`: PyTorch, or the
+registered ONNX graph). Forward passes run in a worker thread; the asyncio side only admits requests and delivers
+each sequence's text to its own queue. Sampling (temperature, nucleus `top_p`) uses a `torch.Generator` per
+sequence, so a seed gives the same answer whatever else shares the batch (up to float rounding across batch shapes).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
+
+from serving.kv_batches import KVBatch, Runtime
 
 log = logging.getLogger("zero2one.serving")
 
@@ -81,9 +82,8 @@ class _Batch:
     """The running batch: one row per sequence; `pending` are sampled tokens not yet in the cache."""
 
     rows: list[Sequence]
-    cache: DynamicCache
-    mask: torch.Tensor  # [rows, cached length] 1 for real tokens, 0 for left padding
-    pending: torch.Tensor  # [rows] the next input token of each row
+    kv: KVBatch
+    pending: list[int] = field(default_factory=list)  # the next input token of each row
 
 
 class GenerationEngine:
@@ -95,18 +95,15 @@ class GenerationEngine:
 
     def __init__(
         self,
-        model,
+        runtime: Runtime,
         tokenizer,
         max_batch_size: int,
         on_finished: Callable[[list[Sequence]], None] = lambda seqs: None,
         metrics=None,
     ):
-        self.model, self.tokenizer, self.max_batch_size = model, tokenizer, max_batch_size
+        self.runtime, self.tokenizer, self.max_batch_size = runtime, tokenizer, max_batch_size
         self.on_finished, self.metrics = on_finished, metrics
-        eos = model.generation_config.eos_token_id
-        self.eos = (set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}) - {None}
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.device = model.device
+        self.eos = (runtime.eos | {tokenizer.eos_token_id}) - {None}
         self._waiting: list[Sequence] = []
         self._batch: _Batch | None = None
         self._wake = asyncio.Event()
@@ -129,7 +126,7 @@ class GenerationEngine:
             raise RuntimeError("this engine is stopping (the model is being replaced or the service stops)")
         seq = Sequence(list(prompt_ids), sampling, record or {})
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(63)
-        seq.generator = torch.Generator(device=self.device).manual_seed(seed)
+        seq.generator = torch.Generator().manual_seed(seed)  # sampling runs on CPU
         self._waiting.append(seq)
         self._gauge()
         self._wake.set()
@@ -177,59 +174,42 @@ class GenerationEngine:
 
     # ------------------------------------------------------------------ worker thread
 
-    @torch.inference_mode()
     def _step(self, admitted: list[Sequence]) -> list[tuple[Sequence, Event]]:
         """Admit (prefill) new sequences, then one decoding step for the whole batch; returns events to deliver."""
         events: list[tuple[Sequence, Event]] = []
-        self._drop([s for s in (self._batch.rows if self._batch else []) if s.cancelled])
+        if self._batch is not None:
+            self._batch = _keep(self._batch, [i for i, s in enumerate(self._batch.rows) if not s.cancelled])
         admitted = [s for s in admitted if not s.cancelled]
         if admitted:
-            joined = self._prefill(admitted, events)
-            self._merge(joined)
+            kv, logits = self.runtime.prefill([s.prompt_ids for s in admitted])
+            self._join(self._advance(_Batch(admitted, kv), logits, events))
         if self._batch is not None:
-            self._decode(events)
+            b = self._batch
+            logits = b.kv.decode(b.pending)
+            if self.metrics:
+                self.metrics.gen_batch_size.observe(len(b.rows))
+            self._batch = self._advance(b, logits, events)
         return events
 
-    def _prefill(self, seqs: list[Sequence], events: list) -> _Batch | None:
-        """The prompts through the model once (left-padded together); each samples its first token."""
-        width = max(len(s.prompt_ids) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
-            mask[i, width - len(s.prompt_ids) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), cache=cache, use_cache=True)
-        batch = _Batch(list(seqs), cache, mask, torch.zeros(len(seqs), dtype=torch.long, device=self.device))
-        return self._advance(batch, out.logits[:, -1, :], events)
-
-    def _decode(self, events: list) -> None:
-        b = self._batch
-        mask = torch.cat([b.mask, torch.ones((len(b.rows), 1), dtype=b.mask.dtype, device=self.device)], dim=1)
-        positions = (mask.sum(dim=1, keepdim=True) - 1).long()
-        out = self.model(
-            input_ids=b.pending[:, None],
-            attention_mask=mask,
-            position_ids=positions,
-            cache=b.cache,
-            use_cache=True,
-        )
-        b.mask = mask
-        if self.metrics:
-            self.metrics.gen_batch_size.observe(len(b.rows))
-        self._batch = self._advance(b, out.logits[:, -1, :], events)
+    def _join(self, joined: _Batch | None) -> None:
+        """The newly prefilled rows join the running batch (after its rows)."""
+        if joined is None or self._batch is None:
+            self._batch = self._batch or joined
+            return
+        self._batch.kv.extend(joined.kv)
+        self._batch.rows += joined.rows
+        self._batch.pending += joined.pending
 
     def _advance(self, batch: _Batch, logits: torch.Tensor, events: list) -> _Batch | None:
         """Sample one token per row, deliver text, and drop the rows that finished; None when none are left."""
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         greedy = logprobs.argmax(dim=-1).tolist()  # one call for the batch: most requests are greedy
         tokens = [
             greedy[i] if seq.sampling.temperature <= 0 else _sample(logprobs[i], seq.sampling, seq.generator)
             for i, seq in enumerate(batch.rows)
         ]
-        batch.pending = torch.tensor(tokens, dtype=torch.long, device=self.device)
-        chosen = logprobs.gather(1, batch.pending[:, None]).squeeze(1).tolist()
+        batch.pending = tokens
+        chosen = logprobs.gather(1, torch.tensor(tokens)[:, None]).squeeze(1).tolist()
         now, finished = time.perf_counter(), []
         if self.metrics:
             self.metrics.gen_tokens.inc(len(tokens))
@@ -248,7 +228,7 @@ class GenerationEngine:
             for seq in finished:
                 events.append((seq, Event(text=seq.text[seq.sent :], finish_reason=seq.finish_reason)))  # may be ''
                 seq.sent = len(seq.text)
-        return _select(batch, [i for i, s in enumerate(batch.rows) if s.finish_reason is None])
+        return _keep(batch, [i for i, s in enumerate(batch.rows) if s.finish_reason is None])
 
     def _finish_reason(self, seq: Sequence, token: int) -> str | None:
         if token in self.eos:
@@ -289,62 +269,15 @@ class GenerationEngine:
         seq.first_token_at = seq.first_token_at or now
         seq.last_token_at = now
 
-    def _merge(self, joined: _Batch | None) -> None:
-        """Append the newly prefilled rows to the running batch: left-pad the shorter cache, concatenate rows."""
-        if joined is None:
-            return
-        if self._batch is None:
-            self._batch = joined
-            return
-        a, b = self._batch, joined
-        width = max(a.mask.shape[1], b.mask.shape[1])
-        layers = [
-            (_cat_left_padded(ka, kb, width), _cat_left_padded(va, vb, width))
-            for (ka, va, *_), (kb, vb, *_) in zip(a.cache, b.cache, strict=True)
-        ]
-        mask = _cat_left_padded(a.mask, b.mask, width, dim=1)
-        cache = DynamicCache(ddp_cache_data=layers)
-        self._batch = _Batch(a.rows + b.rows, cache, mask, torch.cat([a.pending, b.pending]))
 
-    def _drop(self, seqs: list[Sequence]) -> None:
-        if seqs and self._batch is not None:
-            keep = [i for i, s in enumerate(self._batch.rows) if s not in seqs]
-            self._batch = _select(self._batch, keep)
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that skip left padding, as `generate()` computes them."""
-    return (mask.cumsum(dim=1) - 1).clamp(min=0)
-
-
-def _pad_left(t: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
-    missing = width - t.shape[dim]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-
-def _cat_left_padded(a: torch.Tensor, b: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
-    return torch.cat([_pad_left(a, width, dim), _pad_left(b, width, dim)])
-
-
-def _select(batch: _Batch, keep: list[int]) -> _Batch | None:
-    """The batch with only rows `keep`, and without the leading columns that are padding in every row left."""
-    if not keep:
+def _keep(batch: _Batch, rows: list[int]) -> _Batch | None:
+    """The batch with only `rows` (None when that is none)."""
+    if not rows:
         return None
-    if len(keep) < len(batch.rows):
-        index = torch.tensor(keep, device=batch.mask.device)
-        batch.cache.batch_select_indices(index)
-        batch.rows = [batch.rows[i] for i in keep]
-        batch.mask, batch.pending = batch.mask[index], batch.pending[index]
-    used = batch.mask.any(dim=0).nonzero()
-    start = int(used[0]) if len(used) else 0
-    if start > 0:
-        batch.mask = batch.mask[:, start:]
-        for layer in batch.cache.layers:
-            layer.keys, layer.values = layer.keys[..., start:, :], layer.values[..., start:, :]
+    if len(rows) < len(batch.rows):
+        batch.kv.keep(rows)
+        batch.rows = [batch.rows[i] for i in rows]
+        batch.pending = [batch.pending[i] for i in rows]
     return batch
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 
 # tasks/promotion.py emits PROMOTED_EVENT on every move of `champion`; the names module is light (no torch).
+from serving.kv_batches import runtime_for
 from tasks.registry_names import PROMOTED_EVENT, TASK, model_resource_id
 
 log = logging.getLogger("zero2one.serving")
@@ -31,6 +32,7 @@ class LoadedModel:
     version: str
     classifier: object | None  # models.onnx_classifier.OnnxClassifier or models.classifier.TextClassifier
     generator: object | None = None  # models.generator.TextGenerator
+    runtime: object | None = None  # a generator's decoding runtime (serving.kv_batches.Runtime)
 
     @property
     def task(self) -> str:
@@ -63,8 +65,9 @@ def _token_counts(classifier, texts: list[str]) -> list[int]:
 class ModelHolder:
     """Follows `models:/<name>@<alias>` in the MLflow registry."""
 
-    def __init__(self, client: mlflow.MlflowClient, name: str, alias: str):
+    def __init__(self, client: mlflow.MlflowClient, name: str, alias: str, generation_runtime: str = "auto"):
         self.client, self.name, self.alias = client, name, alias
+        self.generation_runtime = generation_runtime
         self.current: LoadedModel | None = None
         self._lock = asyncio.Lock()
 
@@ -78,7 +81,9 @@ class ModelHolder:
         task = self.client.get_model_version(self.name, version).tags.get(TASK)
         inner = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}").unwrap_python_model()
         if task == "generation" or (task is None and hasattr(inner, "generator")):
-            return LoadedModel(self.name, version, None, inner.generator)
+            onnx_dir = getattr(inner, "onnx_dir", None)  # None: no graph passed parity, or registered before one could
+            runtime = runtime_for(inner.generator, onnx_dir, self.generation_runtime, f"{self.name} v{version}")
+            return LoadedModel(self.name, version, None, inner.generator, runtime)
         return LoadedModel(self.name, version, inner.classifier)
 
     async def refresh(self) -> bool:
@@ -99,7 +104,8 @@ class ModelHolder:
             gc.collect()
             gc.freeze()
             was = previous.version if previous else "none"
-            log.info("now serving %s v%s, a %s model (was %s)", self.name, version, loaded.task, was)
+            how = f" decoding with {loaded.runtime.describe}" if loaded.runtime else ""
+            log.info("now serving %s v%s, a %s model%s (was %s)", self.name, version, loaded.task, how, was)
             return True
 
     async def follow_promotions(self) -> None:

@@ -80,8 +80,8 @@ class OpenAIAPI:
         """The engine of `model` (the current version); the previous version's engine drains in the background."""
         if self.engine is None or self._engine_version != model.version:
             old = self.engine
-            gen, size = model.generator, self.cfg.max_batch_size
-            self.engine = GenerationEngine(gen.model, gen.tokenizer, size, self._journal, self.metrics)
+            size = self.cfg.max_batch_size
+            self.engine = GenerationEngine(model.runtime, model.generator.tokenizer, size, self._journal, self.metrics)
             self._engine_version = model.version
             self.engine.start()
             if old is not None:

@@ -45,7 +45,7 @@ class Service:
         tracking.activate()
         journal_path = cfg.journal or ws.local_dir("serving") / "prediction-journal.sqlite"
         self.journal = PredictionJournal(journal_path, cfg.prediction_log or log_uri(ws))
-        self.holder = ModelHolder(tracking.client(), cfg.model_name, cfg.alias)
+        self.holder = ModelHolder(tracking.client(), cfg.model_name, cfg.alias, cfg.generation_runtime)
         self.metrics = ServiceMetrics()
         self.metrics.journal_rows.set_function(self.journal.pending)  # counted when Prometheus scrapes
         self.classifier = ClassifierAPI(cfg, self.holder, self.journal, self.metrics)
@@ -114,7 +114,9 @@ class Service:
         if self.holder.current is None:
             response.status_code = 503
             return {"ready": False, "model": model, "version": None}
-        return {"ready": True, "model": model, "version": self.holder.current.version}
+        current = self.holder.current
+        runtime = {"runtime": current.runtime.name} if current.runtime else {}  # a generator: "onnx" or "pytorch"
+        return {"ready": True, "model": model, "version": current.version} | runtime
 
     async def prometheus(self) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)

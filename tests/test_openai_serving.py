@@ -302,3 +302,37 @@ def test_kill_9_under_streaming_load_loses_no_answered_request(served):
     restarted.stop()
     logged = set(read_window(server.service.journal.log_uri)["request_id"])
     assert not set(answered) - logged, f"{len(set(answered) - logged)} answered requests are not in the log"
+
+
+def test_a_version_with_a_graph_that_passed_parity_is_served_by_onnx_runtime(tmp_path):
+    """The optimize stage registers the graph that passed its parity gate as the version's `onnx` artifact; the
+    service then decodes with it (continuous batching over its right-padded cache) and answers as PyTorch does."""
+    from models.onnx_decoder import build_decoder
+
+    folder = _save_tiny_generator(tmp_path / "model")
+    graph = build_decoder(folder, tmp_path / "fp32", "fp32")  # fp32: greedy answers equal PyTorch's exactly
+    tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(tmp_path / "ws")))
+    tracking.activate()
+    with mlflow.start_run():
+        info = log_generator(folder, PROMPTS[:1], onnx_dir=graph)
+    version = mlflow.register_model(info.model_uri, NAME, tags={TASK: "generation"}).version
+    tracking.client().set_registered_model_alias(NAME, "champion", version)
+    cfg = ServeConfig(
+        model_name=NAME, workspace=str(tmp_path / "ws"), port=free_port(), follow_events=False, max_batch_size=8
+    )
+    server = _Server(cfg).start()
+    try:
+        assert httpx.get(f"{server.url}/ready").json()["runtime"] == "onnx"
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=60)
+
+        def ask(i: int) -> tuple[str, str]:
+            time.sleep(0.01 * i)  # later requests join a batch that is already decoding
+            stream = client.completions.create(model=NAME, prompt=PROMPTS[i % 4], max_tokens=16, stream=True)
+            return PROMPTS[i % 4], _stream_text(stream, chat=False)[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(8)))
+    finally:
+        server.stop()
+    expected = {p: a for p, a in zip(PROMPTS, TextGenerator(folder).generate(PROMPTS, max_new_tokens=16), strict=True)}
+    assert all(text.strip() == expected[prompt] for prompt, text in answers)
