@@ -1,14 +1,15 @@
 """Generation serving on loopback: our OpenAI-compatible service vs a naive endpoint calling `generate()` per request.
 
-Both serve the same registered generator (a random Llama of the chosen shape with the project's byte-level
-tokenizer, logged with `log_generator` into a throwaway SQLite MLflow) as separate processes. One aiohttp load
-generator drives each in turn with N clients sending requests back to back: ours with `stream: true` (server-sent
-events, continuous batching in `serving/generation_engine.py`), the naive one a FastAPI `def` route that runs
-transformers' `generate()` for its one prompt (FastAPI's thread pool runs concurrent requests side by side, as a
-first endpoint would). Greedy decoding and an end-of-sequence logit pinned to 0 make every answer exactly
-`--max-tokens` long on both sides, so tokens/s compare like for like. Then a soak on ours checks for zero errors
-and, once the service has stopped (its shutdown moves the journal into the log), that the prediction log holds
-exactly one row per answered request.
+All serve the same registered generator (a random Llama of the chosen shape with the project's byte-level
+tokenizer, logged with `log_generator` into a throwaway SQLite MLflow, with its int8 ONNX graph as the optimize
+stage registers one that passed parity) as separate processes. One aiohttp load generator drives each in turn with
+N clients sending requests back to back: ours with `stream: true` (server-sent events, continuous batching in
+`serving/generation_engine.py`), once decoding with the int8 graph (what `generation_runtime: auto` serves) and once
+with PyTorch; the naive one a FastAPI `def` route that runs transformers' `generate()` for its one prompt (FastAPI's
+thread pool runs concurrent requests side by side, as a first endpoint would). Greedy decoding and an
+end-of-sequence logit pinned to 0 make every answer exactly `--max-tokens` long on every side, so tokens/s compare
+like for like. Then a soak on ours (int8) checks for zero errors and, once the service has stopped (its shutdown
+moves the journal into the log), that the prediction log holds exactly one row per answered request.
 
     python bench/serving_generation.py [--clients 8] [--seconds 20] [--soak 60] [--max-tokens 64] [--shape tiny]
 """
@@ -85,6 +86,7 @@ def build_champion(ws: Path, shape_name: str) -> Path:
     import mlflow
 
     from models.decoder import SHAPES, build_causal_lm
+    from models.onnx_decoder import build_decoder
     from tasks.causal_tokenizer import train_byte_bpe
     from tasks.generation_registry import log_generator
     from tasks.registry_names import TASK
@@ -99,10 +101,11 @@ def build_champion(ws: Path, shape_name: str) -> Path:
     folder = ws / "model"
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
+    graph = build_decoder(folder, ws / "int8", "int8")
     tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
     tracking.activate()
     with mlflow.start_run():
-        info = log_generator(folder, PROMPTS[:1])
+        info = log_generator(folder, PROMPTS[:1], onnx_dir=graph)
     version = mlflow.register_model(info.model_uri, NAME, tags={TASK: "generation"}).version
     tracking.client().set_registered_model_alias(NAME, "champion", version)
     return folder
@@ -191,10 +194,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _table(rows: list[dict]) -> None:
-    print(f"\n{'server':<34}{'clients':>8}{'tokens/s':>10}{'answered':>10}{'errors':>8}{'1st token p50':>15}")
+    print(f"\n{'server':<36}{'clients':>8}{'tokens/s':>10}{'answered':>10}{'errors':>8}{'1st token p50':>15}")
     for r in rows:
         print(
-            f"{r['server']:<34}{r['clients']:>8}{r['tokens_s']:>10.1f}{r['answered']:>10}{r['errors']:>8}"
+            f"{r['server']:<36}{r['clients']:>8}{r['tokens_s']:>10.1f}{r['answered']:>10}{r['errors']:>8}"
             f"{r['first_p50'] * 1000:>12.0f} ms"
         )
 
@@ -214,39 +217,46 @@ def main() -> None:
 
     ws = SCRATCH / "ws"
     folder = build_champion(ws, args.shape)
-    cfg = ServeConfig(model_name=NAME, workspace=str(ws), port=free_port(), follow_events=False, log_flush_seconds=5)
+    base = ServeConfig(model_name=NAME, workspace=str(ws), follow_events=False, log_flush_seconds=5)
+    ours = {  # one journal each (two processes); both move their rows into the same prediction log
+        runtime: base.model_copy(
+            update={"port": free_port(), "generation_runtime": runtime, "journal": str(ws / f"journal-{runtime}.db")}
+        )
+        for runtime in ("onnx", "pytorch")
+    }
+    onnx, torch_cfg = ours["onnx"], ours["pytorch"]
     naive_port = free_port()
-    ours = _start(["--serve-ours", cfg.model_dump_json()])
-    naive = _start(["--serve-naive", str(naive_port), str(folder)])
+    procs = {
+        "ours, int8 ONNX graph (streaming)": (_start(["--serve-ours", onnx.model_dump_json()]), onnx.port, True),
+        "ours, PyTorch (streaming)": (_start(["--serve-ours", torch_cfg.model_dump_json()]), torch_cfg.port, True),
+        "naive (generate() per request)": (_start(["--serve-naive", str(naive_port), str(folder)]), naive_port, False),
+    }
     rows, answered_by_ours = [], 0
     try:
-        _wait_ready(f"http://127.0.0.1:{cfg.port}/ready", ours)
-        _wait_ready(f"http://127.0.0.1:{naive_port}/ready", naive)
-        sides = [
-            ("ours (continuous batching, streaming)", f"http://127.0.0.1:{cfg.port}/v1/completions", True),
-            ("naive (generate() per request)", f"http://127.0.0.1:{naive_port}/v1/completions", False),
-        ]
+        for proc, port, _ in procs.values():
+            _wait_ready(f"http://127.0.0.1:{port}/ready", proc)
         for clients in sorted({1, args.clients}):
-            for name, url, stream in sides:
+            for name, (_, port, stream) in procs.items():
+                url = f"http://127.0.0.1:{port}/v1/completions"
                 warm = asyncio.run(load(url, clients, 2.0, args.max_tokens, stream))
                 r = asyncio.run(load(url, clients, args.seconds, args.max_tokens, stream))
                 rows.append({"server": name, "clients": clients} | r)
                 answered_by_ours += (warm["answered"] + r["answered"]) if stream else 0
-        _stop(naive)
         _table(rows)
         for clients in sorted({1, args.clients}):
-            a, b = (next(r for r in rows if r["clients"] == clients and r["server"].startswith(s)) for s in "on")
-            print(f"{clients} clients: ours / naive = {a['tokens_s'] / b['tokens_s']:.1f}x tokens/s")
+            at = {r["server"]: r["tokens_s"] for r in rows if r["clients"] == clients}
+            naive = at.pop("naive (generate() per request)")
+            print(f"{clients} clients: " + ", ".join(f"{k} / naive = {v / naive:.1f}x" for k, v in at.items()))
         if args.soak > 0:
-            url = f"http://127.0.0.1:{cfg.port}/v1/completions"
+            url = f"http://127.0.0.1:{onnx.port}/v1/completions"
             soak = asyncio.run(load(url, args.clients, args.soak, args.max_tokens, True))
             answered_by_ours += soak["answered"]
             print(
-                f"\nsoak: {args.soak:.0f} s at {args.clients} streaming clients: {soak['answered']} answered, "
+                f"\nsoak: {args.soak:.0f} s at {args.clients} streaming clients (int8): {soak['answered']} answered, "
                 f"{soak['errors']} errors, {soak['tokens_s']:.1f} tokens/s"
             )
     finally:
-        for proc in (naive, ours):
+        for proc, _, _ in procs.values():
             if proc.poll() is None:
                 _stop(proc)
     log = read_window(str(ws / "predictions"))  # after the graceful stop: the journal has moved into the log
