@@ -207,7 +207,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     stage = _Stages(config)
     ws, tracking = stage.ws, stage.tracking
     track, cfgs = TRACKS[config.task], config.stages()
-    lineage = Lineage(config_hash=hash_json(config), code_version=code_version())
+    lineage = Lineage(config_hash=hash_json(config), code_version=code_version(), config=config.model_dump(mode="json"))
     stage.run_id = run_id = open_pipeline_run(
         tracking,
         config.registry.model_name,  # renamed to "NAME vN" once the version exists

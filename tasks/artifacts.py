@@ -279,6 +279,8 @@ class Lineage(BaseModel):
 
     config_hash: str
     code_version: str
+    # The pipeline config as it ran (JSON), recorded with the version: a retrain starts from these settings.
+    config: dict | None = None
 
 
 class RegisteredModel(BaseModel):

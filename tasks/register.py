@@ -3,10 +3,11 @@
 Logged as a "models from code" pyfunc (`models/pyfunc_model.py`): weights and tokenizer are
 plain files (safetensors), nothing is pickled. `mlflow.pyfunc.load_model("models:/NAME/V")`
 maps a DataFrame with a `text` column to labels and class probabilities. The version gets the
-`challenger` alias and lineage tags; whether it becomes `champion` is for the gate
-(`tasks/gate.py`) and the promotion (`tasks/promotion.py`) to decide. If anything fails after the
-version was created, the version is deleted again, so the registry never holds a half-registered
-model.
+`challenger` alias and lineage tags; its run keeps the pipeline config it was trained with
+(`pipeline_config.json`, named by the `zero2one.lineage.config_uri` tag), which a retrain reuses. Whether it
+becomes `champion` is for the gate (`tasks/gate.py`) and the promotion (`tasks/promotion.py`) to decide. If
+anything fails after the version was created, the version is deleted again, so the registry never holds a
+half-registered model.
 
 For `task: generation` (the evaluation is a `GenerationReport`) the version is the generator pyfunc
 (`models/generator_pyfunc.py`, logged by `tasks/generation_registry.py`): prompts or chats in, answers
@@ -47,6 +48,7 @@ from tasks.registry_names import (
     LINEAGE_CHECKPOINT_URI,
     LINEAGE_CODE_VERSION,
     LINEAGE_CONFIG_HASH,
+    LINEAGE_CONFIG_URI,
     LINEAGE_DATA_FINGERPRINT,
     LINEAGE_DATA_URI,
     LINEAGE_EVAL_RUN,
@@ -69,6 +71,8 @@ from tasks.scoring import confusion_figure
 from tasks.storage import materialize
 from tasks.tracking import Tracking, stage_run
 from tasks.workspace import Workspace
+
+CONFIG_JSON = "pipeline_config.json"  # on the register run: the pipeline config the version was trained with
 
 
 class RegisterConfig(BaseModel):
@@ -106,6 +110,17 @@ def _lineage_tags(
     }
 
 
+def _record_config(lineage: Lineage, run_id: str) -> dict[str, str]:
+    """Log the pipeline config as a JSON artifact of the register run; the version's tag says where it is.
+
+    A retrain of the version reads it back (`tasks/monitoring/champion.py`) to train with the same settings.
+    """
+    if lineage.config is None:
+        return {}
+    mlflow.log_dict(lineage.config, CONFIG_JSON)
+    return {LINEAGE_CONFIG_URI: f"runs:/{run_id}/{CONFIG_JSON}"}
+
+
 def register(
     cfg: RegisterConfig,
     data: PreparedData | PreparedInstructions,
@@ -132,6 +147,7 @@ def register(
     with stage_run(tracking, "register", parent_run_id, tags) as run:
         mlflow.log_metrics({"test_macro_f1": report.model.macro_f1, "test_accuracy": report.model.accuracy})
         info = log_classifier(data, artifacts)
+        tags |= _record_config(lineage, run.info.run_id)
         mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
         if report.confusion:
             title = (
@@ -170,6 +186,7 @@ def _register_generator(
             {f"test_{k}": v for k, v in report.model.model_dump().items() if v is not None}  # chrf, exact_match, ...
         )
         info = log_generator(materialize(model.uri), examples, onnx_dir=onnx_dir)
+        tags |= _record_config(lineage, run.info.run_id)
         mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
     return _challenger(cfg, mv.version, run.info.run_id, tags, generation_rows(report), tracking, ws)
 

@@ -8,8 +8,8 @@ torch, MLflow and ONNX Runtime). Model-version tags are grouped by prefix so the
 - `zero2one.metrics.*`  the headline numbers on the newest test split (full precision lives in MLflow metrics)
 - `zero2one.promotion.*` when and why it became champion (on versions); the history of moves (on the model)
 
-Everything bulky (per-rule values, the frozen evaluation set, the config) lives in the model card and the gate's
-`verdict.json`, not in tags.
+Everything bulky (per-rule values, the frozen evaluation set, the config) lives in the model card, the gate's
+`verdict.json` and the register run's `pipeline_config.json`, not in tags.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ LINEAGE_CHECKPOINT_URI = "zero2one.lineage.checkpoint_uri"
 LINEAGE_BASELINE_URI = "zero2one.lineage.baseline_uri"
 LINEAGE_BASE_MODEL = "zero2one.lineage.base_model"
 LINEAGE_CONFIG_HASH = "zero2one.lineage.config_hash"
+# `runs:/<register run>/pipeline_config.json`: the whole pipeline config the version was trained with (a retrain
+# of it starts from these settings)
+LINEAGE_CONFIG_URI = "zero2one.lineage.config_uri"
 LINEAGE_CODE_VERSION = "zero2one.lineage.code_version"
 LINEAGE_FLOW_RUN = "zero2one.lineage.flow_run_id"
 LINEAGE_PRETRAIN_RUN = "zero2one.lineage.pretrain_run_id"

@@ -1,18 +1,31 @@
 """The champion and its data: the registered version behind an alias, its weights, and its prepared splits.
 
-Its lineage tags lead to the prepared data and the checkpoint, so there is no reference path to type. The weights
-are found as the gate finds them (`tasks/registry_models.py`).
+Its lineage tags lead to the prepared data, the checkpoint and the pipeline config it was trained with, so there is
+no reference path to type and a retrain can train with the same settings. The weights are found as the gate finds
+them (`tasks/registry_models.py`).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import datasets
+import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from tasks.errors import PipelineInputError
-from tasks.registry_models import champion_version, model_dir
-from tasks.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, TASK, read_tag
+from tasks.registry_models import NOT_FOUND, champion_version, model_dir
+from tasks.registry_names import (
+    LINEAGE_CHECKPOINT_URI,
+    LINEAGE_CONFIG_URI,
+    LINEAGE_DATA_FINGERPRINT,
+    LINEAGE_DATA_URI,
+    TASK,
+    read_tag,
+)
 from tasks.tracking import Tracking
 from tasks.workspace import exists, join
 
@@ -30,6 +43,7 @@ class Champion(BaseModel):
     data_fingerprint: str
     labels: list[str]
     task: str = "classification"  # tag `zero2one.task`: a generator ("generation") has chats, not labels
+    config_uri: str = ""  # tag `zero2one.lineage.config_uri`: its pipeline config; "" when registered before that
 
 
 def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Champion:
@@ -60,7 +74,24 @@ def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Cha
         data_fingerprint=read_tag(tags, LINEAGE_DATA_FINGERPRINT, ""),
         labels=splits["train"].features["label"].names if "label" in splits["train"].features else [],
         task=tags.get(TASK, "classification"),
+        config_uri=tags.get(LINEAGE_CONFIG_URI, ""),
     )
+
+
+def recorded_config(tracking: Tracking, champion: Champion) -> dict | None:
+    """The pipeline config (JSON) the champion was trained with; None for a version registered before it was kept."""
+    if not champion.config_uri:
+        return None
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=champion.config_uri, tracking_uri=tracking.uri)
+    except (MlflowException, FileNotFoundError) as e:
+        if isinstance(e, MlflowException) and e.error_code not in NOT_FOUND:
+            raise  # an outage or a broken store: the task fails (and is retried), it is no user error
+        raise PipelineInputError(
+            f"{champion.name} v{champion.version}: tag {LINEAGE_CONFIG_URI}={champion.config_uri!r} cannot be read "
+            f"({e}); it was deleted: retrain with the given settings instead (settings=given)"
+        ) from None
+    return json.loads(Path(local).read_text())
 
 
 def load_reference(data_uri: str) -> dict[str, pd.DataFrame]:
