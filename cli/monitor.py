@@ -9,7 +9,7 @@ Their options are generated from the configs the flows take: the window from `Wi
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -113,6 +113,14 @@ def retrain(
     repretrain: Annotated[
         bool, typer.Option("--repretrain", help="Pretrain a new encoder instead of starting from the champion.")
     ] = False,
+    settings_from: Annotated[
+        Literal["champion", "given"],
+        typer.Option(
+            "--settings",
+            help="Training settings: champion = those the champion was trained with (its recorded config; "
+            "--config/--set give only workspace and tracking); given = --config/--set as they are.",
+        ),
+    ] = "champion",
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workspace: WorkspaceOpt = None,
@@ -134,6 +142,7 @@ def retrain(
             new_data=window,
             pipeline_config=pipeline_part(settings),
             repretrain=repretrain,
+            settings=settings_from,
         )
     except PipelineInputError as e:
         fail(str(e))

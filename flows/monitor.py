@@ -53,7 +53,7 @@ def monitor(
 ) -> MonitorResult:
     """Check `window` against what `model_name@alias` was trained on; say so loudly when it drifted.
 
-    `pipeline_config` supplies the workspace and tracking (and the training settings of a retrain).
+    `pipeline_config` supplies the workspace and tracking; a retrain trains with the champion's recorded settings.
     """
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     report = stage_task(check_drift, "check_drift", config.retry, cache=False)(config, champion, window, tracking, ws)

@@ -1,7 +1,12 @@
 """The `retrain` flow: fine-tune the champion again on its own data plus newly labeled rows, then gate and promote.
 
-    champion (by alias) -> its splits + the labeled rows of a window -> `pipeline` (pretraining off,
-    fine-tuning from the champion's checkpoint) -> the pipeline's own gate and promotion
+    champion (by alias) -> its splits + the labeled rows of a window -> `pipeline` (the champion's own settings,
+    pretraining off, fine-tuning from the champion's checkpoint) -> the pipeline's own gate and promotion
+
+The settings are the ones the champion was trained with (the pipeline config its version recorded), so a retrain
+after drift is not worse than the champion merely because it trained with the defaults; only workspace and tracking
+come from the caller (where the monitor read the window). `settings="given"` trains with the caller's config as it
+is instead; a champion registered before versions recorded their config falls back to it, and says so.
 
 Nothing here decides whether the new version is better: the `pipeline` flow's gate does, as for
 any other run. A drift event starts this flow through the deployment trigger (see
@@ -9,6 +14,8 @@ any other run. A drift event starts this flow through the deployment trigger (se
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from mlflow.exceptions import MlflowException
 from prefect import flow
@@ -19,7 +26,8 @@ from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
 from flows.retrain_generation import generation_retrain_config
 from tasks import reporting
-from tasks.monitoring.champion import Champion, find_champion
+from tasks.errors import PipelineInputError
+from tasks.monitoring.champion import Champion, find_champion, recorded_config
 from tasks.monitoring.generation_retrain_data import write_generation_retrain_data
 from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
 from tasks.monitoring.windows import WindowSource
@@ -28,6 +36,8 @@ from tasks.recipes import choose_recipe
 from tasks.registry_names import DEFAULT_MODEL_NAME
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace
+
+Settings = Literal["champion", "given"]
 
 
 class RetrainResult(BaseModel):
@@ -41,11 +51,13 @@ class RetrainResult(BaseModel):
     promoted: bool
     gate: str
     data: RetrainData
+    settings: str = "given"  # where the training settings came from: "given" or the champion's recorded config
     pipeline: PipelineResult
 
 
 def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, repretrain: bool) -> PipelineConfig:
-    """`base` with the merged data and, unless `repretrain`, fine-tuning from the champion's checkpoint."""
+    """`base` (the champion's settings, or the given ones) with the merged data and, unless `repretrain`,
+    fine-tuning from the champion's checkpoint."""
     raw = base.model_dump(mode="json")
     raw["data"] |= {
         "source": data.uri,
@@ -55,7 +67,10 @@ def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, 
         "max_rows": None,
     }
     raw["registry"]["model_name"] = champion.name
-    if not repretrain:
+    if repretrain:  # a new encoder, even where `base` is a retrain's config (pretraining off, an old checkpoint)
+        raw["pretrain"]["enabled"] = True
+        raw["finetune"]["base_model"] = None
+    else:
         raw["data"]["corpus"] = None  # only pretraining reads it
         raw["pretrain"]["enabled"] = False
         raw["finetune"]["base_model"] = champion.checkpoint_uri or champion.model_dir
@@ -63,6 +78,20 @@ def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, 
         raw["finetune"]["recipe"] = choose_recipe(base.finetune)[0]
         raw["tokenizer"]["pretrained"] = None  # the checkpoint's own tokenizer
     return validate(raw, source="retrain config")
+
+
+def champion_settings(given: PipelineConfig, champion: Champion, recorded: dict | None) -> PipelineConfig:
+    """The champion's recorded config with the workspace and tracking of `given`; `given` when none was recorded."""
+    who = f"{champion.name} v{champion.version}"
+    if recorded is None:
+        print(f"{who} was registered before versions recorded their pipeline config: retraining with the given one")
+        return given
+    where = given.model_dump(mode="json", include={"workspace", "tracking"})
+    print(f"retraining with the settings {who} was trained with ({champion.config_uri}); workspace and tracking given")
+    try:
+        return validate(recorded | where, source=f"pipeline config recorded with {who} ({champion.config_uri})")
+    except PipelineInputError as e:  # e.g. recorded by an older version of the code whose settings were renamed
+        raise PipelineInputError(f"{e}\n  (retrain with settings=given to train with the given config)") from None
 
 
 def resolve_champion(
@@ -91,22 +120,31 @@ def retrain(
     new_data: WindowSource = WindowSource(),
     pipeline_config: PipelineConfig = PipelineConfig(),
     repretrain: bool = False,
+    settings: Settings = "champion",
 ) -> RetrainResult:
     """Retrain `model_name@alias` on its reference data plus the labeled rows of `new_data`.
 
-    `pipeline_config` supplies the workspace, tracking and training settings; `repretrain=true`
+    `pipeline_config` supplies the workspace and tracking. `settings` picks the training settings:
+    `champion` (default) those the champion was trained with (the config its version recorded; the given
+    config when it recorded none), `given` the rest of `pipeline_config` as it is. `repretrain=true`
     pretrains a new encoder instead of starting from the champion's checkpoint.
     """
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
+    base, source = pipeline_config, "given"
+    if settings == "champion":
+        read = stage_task(recorded_config, "recorded_config", RetryPolicy(retries=0), cache=False)
+        recorded = read(tracking, champion)
+        base = champion_settings(pipeline_config, champion, recorded)
+        source = f"{champion.name} v{champion.version} ({champion.config_uri})" if recorded else "given"
     generator = champion.task == "generation"  # new prompt/answer pairs and instruction tuning (retrain_generation)
-    split = (pipeline_config.generation_data if generator else pipeline_config.data).split
+    split = (base.generation_data if generator else base.data).split
     writer = write_generation_retrain_data if generator else write_retrain_data
     data = stage_task(writer, writer.__name__, RetryPolicy(retries=0), cache=False)(
         champion, new_data, ws, split.validation, split.test, split.seed
     )
     print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")
     configure = generation_retrain_config if generator else retrain_config
-    result = pipeline(configure(pipeline_config, champion, data, repretrain))
+    result = pipeline(configure(base, champion, data, repretrain))
     after = _alias_version(tracking, champion.name, alias)
     out = RetrainResult(
         model=champion.name,
@@ -117,12 +155,13 @@ def retrain(
         promoted=after == result.registered.version,
         gate=result.gate_summary,
         data=data,
+        settings=source,
         pipeline=result,
     )
     reporting.markdown(
         "retrain",
         f"# Retrained {out.model} v{out.champion_before} -> v{out.new_version}\n\n"
-        f"Added rows: {data.added}; dropped: {data.dropped}  \nGate: {out.gate}  \n"
+        f"Added rows: {data.added}; dropped: {data.dropped}  \nSettings: {source}  \nGate: {out.gate}  \n"
         f"`{alias}` is now v{after} ({'promoted' if out.promoted else 'not promoted'})\n",
         description="Retraining after drift",
     )
