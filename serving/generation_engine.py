@@ -104,6 +104,11 @@ class GenerationEngine:
         self.runtime, self.tokenizer, self.max_batch_size = runtime, tokenizer, max_batch_size
         self.on_finished, self.metrics = on_finished, metrics
         self.eos = (runtime.eos | {tokenizer.eos_token_id}) - {None}
+        # Every row's answer is decoded at every token. The Rust tokenizer's own decode gives the same text when
+        # transformers would not clean up spaces, at a fifth of the cost of transformers' wrapper (profiled).
+        fast = getattr(tokenizer, "backend_tokenizer", None)
+        plain = fast is not None and not getattr(tokenizer, "clean_up_tokenization_spaces", False)
+        self._decode = fast.decode if plain else tokenizer.decode
         self._waiting: list[Sequence] = []
         self._batch: _Batch | None = None
         self._wake = asyncio.Event()
@@ -247,7 +252,7 @@ class GenerationEngine:
         return seq.finish_reason
 
     def _answer(self, seq: Sequence) -> str:
-        return self.tokenizer.decode(seq.generated, skip_special_tokens=True)
+        return self._decode(seq.generated, skip_special_tokens=True)
 
     @staticmethod
     def _safe_delta(seq: Sequence) -> str:

@@ -159,6 +159,7 @@ class OrtRuntime:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per physical core
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(Path(graph_dir) / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
