@@ -145,3 +145,48 @@ def test_retraining_a_retrained_champion_fine_tunes_it_or_pretrains_anew():
         assert not getattr(again, pretrain).enabled and getattr(again, tune).base_model == CHAMPION.checkpoint_uri
         fresh = configure(recorded, CHAMPION, DATA, True)
         assert getattr(fresh, pretrain).enabled and getattr(fresh, tune).base_model is None, preset
+
+
+# ---------------------------------------------------------------- the same for a generator
+
+# The generation preset at the smallest sizes that run every stage; SFT settings the defaults do not have (3 epochs
+# at learning rate 1e-3).
+GENERATOR = [
+    "generation_data.max_rows=200",
+    "causal_pretrain.max_steps=10",
+    "causal_pretrain.save_steps=10",
+    "causal_pretrain.optim.warmup_steps=2",
+    "evaluate_generation.max_prompts=10",
+    "evaluate_generation.max_new_tokens=8",
+    "optimize_generation.enabled=false",
+    "sft.epochs=0.5",
+    "sft.optim.learning_rate=0.003",
+    "sft.optim.warmup_steps=2",
+]
+
+
+def test_generator_retrain_with_default_config_instruction_tunes_with_the_champions_sft_settings(tmp_path):
+    from flows.pipeline import pipeline
+    from flows.retrain import retrain
+    from tasks.demo_instructions import write_demo_instructions
+    from tasks.monitoring.windows import WindowSource
+
+    root = tmp_path / "ws"
+    first = pipeline(load_config(ROOT / "configs" / "tiny-generation.yaml", [f"workspace.root={root}", *GENERATOR]))
+    tracking = Tracking.resolve(PipelineConfig(workspace=Workspace(root=str(root))).tracking, Workspace(root=str(root)))
+    client = tracking.client()
+    name = first.registered.name
+    client.set_registered_model_alias(name, "champion", first.registered.version)  # good or not: it is retrained
+    shifted = write_demo_instructions(tmp_path / "demo", {"train": 1}, n_corpus=1, n_shifted=30, seed=7)
+    pairs = pd.read_json(shifted.instructions_shifted, lines=True)
+    window = tmp_path / "labeled.csv"
+    pairs.rename(columns={"prompt": "text", "response": "true_label"}).to_csv(window, index=False)
+
+    given = PipelineConfig(workspace=Workspace(root=str(root)))  # what the drift trigger passes
+    result = retrain(model_name=name, new_data=WindowSource(uri=str(window)), pipeline_config=given)
+
+    params = client.get_run(result.pipeline.model.mlflow_run_id).data.params
+    assert (float(params["config.epochs"]), float(params["config.optim.learning_rate"])) == (0.5, 0.003), params
+    recorded = _recorded(tracking, client.get_model_version(name, result.new_version).tags)
+    assert recorded["task"] == "generation" and recorded["sft"]["epochs"] == 0.5
+    assert recorded["sft"]["base_model"] == first.model.uri and recorded["causal_pretrain"]["enabled"] is False
