@@ -11,7 +11,8 @@ end-of-sequence logit pinned to 0 make every answer exactly `--max-tokens` long 
 like for like. Then a soak on ours (int8) checks for zero errors and, once the service has stopped (its shutdown
 moves the journal into the log), that the prediction log holds exactly one row per answered request.
 
-    python bench/serving_generation.py [--clients 8] [--seconds 20] [--soak 60] [--max-tokens 64] [--shape tiny]
+    python bench/serving_generation.py [--clients 8] [--seconds 8] [--rounds 3] [--soak 60] [--max-tokens 64]
+        [--shape tiny]
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ def _table(rows: list[dict]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=20.0, help="Length of each throughput run.")
+    p.add_argument("--seconds", type=float, default=8.0, help="Length of each side's run in a round.")
+    p.add_argument("--rounds", type=int, default=3, help="Rounds of all sides; tokens/s and ratios are medians.")
     p.add_argument("--soak", type=float, default=60.0, help="Length of the soak on our service (0: none).")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--shape", default="tiny", help="A models/decoder.py SHAPES name: tiny (CPU) or 100m.")
@@ -235,18 +237,28 @@ def main() -> None:
     try:
         for proc, port, _ in procs.values():
             _wait_ready(f"http://127.0.0.1:{port}/ready", proc)
+        naive_name = "naive (generate() per request)"
         for clients in sorted({1, args.clients}):
-            for name, (_, port, stream) in procs.items():
-                url = f"http://127.0.0.1:{port}/v1/completions"
-                warm = asyncio.run(load(url, clients, 2.0, args.max_tokens, stream))
-                r = asyncio.run(load(url, clients, args.seconds, args.max_tokens, stream))
-                rows.append({"server": name, "clients": clients} | r)
-                answered_by_ours += (warm["answered"] + r["answered"]) if stream else 0
+            rounds = []  # each round runs every side once, back to back: a load change on the shared machine
+            for _ in range(args.rounds):  # hits one round's sides alike, and the median round drops it
+                measured = {}
+                for name, (_, port, stream) in procs.items():
+                    url = f"http://127.0.0.1:{port}/v1/completions"
+                    warm = asyncio.run(load(url, clients, 1.0, args.max_tokens, stream))
+                    measured[name] = asyncio.run(load(url, clients, args.seconds, args.max_tokens, stream))
+                    answered_by_ours += (warm["answered"] + measured[name]["answered"]) if stream else 0
+                rounds.append(measured)
+            for name in procs:
+                runs = [m[name] for m in rounds]
+                row = {k: median([r[k] for r in runs]) for k in ("tokens_s", "first_p50")}
+                row |= {k: sum(r[k] for r in runs) for k in ("answered", "errors")}
+                ratios = [m[name]["tokens_s"] / m[naive_name]["tokens_s"] for m in rounds]
+                rows.append({"server": name, "clients": clients, "ratio": median(ratios), "ratios": ratios} | row)
         _table(rows)
-        for clients in sorted({1, args.clients}):
-            at = {r["server"]: r["tokens_s"] for r in rows if r["clients"] == clients}
-            naive = at.pop("naive (generate() per request)")
-            print(f"{clients} clients: " + ", ".join(f"{k} / naive = {v / naive:.1f}x" for k, v in at.items()))
+        for r in rows:
+            if r["server"] != naive_name:
+                each = ", ".join(f"{x:.1f}" for x in r["ratios"])
+                print(f"{r['clients']} clients: {r['server']} / naive = {r['ratio']:.1f}x (median of rounds: {each})")
         if args.soak > 0:
             url = f"http://127.0.0.1:{onnx.port}/v1/completions"
             soak = asyncio.run(load(url, args.clients, args.soak, args.max_tokens, True))

@@ -213,7 +213,7 @@ class OpenAIAPI:
         done = False
         try:
             while not done:
-                event = await seq.queue.get()
+                event = _coalesce(await seq.queue.get(), seq.queue)
                 if event.error is not None:
                     raise event.error
                 done = event.finish_reason is not None
@@ -252,6 +252,17 @@ class OpenAIAPI:
             yield _sse({"error": {"message": f"generation failed: {type(e).__name__}", "type": "server_error"}})
         finally:
             await events.aclose()  # a disconnect lands here: the sequence leaves the batch
+
+
+def _coalesce(event: Event, queue: asyncio.Queue) -> Event:
+    """`event` plus the text deltas queued behind it, as one: under load a client gets fewer, longer chunks instead of
+    falling behind the engine one chunk per token (each chunk costs more to send than a token costs to decode)."""
+    while event.error is None and event.finish_reason is None and not queue.empty():
+        following = queue.get_nowait()
+        if following.error is not None:
+            return following
+        event = Event(text=event.text + following.text, finish_reason=following.finish_reason)
+    return event
 
 
 def _prompt_ids(generator, chat) -> list[int]:
