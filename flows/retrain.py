@@ -51,7 +51,7 @@ class RetrainResult(BaseModel):
     promoted: bool
     gate: str
     data: RetrainData
-    settings: str = "given"  # where the training settings came from: "given" or the champion's recorded config
+    settings: str = "given"  # where the training settings came from: the champion's recorded config, or "given"
     pipeline: PipelineResult
 
 
@@ -87,11 +87,24 @@ def champion_settings(given: PipelineConfig, champion: Champion, recorded: dict 
         print(f"{who} was registered before versions recorded their pipeline config: retraining with the given one")
         return given
     where = given.model_dump(mode="json", include={"workspace", "tracking"})
-    print(f"retraining with the settings {who} was trained with ({champion.config_uri}); workspace and tracking given")
+    print(
+        f"retraining with the settings {who} was trained with ({champion.config_uri}), workspace and tracking as given"
+    )
     try:
         return validate(recorded | where, source=f"pipeline config recorded with {who} ({champion.config_uri})")
     except PipelineInputError as e:  # e.g. recorded by an older version of the code whose settings were renamed
         raise PipelineInputError(f"{e}\n  (retrain with settings=given to train with the given config)") from None
+
+
+def _base(
+    settings: Settings, given: PipelineConfig, tracking: Tracking, champion: Champion
+) -> tuple[PipelineConfig, str]:
+    """The config a retrain starts from, and where its training settings came from (said in the result)."""
+    if settings == "given":
+        return given, "given"
+    recorded = stage_task(recorded_config, "recorded_config", RetryPolicy(retries=0), cache=False)(tracking, champion)
+    base = champion_settings(given, champion, recorded)
+    return base, f"{champion.name} v{champion.version} ({champion.config_uri})" if recorded else "given (none recorded)"
 
 
 def resolve_champion(
@@ -130,12 +143,7 @@ def retrain(
     pretrains a new encoder instead of starting from the champion's checkpoint.
     """
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
-    base, source = pipeline_config, "given"
-    if settings == "champion":
-        read = stage_task(recorded_config, "recorded_config", RetryPolicy(retries=0), cache=False)
-        recorded = read(tracking, champion)
-        base = champion_settings(pipeline_config, champion, recorded)
-        source = f"{champion.name} v{champion.version} ({champion.config_uri})" if recorded else "given"
+    base, source = _base(settings, pipeline_config, tracking, champion)
     generator = champion.task == "generation"  # new prompt/answer pairs and instruction tuning (retrain_generation)
     split = (base.generation_data if generator else base.data).split
     writer = write_generation_retrain_data if generator else write_retrain_data

@@ -85,10 +85,29 @@ def test_version_records_its_config_and_a_retrain_with_default_config_reuses_the
 
     params = client.get_run(result.pipeline.model.mlflow_run_id).data.params
     assert (float(params["epochs"]), float(params["learning_rate"])) == (1.0, 0.0007), params
+    assert result.settings == f"{setup.name} v{setup.version} ({tags[LINEAGE_CONFIG_URI]})"
     recorded = _recorded(setup.tracking, client.get_model_version(setup.name, result.new_version).tags)
     assert recorded["finetune"]["epochs"] == 1 and recorded["finetune"]["optim"]["learning_rate"] == 0.0007
     assert recorded["pretrain"]["enabled"] is False and recorded["finetune"]["base_model"] is not None
     assert recorded["workspace"]["root"] == str(setup.root.resolve())
+
+
+def test_cli_retrain_takes_the_settings_option(setup, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from cli.monitor import retrain
+
+    app = typer.Typer()  # the way cli/app.py registers it (as its only command: called without its name)
+    app.command()(retrain)
+    unlabeled = tmp_path / "window.csv"
+    unlabeled.write_text("text\ngreat phone\n")
+    common = ["--data", str(unlabeled), "--workspace", str(setup.root)]
+    bad = CliRunner().invoke(app, ["--settings", "mine", *common])
+    assert bad.exit_code == 2 and "Invalid value for '--settings'" in bad.output
+    for settings in ("given", "champion"):  # both reach the data check, which stops before any training
+        out = CliRunner().invoke(app, ["--settings", settings, *common])
+        assert out.exit_code == 2 and "no label column 'true_label'" in out.output, out.output
 
 
 # ---------------------------------------------------------------- choosing the settings (no training)
