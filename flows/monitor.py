@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from flows.config import PipelineConfig
 from flows.outcome import mark_flow_run
-from flows.retrain import RetrainResult, resolve_champion, retrain
+from flows.retrain import RetrainResult, Settings, resolve_champion, retrain
 from tasks import reporting
 from tasks.monitoring.check import check_drift, event_payload
 from tasks.monitoring.config import MonitorConfig
@@ -50,10 +50,12 @@ def monitor(
     config: MonitorConfig = MonitorConfig(),
     retrain_on_drift: bool = False,
     pipeline_config: PipelineConfig = PipelineConfig(),
+    retrain_settings: Settings = "champion",
 ) -> MonitorResult:
     """Check `window` against what `model_name@alias` was trained on; say so loudly when it drifted.
 
-    `pipeline_config` supplies the workspace and tracking; a retrain trains with the champion's recorded settings.
+    `pipeline_config` supplies the workspace and tracking; a retrain trains with the champion's recorded settings
+    (`retrain_settings="given"`: with `pipeline_config`'s, see the `retrain` flow).
     """
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     report = stage_task(check_drift, "check_drift", config.retry, cache=False)(config, champion, window, tracking, ws)
@@ -77,5 +79,11 @@ def monitor(
         reason = "drift detected, but the window has no labeled rows to retrain on; label some and run `retrain`"
         reporting.logger().warning(reason)
         return result.model_copy(update={"retrain_skipped": reason})
-    done = retrain(model_name=champion.name, alias=alias, new_data=window, pipeline_config=pipeline_config)
+    done = retrain(
+        model_name=champion.name,
+        alias=alias,
+        new_data=window,
+        pipeline_config=pipeline_config,
+        settings=retrain_settings,
+    )
     return result.model_copy(update={"retrain": done})
