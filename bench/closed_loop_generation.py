@@ -172,7 +172,9 @@ def main() -> None:
     retrain_config = config.model_copy(update={"sft": config.sft.model_copy(update={"epochs": args.retrain_epochs})})
     t0 = time.perf_counter()
     window = WindowSource(since=start, until=start + timedelta(hours=1))
-    loop = monitor(model_name=MODEL, window=window, retrain_on_drift=True, pipeline_config=retrain_config)
+    loop = monitor(
+        model_name=MODEL, window=window, retrain_on_drift=True, pipeline_config=retrain_config, retrain_settings="given"
+    )  # the champion's settings but --retrain-epochs: the given config, not the recorded one
     t_loop = time.perf_counter() - t0
     retrained = loop.retrain
     new_dir = retrained.pipeline.model.uri if retrained else find_champion(tracking, MODEL).model_dir

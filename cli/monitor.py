@@ -48,6 +48,14 @@ def monitor(
         bool,
         typer.Option("--retrain-on-drift", help="On drift, retrain on the window's labeled rows now."),
     ] = False,
+    retrain_settings: Annotated[
+        Literal["champion", "given"],
+        typer.Option(
+            "--retrain-settings",
+            help="The retrain's training settings: champion = those the champion was trained with; "
+            "given = --config/--set as they are (see zero2one retrain --settings).",
+        ),
+    ] = "champion",
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workspace: WorkspaceOpt = None,
@@ -71,6 +79,7 @@ def monitor(
             config=settings.monitor,
             retrain_on_drift=retrain_on_drift,
             pipeline_config=pipeline_part(settings),
+            retrain_settings=retrain_settings,
         )
     except PipelineInputError as e:
         fail(str(e))
