@@ -6,9 +6,12 @@ stage registers one that passed parity) as separate processes. One aiohttp load 
 N clients sending requests back to back: ours with `stream: true` (server-sent events, continuous batching in
 `serving/generation_engine.py`), once decoding with the int8 graph (what `generation_runtime: auto` serves) and once
 with PyTorch; the naive one a FastAPI `def` route that runs transformers' `generate()` for its one prompt (FastAPI's
-thread pool runs concurrent requests side by side, as a first endpoint would). Greedy decoding and an
+thread pool runs concurrent requests side by side, as a first endpoint would), and the same with a lock so
+requests run one at a time, as a user does once side-by-side calls fight over the cores. Greedy decoding and an
 end-of-sequence logit pinned to 0 make every answer exactly `--max-tokens` long on every side, so tokens/s compare
-like for like. Then a soak on ours (int8) checks for zero errors and, once the service has stopped (its shutdown
+like for like. The sides run in rounds, back to back; tokens/s are medians over the rounds and each ratio is the
+median of the rounds' side-by-side ratios (a load change on a shared machine hits a round, not a side). Then a soak
+on ours (int8) checks for zero errors and, once the service has stopped (its shutdown
 moves the journal into the log), that the prediction log holds exactly one row per answered request.
 
     python bench/serving_generation.py [--clients 8] [--seconds 8] [--rounds 3] [--soak 60] [--max-tokens 64]
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -32,6 +36,7 @@ from pydantic import BaseModel  # noqa: E402
 from bench._common import SCRATCH, median  # noqa: E402
 
 NAME = "bench-generator"
+NAIVE, SERIAL = "naive (generate() per request)", "naive, one generate() at a time"
 PROMPTS = [
     "State the verdict and the aspects of this review.\nReview: The battery of this phone is great.",
     "Which product is this review about?\nReview: The screen is awful and the price is not fair.",
@@ -45,8 +50,14 @@ class NaiveRequest(BaseModel):  # module level: FastAPI resolves the (string) an
     max_tokens: int = 64
 
 
-def naive_server(port: int, model_dir: str) -> None:
-    """The baseline: transformers' `generate()` once per request, no batching across requests, no streaming."""
+def naive_server(port: int, model_dir: str, one_at_a_time: bool) -> None:
+    """The baseline: transformers' `generate()` once per request, no batching across requests, no streaming.
+
+    `one_at_a_time`: a lock around `generate()`, what a user does once concurrent calls fight over the cores (each
+    brings torch's own thread pool: 8 at once on 2 cores run slower together than one by one).
+    """
+    import threading
+
     import torch
     import uvicorn
     from fastapi import FastAPI
@@ -55,11 +66,12 @@ def naive_server(port: int, model_dir: str) -> None:
 
     gen = TextGenerator(model_dir)
     app = FastAPI()
+    lock = threading.Lock() if one_at_a_time else contextlib.nullcontext()
 
     @app.post("/v1/completions")
     def completions(req: NaiveRequest) -> dict:
         enc = gen.tokenizer([gen.render(req.prompt)], add_special_tokens=False, return_tensors="pt")
-        with torch.inference_mode():
+        with lock, torch.inference_mode():
             out = gen.model.generate(**enc, max_new_tokens=req.max_tokens, do_sample=False)
         new = out[0, enc["input_ids"].shape[1] :]
         text = gen.tokenizer.decode(new, skip_special_tokens=True)
@@ -227,17 +239,17 @@ def main() -> None:
         for runtime in ("onnx", "pytorch")
     }
     onnx, torch_cfg = ours["onnx"], ours["pytorch"]
-    naive_port = free_port()
+    naive_port, serial_port = free_port(), free_port()
     procs = {
         "ours, int8 ONNX graph (streaming)": (_start(["--serve-ours", onnx.model_dump_json()]), onnx.port, True),
         "ours, PyTorch (streaming)": (_start(["--serve-ours", torch_cfg.model_dump_json()]), torch_cfg.port, True),
-        "naive (generate() per request)": (_start(["--serve-naive", str(naive_port), str(folder)]), naive_port, False),
+        NAIVE: (_start(["--serve-naive", str(naive_port), str(folder), "side-by-side"]), naive_port, False),
+        SERIAL: (_start(["--serve-naive", str(serial_port), str(folder), "one-at-a-time"]), serial_port, False),
     }
     rows, answered_by_ours = [], 0
     try:
         for proc, port, _ in procs.values():
             _wait_ready(f"http://127.0.0.1:{port}/ready", proc)
-        naive_name = "naive (generate() per request)"
         for clients in sorted({1, args.clients}):
             rounds = []  # each round runs every side once, back to back: a load change on the shared machine
             for _ in range(args.rounds):  # hits one round's sides alike, and the median round drops it
@@ -252,13 +264,13 @@ def main() -> None:
                 runs = [m[name] for m in rounds]
                 row = {k: median([r[k] for r in runs]) for k in ("tokens_s", "first_p50")}
                 row |= {k: sum(r[k] for r in runs) for k in ("answered", "errors")}
-                ratios = [m[name]["tokens_s"] / m[naive_name]["tokens_s"] for m in rounds]
-                rows.append({"server": name, "clients": clients, "ratio": median(ratios), "ratios": ratios} | row)
+                ratios = {k: [m[name]["tokens_s"] / m[k]["tokens_s"] for m in rounds] for k in (NAIVE, SERIAL)}
+                rows.append({"server": name, "clients": clients, "ratios": ratios} | row)
         _table(rows)
         for r in rows:
-            if r["server"] != naive_name:
-                each = ", ".join(f"{x:.1f}" for x in r["ratios"])
-                print(f"{r['clients']} clients: {r['server']} / naive = {r['ratio']:.1f}x (median of rounds: {each})")
+            if r["server"] not in (NAIVE, SERIAL):
+                vs = [f"{median(x):.1f}x {k} ({', '.join(f'{v:.1f}' for v in x)})" for k, x in r["ratios"].items()]
+                print(f"{r['clients']} clients, {r['server']}: " + "; ".join(vs))
         if args.soak > 0:
             url = f"http://127.0.0.1:{onnx.port}/v1/completions"
             soak = asyncio.run(load(url, args.clients, args.soak, args.max_tokens, True))
@@ -282,7 +294,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-ours":
         our_server(sys.argv[2])
-    elif len(sys.argv) > 3 and sys.argv[1] == "--serve-naive":
-        naive_server(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) > 4 and sys.argv[1] == "--serve-naive":
+        naive_server(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "one-at-a-time")
     else:
         main()
