@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from models.batching import batched_logits, softmax
+from models.ort_sessions import ort_session
 
 
 def load_tokenizer(model_dir: str | Path, max_length: int) -> Tokenizer:
@@ -51,14 +51,7 @@ class OnnxClassifier:
         self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
         self.max_length = max_length or config["max_position_embeddings"]
         self.tokenizer = load_tokenizer(model_dir, self.max_length)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # ORT's idle threads busy-wait for work by default. With the CPU shared (the service's own event loop,
-        # other processes) that wait steals the cores: batches of 16 ran at 1,100-1,400 texts/s spinning vs
-        # 3,700-4,300 not, measured in turn on the 2-core machine at load average ~20.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=list(providers))
+        self.session = ort_session(onnx_path, threads, spin, providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

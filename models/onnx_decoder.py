@@ -31,6 +31,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from models.generator import TextGenerator
 from models.onnx_export import ExportError
+from models.ort_sessions import eos_ids, genai_model_config
 
 Precision = Literal["fp32", "int8"]
 GRAPH = "model.onnx"
@@ -72,10 +73,9 @@ class OrtDecoder:
         config.clear_providers()  # CPU
         config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
         self.model = og.Model(config)
-        genai = json.loads((Path(graph_dir) / "genai_config.json").read_text())["model"]
+        genai = genai_model_config(graph_dir)
         self.context = genai["context_length"]
-        eos = genai["eos_token_id"]
-        self.eos = set(eos if isinstance(eos, list) else [eos])
+        self.eos = eos_ids(genai["eos_token_id"])
 
     def _generator(self, batch: int, max_length: int, **search) -> og.Generator:
         params = og.GeneratorParams(self.model)

@@ -16,13 +16,14 @@ next-token logits), `decode` one token for every row, and `extend`/`keep` to let
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 from transformers import DynamicCache
+
+from models.ort_sessions import eos_ids
 
 
 class KVBatch(Protocol):
@@ -71,8 +72,7 @@ class TorchRuntime:
 
     def __init__(self, model, pad_id: int):
         self.model, self.pad_id, self.device = model, pad_id, model.device
-        eos = model.generation_config.eos_token_id
-        self.eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.eos = eos_ids(model.generation_config.eos_token_id)
 
     @torch.inference_mode()
     def prefill(self, prompts: list[list[int]]) -> tuple[TorchBatch, torch.Tensor]:
@@ -155,17 +155,11 @@ class OrtRuntime:
     name = "onnx"
 
     def __init__(self, graph_dir: str | Path, threads: int = 0):
-        import onnxruntime as ort  # here: a PyTorch-only service never loads it
+        from models.ort_sessions import genai_model_config, ort_session  # here: PyTorch-only never loads ORT
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: one per physical core
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(Path(graph_dir) / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-        genai = json.loads((Path(graph_dir) / "genai_config.json").read_text())["model"]
-        eos = genai["eos_token_id"]
-        self.eos = set(eos if isinstance(eos, list) else [eos])
+        self.session = ort_session(Path(graph_dir) / "model.onnx", threads)
+        genai = genai_model_config(graph_dir)
+        self.eos = eos_ids(genai["eos_token_id"])
         decoder = genai["decoder"]
         self.kv_shape = (decoder["num_key_value_heads"], decoder["head_size"])
         self.past = [i.name for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
