@@ -96,6 +96,11 @@ class GateConfig(QualityBar):
         True, description="Register the TF-IDF baseline as a candidate version where it beats the challenger."
     )
     promote: bool = Field(True, description="Move `champion` to a version that passes; false: only record it.")
+    baseline_as_champion: bool = Field(
+        False,
+        description="Unattended first runs: when no champion exists, the fine-tuned model is refused and the TF-IDF "
+        "baseline's own version passed the other rules, that version becomes champion (the reason is recorded).",
+    )
     batch_size: int = Field(64, gt=0)
     retry: RetryPolicy = RetryPolicy(retries=1)
 
