@@ -11,9 +11,11 @@ empty columns; 5,572 messages, 87% ham, so macro-F1 is the number), run twice, e
 For each it prints the test split's accuracy and macro-F1 of the fine-tuned model and of the TF-IDF + logistic
 regression baseline that the evaluate stage trained on the same train split (read from the evaluation report, not
 recomputed), the recipe that ran, the gate's verdict, the wall time, the CPU time of the process (what the run
-costs whatever else shares the cores) and the machine's 1-minute load average meanwhile.
+costs whatever else shares the cores) and the machine's 1-minute load average meanwhile. `--seeds 0,1,2` runs each
+once per seed (the pretraining and fine-tuning seeds, `*.optim.seed`; the data split keeps `data.seed`, so every run
+sees the same test split) and prints the spread of macro-F1 over the seeds: one seed's score is not a model's score.
 
-    python bench/quality.py [--data PATH] [--runs scratch,pretrained] [--set KEY=VALUE ...]
+    python bench/quality.py [--data PATH] [--runs scratch,pretrained] [--seeds 0] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -67,16 +69,17 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_one(name: str, data: Path, extra: list[str]) -> dict:
+def run_one(name: str, data: Path, extra: list[str], seed: int) -> dict:
     """One pipeline run in its own workspace; the numbers a reader compares."""
     from flows.config import load_config
     from flows.pipeline import pipeline
 
     title, preset, overrides = RUNS[name]
     source = [f"data.source={data}", "data.text_column=message", "data.label_column=class"]
-    workspace = [f"workspace.root={SCRATCH / name}"]
-    config = load_config(ROOT / "configs" / preset, [*workspace, *source, *overrides, *extra])
-    print(f"\n== {title}: configs/{preset} {' '.join(overrides + extra)}", flush=True)
+    workspace = [f"workspace.root={SCRATCH / f'{name}-seed{seed}'}"]
+    seeds = [f"pretrain.optim.seed={seed}", f"finetune.optim.seed={seed}"]
+    config = load_config(ROOT / "configs" / preset, [*workspace, *source, *overrides, *seeds, *extra])
+    print(f"\n== {title}, seed {seed}: configs/{preset} {' '.join(overrides + extra)}", flush=True)
     with LoadSampler() as load:
         t0, cpu0 = time.perf_counter(), _cpu_seconds()
         result = pipeline(config)
@@ -84,6 +87,8 @@ def run_one(name: str, data: Path, extra: list[str]) -> dict:
     ev = result.evaluation
     return {
         "run": title,
+        "name": name,
+        "seed": seed,
         "recipe": result.model.recipe,
         "model": ev.model,
         "baseline": ev.tfidf_logreg,
@@ -99,13 +104,13 @@ def run_one(name: str, data: Path, extra: list[str]) -> dict:
 
 def report(rows: list[dict]) -> None:
     print("\n## Real-data quality: SMS spam (test split)")
-    columns = ["run", "recipe", "model acc", "model macro-F1", "TF-IDF acc", "TF-IDF macro-F1", "champion"]
+    columns = ["run", "seed", "recipe", "model acc", "model macro-F1", "TF-IDF acc", "TF-IDF macro-F1", "champion"]
     print("| " + " | ".join([*columns, "wall s", "CPU s", "load avg mean / max"]) + " |")
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|---|")
+    print("|---|---:|---|---:|---:|---:|---:|---|---:|---:|---|")
     for r in rows:
         m, b = r["model"], r["baseline"]
         print(
-            f"| {r['run']} | {r['recipe']} | {m.accuracy:.4f} | {m.macro_f1:.4f} | {b.accuracy:.4f} | "
+            f"| {r['run']} | {r['seed']} | {r['recipe']} | {m.accuracy:.4f} | {m.macro_f1:.4f} | {b.accuracy:.4f} | "
             f"{b.macro_f1:.4f} | {'yes' if r['champion'] else 'no'} | "
             f"{r['seconds']:.0f} | {r['cpu']:.0f} | {r['load']} |"
         )
@@ -113,8 +118,15 @@ def report(rows: list[dict]) -> None:
         delta = r["model"].macro_f1 - r["baseline"].macro_f1
         verdict = "beats" if delta > 0 else ("ties" if delta == 0 else "is below")
         print(
-            f"{r['run']}: the fine-tuned model {verdict} the TF-IDF baseline on macro-F1 ({delta:+.4f}); "
-            f"gate {r['gate']}"
+            f"{r['run']}, seed {r['seed']}: the fine-tuned model {verdict} the TF-IDF baseline on macro-F1 "
+            f"({delta:+.4f}); gate {r['gate']}"
+        )
+    for name in dict.fromkeys(r["name"] for r in rows):
+        scores = [r["model"].macro_f1 for r in rows if r["name"] == name]
+        seeds = ", ".join(str(r["seed"]) for r in rows if r["name"] == name)
+        print(
+            f"{name}: macro-F1 over seeds {seeds}: {min(scores):.4f} - {max(scores):.4f} "
+            f"(spread {max(scores) - min(scores):.4f})"
         )
     import torch
 
@@ -126,12 +138,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SMS, help="the SMS spam CSV (class, message columns)")
     parser.add_argument("--runs", default="scratch,pretrained", help="comma-separated: scratch, pretrained")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds; each run once per seed")
     parser.add_argument("--set", action="append", default=[], help="pipeline config override for every run")
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"{args.data} does not exist: pass --data path/to/sms_spam.csv")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the checkpoint comes from a package: never from a hub
-    rows = [run_one(name, args.data, args.set) for name in args.runs.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = [run_one(name, args.data, args.set, seed) for name in args.runs.split(",") for seed in seeds]
     report(rows)
 
 
