@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +83,12 @@ class PredictionJournal:
     def pending(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+
+    def oldest_age_seconds(self) -> float:
+        """How long the oldest row has waited to move into the log (0 when none waits): the log store's health."""
+        with self._lock:
+            row = self._db.execute("SELECT timestamp FROM predictions ORDER BY id LIMIT 1").fetchone()
+        return max(0.0, time.time() - datetime.fromisoformat(row[0]).timestamp()) if row else 0.0
 
     def flush(self) -> int:
         """Move the rows journaled so far into the log, `rows_per_file` per file; returns how many moved.

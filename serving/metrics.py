@@ -43,7 +43,24 @@ class ServiceMetrics:
         self.model_version = Gauge(
             "zero2one_model_version", "Registered version being served", ["model"], registry=self.registry
         )
+        self._health_metrics()
         self._generation_metrics()
+
+    def _health_metrics(self) -> None:
+        """What the alert rules in deployments/monitoring/ need beyond the counters: read when Prometheus scrapes."""
+        self.model_loaded = Gauge(
+            "zero2one_model_loaded", "1 while a model is served, 0 before the first one loads", registry=self.registry
+        )
+        self.journal_age = Gauge(
+            "zero2one_journal_oldest_row_age_seconds",
+            "How long the oldest answered prediction has waited to move into the prediction log (0: none waits)",
+            registry=self.registry,
+        )
+        self.flush_interval = Gauge(
+            "zero2one_log_flush_interval_seconds",
+            "The configured journal flush interval: the alerts measure the journal's age in flush intervals",
+            registry=self.registry,
+        )
 
     def _generation_metrics(self) -> None:
         """For generator champions (`/v1/completions`, `/v1/chat/completions`)."""

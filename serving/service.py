@@ -48,6 +48,9 @@ class Service:
         self.holder = ModelHolder(tracking.client(), cfg.model_name, cfg.alias, cfg.generation_runtime)
         self.metrics = ServiceMetrics()
         self.metrics.journal_rows.set_function(self.journal.pending)  # counted when Prometheus scrapes
+        self.metrics.journal_age.set_function(self.journal.oldest_age_seconds)
+        self.metrics.flush_interval.set(cfg.log_flush_seconds)
+        self.metrics.model_loaded.set_function(lambda: float(self.holder.current is not None))
         self.classifier = ClassifierAPI(cfg, self.holder, self.journal, self.metrics)
         self.openai = OpenAIAPI(cfg, self.holder, self.journal, self.metrics)
         self._stopping = asyncio.Event()
