@@ -142,11 +142,12 @@ def append_predictions(uri: str, rows: pd.DataFrame | Iterable[Mapping], batch_i
 
 
 def _day_files(fs, root: str) -> list[tuple[str, list[str]]]:
-    """(day, files) pairs, oldest day first; hidden (in-progress) files are skipped."""
-    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    """(day, files) pairs, oldest day first; hidden (in-progress) files are skipped. Listed afresh (`refresh`):
+    s3fs caches listings in its client, which a process reuses, so a long-lived reader missed other writers' files."""
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False, refresh=True))
     out = []
     for name in (n for n in names if n.startswith("date=")):
-        files = sorted(p for p in fs.ls(f"{root}/{name}", detail=False) if p.endswith(".parquet"))
+        files = sorted(p for p in fs.ls(f"{root}/{name}", detail=False, refresh=True) if p.endswith(".parquet"))
         out.append((name.removeprefix("date="), [p for p in files if not p.rsplit("/", 1)[-1].startswith(".")]))
     return out
 
