@@ -366,6 +366,26 @@ def test_postgres_restart_and_object_store_outage(topology, first_run):
     assert len(answer) == 2
 
 
+def _logged_texts(topology: Topology, seen: list[list[str]]) -> list[str]:
+    """The texts of the bucket's prediction log, read as the monitor reads them, with a new S3 client each call (s3fs
+    caches listings per client); appended to `seen` so a timeout can say what was there."""
+    import s3fs
+
+    from tasks.prediction_log import is_prediction_log, read_window
+
+    uri = f"{WORKSPACE}/predictions"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in topology.s3.env.items():
+            mp.setenv(key, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            texts = sorted(read_window(uri)["text"]) if is_prediction_log(uri) else []
+        except Exception as e:  # kept for the failure message; the wait goes on
+            texts = [f"{type(e).__name__}: {e}"]
+    seen.append(texts)
+    return texts
+
+
 def test_serve_loads_the_champion_from_mlflow_and_logs_to_the_object_store(topology, first_run):
     """`zero2one serve` with the workspace on S3: @champion from the MLflow server, the prediction log in the bucket."""
     import subprocess
@@ -386,9 +406,17 @@ def test_serve_loads_the_champion_from_mlflow_and_logs_to_the_object_store(topol
         url = f"http://127.0.0.1:{port}"
         ready = lambda: proc.poll() is None and httpx.get(f"{url}/ready", timeout=3).status_code == 200  # noqa: E731
         wait_until(ready, "zero2one serve", 600)
-        answer = httpx.post(f"{url}/predict", json={"texts": ["great phone", "awful battery"]}, timeout=60)
+        texts = ["great phone", "awful battery"]
+        answer = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=60)
         assert answer.status_code == 200, answer.text
-        wait_until(lambda: topology.s3.keys("workspace/predictions/"), "the prediction log in the bucket", 120)
+        # Wait for the rows, not for a key: the log's _schema.json lands first, before the flush's Parquet file, and
+        # waiting for any key under predictions/ let the kill below land mid-flush - the monitor then read an empty
+        # window (the flake `make test-scale || make test-scale` hid).
+        seen: list[list[str]] = []
+        try:
+            wait_until(lambda: _logged_texts(topology, seen) == sorted(texts), "the two rows in the bucket's log", 120)
+        except TimeoutError:
+            pytest.fail(f"the bucket's prediction log never held the two rows; last read: {seen[-1:]}")
     finally:
         kill_tree(proc)
     assert proc.returncode is not None
