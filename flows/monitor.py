@@ -23,6 +23,7 @@ from tasks import reporting
 from tasks.monitoring.check import check_drift, event_payload
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.results import DriftReport
+from tasks.monitoring.textfile import write_textfile
 from tasks.monitoring.windows import WindowSource
 from tasks.orchestration import stage_task
 from tasks.registry_names import DEFAULT_MODEL_NAME, DRIFT_EVENT, model_resource_id
@@ -61,6 +62,8 @@ def monitor(
     report = stage_task(check_drift, "check_drift", config.retry, cache=False)(config, champion, window, tracking, ws)
     print(f"{champion.name} v{champion.version}: {report.status} - {'; '.join(report.reasons)}")
     mark_flow_run(f"monitor · {champion.name} v{champion.version} · {report.status}", [report.status])
+    if config.textfile_dir:  # the Zero2oneDriftDetected alert's source (tasks/monitoring/textfile.py)
+        write_textfile(config.textfile_dir, champion.name, champion.version, report.status)
     if report.status != "drift":
         return MonitorResult(report=report)
 

@@ -41,6 +41,11 @@ class MonitorConfig(BaseModel):
     )
     batch_size: int = Field(64, gt=0, description="Texts per forward pass of the champion.")
     seed: int = Field(0, description="Seed of the row samples.")
+    textfile_dir: str | None = Field(
+        None,
+        description="Write the verdict as a Prometheus textfile here, for node_exporter's textfile collector "
+        "(deployments/monitoring/); local folders only.",
+    )
     retry: RetryPolicy = RetryPolicy(retries=1, delay_seconds=5)
 
     def numeric_method(self, n_ref: int, n_cur: int) -> str:
