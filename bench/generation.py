@@ -10,9 +10,13 @@
 For each: time to first token and decode tokens/s at batch 1 (and `--batches`), every row forced to `--new`
 tokens after a `--prompt`-token prompt, greedy, KV cache on both sides; speed-up over PyTorch eager. PyTorch and
 ONNX Runtime get the same thread count (`--threads`: torch.set_num_threads, OMP_NUM_THREADS and ORT's
-intra_op_num_threads). Target: ORT int8 >= 3x PyTorch eager decode tokens/s at batch 1, parity passed.
+intra_op_num_threads). The backends run in `--rounds` rounds per batch size, each once per round (`--iters` timed
+runs after a warm-up), the order rotated every round (`bench/_common.alternating_rounds`); times and tokens/s are
+medians over the rounds, each speed-up the median of the rounds' ratios, printed with every round's value. Target:
+ORT int8 >= 3x PyTorch eager decode tokens/s at batch 1, parity passed.
 
-    python bench/generation.py [--threads 1] [--model-dir DIR] [--iters 10] [--iters-100m 3] [--skip-100m]
+    python bench/generation.py [--threads 1] [--model-dir DIR] [--iters 10] [--iters-100m 3] [--rounds 3]
+        [--skip-100m]
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import ROOT, SCRATCH  # noqa: E402
+from bench._common import ROOT, SCRATCH, alternating_rounds, load_text, median, ratio_text  # noqa: E402
 
 
 def _tiny_model(args):
@@ -73,24 +77,43 @@ def _model_100m(tokenizer_dir: Path) -> Path:
 
 
 def _speed(model_dir: Path, graphs: dict[str, Path], args, batches: list[int], iters: int) -> list[dict]:
-    """Time to first token and decode tokens/s of every backend (the stage's timing code, more iterations)."""
-    from models.generator import TextGenerator
-    from tasks.optimize_generation import GenerationLatencyConfig, latency_table
+    """Time to first token and decode tokens/s of every backend (the stage's timing code), in rotated rounds."""
+    import numpy as np
 
-    model = TextGenerator(model_dir).model
-    cfg = GenerationLatencyConfig(batch_sizes=batches, prompt_tokens=args.prompt, new_tokens=args.new, iterations=iters)
-    return latency_table(cfg, model, graphs, args.threads, model.config.vocab_size)
+    from models.generator import TextGenerator
+    from models.onnx_decoder import OrtDecoder
+    from tasks.optimize_generation import latency_row, torch_timed
+
+    model, new = TextGenerator(model_dir).model, args.new
+    runners = {"pytorch": lambda r: torch_timed(model, r, new)}
+    for v, path in graphs.items():
+        decoder = OrtDecoder(path, args.threads)
+        runners[f"ort-{v}"] = lambda r, d=decoder: d.timed_generate(r, new, min_new_tokens=new)[1:]
+    rng, table = np.random.default_rng(0), []
+    for batch in batches:
+        rows = rng.integers(8, model.config.vocab_size, size=(batch, args.prompt)).tolist()  # past special tokens
+        sides = {
+            name: (lambda run=run, rows=rows: latency_row("x", run, rows, new, iters)) for name, run in runners.items()
+        }
+        results = alternating_rounds(sides, args.rounds)
+        for name in runners:
+            ratios = [r[name]["decode_tokens_per_s"] / r["pytorch"]["decode_tokens_per_s"] for r in results]
+            row = {"backend": name, "batch": batch, "decode_speedup": median(ratios), "rounds": ratio_text(ratios)}
+            table.append(row | {k: median([r[name][k] for r in results]) for k in ("ttft_ms", "decode_tokens_per_s")})
+    return table
 
 
 def _print(title: str, rows: list[dict], note: str) -> None:
     print(f"\n### {title}\n\n{note}\n")
-    print("| backend | batch | time to first token (ms) | decode tokens/s | vs PyTorch eager |")
+    print(
+        "| backend | batch | time to first token (ms) | decode tokens/s | vs PyTorch eager (median of rounds; each) |"
+    )
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['backend']} | {r['batch']} | {r['ttft_ms']:.1f} | {r['decode_tokens_per_s']:.1f} | "
-            f"{r['decode_speedup']:.2f}x |"
+            f"| {r['backend']} | {r['batch']} | {r['ttft_ms']:.1f} | {r['decode_tokens_per_s']:.1f} | {r['rounds']} |"
         )
+    print(load_text())
 
 
 def main() -> None:
@@ -102,6 +125,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1], help="Batch sizes (1 is the target's).")
     parser.add_argument("--iters", type=int, default=10, help="Timed runs per backend, tiny preset.")
     parser.add_argument("--iters-100m", type=int, default=3, help="Timed runs per backend, 100m shape.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds per batch size; speed-ups are medians of rounds.")
     parser.add_argument("--skip-100m", action="store_true")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)

@@ -9,6 +9,9 @@
    same task padding every batch to its longest chat (`sft.batching: pad`), same model, data, epochs
    (target >= 1.5).
 
+Every comparison runs its sides once per repeat, the order rotated each repeat (`bench/_common.alternating_rounds`:
+no side is always first), and reports the median of the per-repeat ratios with each repeat's value.
+
     python bench/generation_training.py [--steps 40] [--epochs 1] [--repeats 2] [--set KEY=VALUE ...]
 
 On chats of real lengths, e.g. the SMS Spam Collection as "message -> class" (lengths 2-900 characters):
@@ -23,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import ROOT, SCRATCH, median  # noqa: E402
+from bench._common import ROOT, SCRATCH, alternating_rounds, load_text, ratio_text, round_ratios  # noqa: E402
 
 
 def _timing_args(name: str, batch_size: int, steps: int):
@@ -75,6 +78,12 @@ def _plain_pretrain(config, data, tok_artifact, steps: int, packed_rows: bool) -
     return seconds, real
 
 
+def _padded_tokens_s(config, data, tok_artifact, steps: int) -> float:
+    """Real (non-pad) tokens/s of the plain Trainer on one text per row, padded to the batch's longest."""
+    seconds, real = _plain_pretrain(config, data, tok_artifact, steps, packed_rows=False)
+    return real / seconds
+
+
 def _our_pretrain(config, data, tok_artifact, steps: int, tag: str) -> float:
     from tasks.causal_pretrain import causal_pretrain
     from tasks.tracking import Tracking
@@ -96,26 +105,24 @@ def _sft_chats_per_s(config, data, tok_artifact, base: Path, batching: str, epoc
 def _pretraining(config, data, tok_artifact, steps: int, repeats: int) -> None:
     cfg = config.causal_pretrain
     tokens = steps * cfg.optim.batch_size * cfg.block_size
-    print(f"1. causal pretraining, {steps} steps x batch {cfg.optim.batch_size} x {cfg.block_size} tokens")
-    ratios, packing = [], []
-    for i in range(repeats):
-        # Alternate which side goes first: the first run of a pair tends to differ (caches, CPU clocks).
-        if i % 2 == 0:
-            plain, _ = _plain_pretrain(config, data, tok_artifact, steps, packed_rows=True)
-            ours = _our_pretrain(config, data, tok_artifact, steps, str(i))
-        else:
-            ours = _our_pretrain(config, data, tok_artifact, steps, str(i))
-            plain, _ = _plain_pretrain(config, data, tok_artifact, steps, packed_rows=True)
-        padded, padded_real = _plain_pretrain(config, data, tok_artifact, steps, packed_rows=False)
-        ratios.append(plain / ours)
-        packing.append((tokens / ours) / (padded_real / padded))
+    print(
+        f"1. causal pretraining, {steps} steps x batch {cfg.optim.batch_size} x {cfg.block_size} tokens ({load_text()})"
+    )
+    count = iter(range(10**6))
+    sides = {  # each: real tokens per second
+        "plain": lambda: tokens / _plain_pretrain(config, data, tok_artifact, steps, packed_rows=True)[0],
+        "ours": lambda: tokens / _our_pretrain(config, data, tok_artifact, steps, str(next(count))),
+        "padded": lambda: _padded_tokens_s(config, data, tok_artifact, steps),
+    }
+    results = alternating_rounds(sides, repeats)
+    for i, r in enumerate(results):
         print(
-            f"   run {i + 1}: plain Trainer (packed) {tokens / plain:,.0f} tok/s, causal_pretrain task "
-            f"{tokens / ours:,.0f} tok/s -> ratio {ratios[-1]:.3f}; one text per padded row "
-            f"{padded_real / padded:,.0f} real tok/s -> packing {packing[-1]:.2f}x"
+            f"   run {i + 1}: plain Trainer (packed) {r['plain']:,.0f} tok/s, causal_pretrain task {r['ours']:,.0f} "
+            f"tok/s; one text per padded row {r['padded']:,.0f} real tok/s"
         )
-    print(f"   causal_pretrain task / plain Trainer tokens/s (median): {median(ratios):.3f}   target >= 1.0")
-    print(f"   packed / padded rows, real tokens/s (median): {median(packing):.2f}")
+    print(f"   causal_pretrain task / plain Trainer tokens/s: {ratio_text(round_ratios(results, 'ours', 'plain'), 3)}")
+    print(f"   packed (ours) / padded rows, real tokens/s: {ratio_text(round_ratios(results, 'ours', 'padded'))}")
+    print(f"   ({load_text()})")
 
 
 def _instruction_tuning(config, data, tok_artifact, epochs: int, repeats: int) -> None:
@@ -126,18 +133,19 @@ def _instruction_tuning(config, data, tok_artifact, epochs: int, repeats: int) -
     base = SCRATCH / "decoder"
     build_causal_lm(config.causal_pretrain.shape, len(tok), tok.pad_token_id, tok.eos_token_id).save_pretrained(base)
     tok.save_pretrained(base)
-    print(f"2. instruction tuning chats/s, {epochs} epoch(s), batch {config.sft.optim.batch_size}")
-    ratios: dict[str, list[float]] = {"padding_free": [], "group_by_length": []}
-    for i in range(repeats):
-        pad = _sft_chats_per_s(config, data, tok_artifact, base, "pad", epochs, f"pad-{i}")
-        line = [f"pad to longest {pad:.1f}"]
-        for batching, values in ratios.items():
-            speed = _sft_chats_per_s(config, data, tok_artifact, base, batching, epochs, f"{batching}-{i}")
-            values.append(speed / pad)
-            line.append(f"{batching} {speed:.1f} ({values[-1]:.2f}x)")
-        print(f"   run {i + 1}: " + ", ".join(line))
-    for batching, values in ratios.items():
-        print(f"   {batching} / pad to longest chats/s (median): {median(values):.2f}   target >= 1.5")
+    print(f"2. instruction tuning chats/s, {epochs} epoch(s), batch {config.sft.optim.batch_size} ({load_text()})")
+    count = iter(range(10**6))
+
+    def side(batching: str):
+        return lambda: _sft_chats_per_s(config, data, tok_artifact, base, batching, epochs, f"{batching}-{next(count)}")
+
+    results = alternating_rounds({b: side(b) for b in ("pad", "padding_free", "group_by_length")}, repeats)
+    for i, r in enumerate(results):
+        print(f"   run {i + 1}: " + ", ".join(f"{b} {v:.1f} chats/s" for b, v in r.items()))
+    for batching in ("padding_free", "group_by_length"):
+        ratios = round_ratios(results, batching, "pad")
+        print(f"   {batching} / pad to longest chats/s: {ratio_text(ratios)}   target >= 1.5")
+    print(f"   ({load_text()})")
 
 
 def main() -> None:
