@@ -24,11 +24,12 @@ import logging
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import reporting
 from tasks.artifacts import SPLITS, PreparedData
-from tasks.data_read import demo_file, list_files, read_files, read_source
+from tasks.data_integrity import check_merged_rows
+from tasks.data_read import Quoting, demo_file, list_files, read_files, read_source
 from tasks.data_split import (
     cap_rows,
     carve,
@@ -55,7 +56,14 @@ class DataConfig(BaseModel):
     label_column: str = Field("sentiment", description="Column holding the label (surrounding spaces are stripped).")
     labels: list[str] | None = Field(None, description="Allowed labels, in order; default: those found in train.")
     corpus: str | None = Field(
-        "demo:corpus", description="Unlabeled pretraining corpus (txt: one text per line); default: train texts."
+        None,
+        description="Unlabeled pretraining corpus (txt: one text per line); default (null): the train texts. "
+        "Left unset with a demo: source, the demo corpus.",
+    )
+    quoting: Quoting = Field(
+        "auto",
+        description="Quotes in delimited files: none (a quote is a character; a field cannot hold the separator), "
+        "csv (RFC 4180), or auto: none for .tsv, csv for .csv.",
     )
     hf_revision: str | None = Field(None, description="Dataset revision (tag/commit) for hf: sources.")
     split: SplitConfig = SplitConfig()
@@ -76,6 +84,15 @@ class DataConfig(BaseModel):
         "each split the same share (stratified sample), so the test scores are on a sample of its test set.",
     )
     retry: RetryPolicy = RetryPolicy(retries=1)
+
+    @model_validator(mode="after")
+    def _demo_corpus(self) -> DataConfig:
+        """Only the demo pretrains on the demo corpus: a demo: source with no corpus setting implies it (set
+        explicitly, so a saved config keeps it); any other source pretrains on its own train texts."""
+        if "corpus" not in self.model_fields_set and self.source.startswith("demo:"):
+            self.corpus = "demo:corpus"
+            self.model_fields_set.add("corpus")
+        return self
 
 
 # ---------------------------------------------------------------- validation
@@ -167,6 +184,18 @@ def _labels(train: pd.DataFrame, cfg: DataConfig, log: logging.Logger | None) ->
     return labels
 
 
+def _labeled_split(df: pd.DataFrame, name: str, cfg: DataConfig) -> None:
+    """A given validation/test file holds texts but no labels (the competition layout: id + text): never guess."""
+    if cfg.text_column in df.columns and cfg.label_column not in df.columns:
+        cols = [c for c in df.columns if not c.startswith("_")]
+        raise PipelineInputError(
+            f"{df['_file'].iloc[0]}: the {name} split has no label column '{cfg.label_column}' (columns: {cols}), "
+            f"so it cannot be scored. To run without it, move or rename the file out of the folder (the {name} "
+            "split is then carved from train) or point data.source at the train file; if the labels are in "
+            "another column, set data.label_column."
+        )
+
+
 def _validate_source(
     frames: dict[str, pd.DataFrame], cfg: DataConfig, dropped: dict, log: logging.Logger | None
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -176,8 +205,12 @@ def _validate_source(
         raise PipelineInputError(f"source '{cfg.source}' has splits {sorted(frames)} but no 'train'")
     for extra in sorted(set(frames) - {*SPLITS, "all"}):  # e.g. a hub dataset's 'unsupervised' split
         dropped[f"rows of split '{extra}' (not train/validation/test)"] = len(frames[extra])
+    for name in (s for s in ("validation", "test") if s in frames):
+        _labeled_split(frames[name], name, cfg)
     train = _validate_frame(frames[key], cfg, cfg.labels, dropped, log)
     labels = _labels(train, cfg, log)
+    for frame in frames.values():
+        check_merged_rows(frame, (cfg.text_column, cfg.label_column), labels, cfg.quoting)
     out = {key: train}
     for name in (s for s in ("validation", "test") if s in frames):
         out[name] = _validate_frame(frames[name], cfg, labels, dropped, log)
@@ -217,7 +250,7 @@ def preflight_data(cfg: DataConfig, workspace_root: str | None = None) -> None:
         if source.startswith("demo:"):
             demo_file(source)
         elif what == "data source":
-            _validate_source(read_files(source, what), cfg, {}, log=None)
+            _validate_source(read_files(source, what, cfg.quoting), cfg, {}, log=None)
         else:
             list_files(source, what)  # a corpus may be large: its existence is enough here
 
@@ -239,7 +272,7 @@ def _read_corpus(cfg: DataConfig, ws: Workspace, train_texts: list[str], held_ou
     """The unlabeled corpus; texts of the evaluation splits are removed (they must stay unseen)."""
     if cfg.corpus is None:
         return list(train_texts), 0
-    frames = read_source(cfg.corpus, ws, what="pretraining corpus")
+    frames = read_source(cfg.corpus, ws, what="pretraining corpus", quoting=cfg.quoting)
     df = pd.concat(frames.values(), ignore_index=True)
     column = "text" if "text" in df.columns else cfg.text_column
     if column not in df.columns:
@@ -255,7 +288,7 @@ def prepare_data(cfg: DataConfig, ws: Workspace) -> PreparedData:
     """Read and validate `cfg.source`, split it, and save it under `<workspace>/data/<fingerprint>/`."""
     log = reporting.logger()
     dropped: dict[str, int] = {}
-    frames = read_source(cfg.source, ws, cfg.hf_revision)
+    frames = read_source(cfg.source, ws, cfg.hf_revision, quoting=cfg.quoting)
     read = sum(len(f) for f in frames.values())
     frames, labels = _validate_source(frames, cfg, dropped, log)
     frames = _make_splits(frames, labels, cfg, dropped, log)

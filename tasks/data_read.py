@@ -3,7 +3,12 @@
 Each frame has the file's columns as strings plus `_file` and `_line`. `_line` numbers rows the way pandas
 reads them (header = line 1, first row = line 2). That is the line in the file unless the file has quoted
 fields that span lines or blank lines (pandas skips them); `physical_lines` finds the real lines, and is only
-called when a message names a line, so reading a big file costs no extra pass.
+called when a message names a line.
+
+Quoting (`data.quoting`): a TSV is read with quoting off (the GLUE/CoNLL convention: a tab cannot occur inside a
+field, so a `"` in a text is a character), a CSV with RFC 4180 quoting. A TSV read without quoting is checked to
+give one record per non-empty line; a CSV whose quote is never closed names the line it opened on
+(`tasks/data_integrity.py` catches the quote that closes lines later).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import fsspec
 import pandas as pd
@@ -30,6 +36,19 @@ SPLIT_ALIASES = {
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"}
 DEMO_FILES = {"reviews": "reviews.csv", "reviews_shifted": "reviews_shifted.csv", "corpus": "corpus.txt"}
 _SEPARATORS = {".csv": ",", ".tsv": "\t"}
+Quoting = Literal["auto", "none", "csv"]
+
+
+def separator(path: str) -> str | None:
+    """The field separator of a delimited file, None for the other formats."""
+    return _SEPARATORS.get(Path(path).suffix.lower())
+
+
+def quote_mode(path: str, quoting: Quoting = "auto") -> int:
+    """csv.QUOTE_NONE or csv.QUOTE_MINIMAL for `path`: `auto` is none for .tsv, RFC 4180 quoting otherwise."""
+    if quoting == "auto":
+        quoting = "none" if Path(path).suffix.lower() == ".tsv" else "csv"
+    return csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
 
 
 def _check_utf8(path: str, raw: bytes) -> None:
@@ -44,63 +63,86 @@ def _check_utf8(path: str, raw: bytes) -> None:
         ) from None
 
 
-def _csv_records(path: str) -> tuple[int, list[tuple[int, int]]]:
-    """(fields in the header, [(start line, fields) of each data row]) of a CSV/TSV, rows as pandas counts them.
+def csv_records(path: str, quoting: Quoting = "auto") -> tuple[list[str], list[tuple[int, int, int]]]:
+    """(the header's fields, [(first line, last line, fields) of each data row]) of a CSV/TSV, rows as pandas
+    counts them.
 
     Why the csv module: pandas numbers records, not lines, and its parser errors count neither consistently;
     the csv module's `line_num` follows quoted newlines. Blank lines are skipped as pandas skips them.
     """
-    sep = _SEPARATORS[Path(path).suffix.lower()]
-    header, records, previous = 0, [], 0
+    header: list[str] = []
+    records, previous = [], 0
     with fsspec.open(path, "r", encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter=sep)
+        reader = csv.reader(f, delimiter=separator(path), quoting=quote_mode(path, quoting))
         for row in reader:
             start, previous = previous + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if header:
-                records.append((start, len(row)))
+                records.append((start, previous, len(row)))
             else:
-                header = len(row)
+                header = row
     return header, records
 
 
-def physical_lines(path: str, lines: list[int]) -> list[int]:
+def physical_lines(path: str, lines: list[int], quoting: Quoting = "auto") -> list[int]:
     """The lines in `path` where the rows numbered `lines` (see the module docstring) start."""
-    if Path(path).suffix.lower() not in _SEPARATORS:
+    if separator(path) is None:
         return list(lines)
-    _, records = _csv_records(path)
+    _, records = csv_records(path, quoting)
     return [records[n - 2][0] if 0 <= n - 2 < len(records) else n for n in lines]
 
 
-def _parse_error(path: str, error: Exception) -> PipelineInputError:
+def _parse_error(path: str, error: Exception, quoting: Quoting) -> PipelineInputError:
     """pandas' 'Expected 2 fields in line 4, saw 3' counts records, not lines: find the row ourselves."""
-    header, records = _csv_records(path)
-    bad = next(((start, n) for start, n in records if n > header), None)
+    header, records = csv_records(path, quoting)
+    if "EOF inside string" in str(error) and records:
+        start, end, _ = records[-1]  # the csv module reads the unclosed quote to the end of the file
+        return PipelineInputError(
+            f"{path} line {start}: a quote opened at line {start} is never closed (lines {start}-{end} would be "
+            'one text). Double the quotes inside quoted texts (""), or set data.quoting=none if the file never '
+            "quotes its fields."
+        )
+    bad = next(((start, n) for start, _, n in records if n > len(header)), None)
     if bad is None:
         return PipelineInputError(f"{path}: cannot be read as {Path(path).suffix[1:].upper()}: {error}")
-    sep = "a tab" if Path(path).suffix.lower() == ".tsv" else "a comma"
-    return PipelineInputError(
-        f"{path} line {bad[0]}: {bad[1]} fields where the header has {header}. Quote texts that contain {sep}."
-    )
+    if quote_mode(path, quoting) == csv.QUOTE_NONE:
+        fix = "A text cannot contain the separator in a file read with data.quoting=none; remove it from the text"
+    else:
+        fix = f"Quote texts that contain {'a tab' if separator(path) == chr(9) else 'a comma'}"
+    return PipelineInputError(f"{path} line {bad[0]}: {bad[1]} fields where the header has {len(header)}. {fix}.")
 
 
-def _read_table(path: str, suffix: str) -> pd.DataFrame:
+def _check_record_count(path: str, df: pd.DataFrame) -> None:
+    """Read without quoting, a file has one record per non-empty line; anything else is a reader we misjudged."""
+    _, records = csv_records(path, "none")
+    if len(records) != len(df):
+        raise PipelineInputError(
+            f"{path}: read {len(df)} records from {len(records)} non-empty lines after the header; every line "
+            "should be one record. Check the line endings and the separator."
+        )
+
+
+def _read_table(path: str, suffix: str, quoting: Quoting) -> pd.DataFrame:
     try:
         if suffix in _SEPARATORS:
-            return pd.read_csv(path, sep=_SEPARATORS[suffix], dtype=str, keep_default_na=False)
+            mode = quote_mode(path, quoting)
+            df = pd.read_csv(path, sep=_SEPARATORS[suffix], dtype=str, keep_default_na=False, quoting=mode)
+            if mode == csv.QUOTE_NONE:
+                _check_record_count(path, df)
+            return df
         if suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise PipelineInputError(f"{path}: empty file") from None
     except pd.errors.ParserError as e:
-        raise _parse_error(path, e) from None
+        raise _parse_error(path, e, quoting) from None
     except ValueError as e:  # read_json's "Expected object or value", "Trailing data", ...
         raise PipelineInputError(f"{path}: cannot be read as {suffix[1:].upper()}: {e}") from None
 
 
-def read_file(path: str) -> pd.DataFrame:
+def read_file(path: str, quoting: Quoting = "auto") -> pd.DataFrame:
     """One file as a DataFrame of strings, with `_file` and `_line` columns; an empty file is an error."""
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
@@ -115,7 +157,7 @@ def read_file(path: str) -> pd.DataFrame:
     else:
         if suffix != ".parquet":
             _check_utf8(path, raw)
-        df = _read_table(path, suffix)
+        df = _read_table(path, suffix, quoting)
     if df.empty:
         cols = [str(c) for c in df.columns]
         only = f" (only a header: {cols})" if suffix in _SEPARATORS else ""
@@ -170,13 +212,13 @@ def resolve_demo(
     return ws.uri(folder, name)
 
 
-def read_files(source: str, what: str = "data source") -> dict[str, pd.DataFrame]:
+def read_files(source: str, what: str = "data source", quoting: Quoting = "auto") -> dict[str, pd.DataFrame]:
     """A file or folder into frames keyed by split ('all' when the source has no splits)."""
     files = list_files(source, what)
     by_split: dict[str, list[pd.DataFrame]] = {}
     for path in files:
         split = SPLIT_ALIASES.get(Path(path).stem.lower()) if len(files) > 1 else None
-        by_split.setdefault(split or "all", []).append(read_file(path))
+        by_split.setdefault(split or "all", []).append(read_file(path, quoting))
     if "all" in by_split and len(by_split) > 1:
         named = sorted(k for k in by_split if k != "all")
         raise PipelineInputError(
@@ -186,7 +228,7 @@ def read_files(source: str, what: str = "data source") -> dict[str, pd.DataFrame
 
 
 def read_source(
-    source: str, ws: Workspace, revision: str | None = None, what: str = "data source"
+    source: str, ws: Workspace, revision: str | None = None, what: str = "data source", quoting: Quoting = "auto"
 ) -> dict[str, pd.DataFrame]:
     """Read a source (file, folder, URL, `hf:`, `demo:`) into frames keyed by split ('all' without splits)."""
     if source.startswith("demo:"):
@@ -203,4 +245,4 @@ def read_source(
             df["_line"], df["_file"] = range(1, len(df) + 1), f"{source}[{split_name}]"
             frames[SPLIT_ALIASES.get(split_name, split_name)] = df
         return frames
-    return read_files(source, what)
+    return read_files(source, what, quoting)

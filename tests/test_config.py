@@ -135,3 +135,36 @@ def test_a_command_extends_the_pipeline_config_with_its_own_section():
         validate({"monitor": {}})  # a plain pipeline config has no such section
     with pytest.raises(PipelineInputError, match="use workspace.root and tracking.uri"):
         validate({"serve": {"workspace": "elsewhere"}}, model=serve_settings())
+
+
+CLASSIFIER_PRESETS = [p for p in PRESETS if "generation" not in p.name]
+
+
+@pytest.mark.parametrize("preset", CLASSIFIER_PRESETS, ids=lambda p: p.name)
+def test_a_user_source_pretrains_on_its_own_train_texts(preset, tmp_path):
+    """Issue 22: a copied preset with `data.source` changed must not pretrain on the synthetic demo corpus."""
+    import pandas as pd
+
+    from tasks.data import prepare_data
+    from tasks.loaders import load_corpus, load_splits
+    from tasks.workspace import Workspace
+
+    rows = [{"msg": f"user message {i} about {'cats' if i % 2 else 'dogs'}", "y": "ab"[i % 2]} for i in range(60)]
+    pd.DataFrame(rows).to_csv(tmp_path / "mine.csv", index=False)
+    cfg = load_config(preset, [f"data.source={tmp_path / 'mine.csv'}", "data.text_column=msg", "data.label_column=y"])
+    assert cfg.data.corpus is None
+    prepared = prepare_data(cfg.data, Workspace(root=str(tmp_path / "ws")))
+    assert load_corpus(prepared)["text"] == load_splits(prepared)["train"]["text"]  # what tokenizer/pretrain read
+
+
+def test_only_a_demo_source_pretrains_on_the_demo_corpus():
+    """`make demo` (the tiny preset on demo:reviews) keeps its corpus; an explicit null still means train texts,
+    and a saved config keeps the corpus it ran with."""
+    tiny = load_config(PRESETS[0].parent / "tiny.yaml")
+    assert (tiny.data.source, tiny.data.corpus) == ("demo:reviews", "demo:corpus")
+    assert load_config(None, ["data.source=demo:reviews_shifted"]).data.corpus == "demo:corpus"
+    assert load_config(PRESETS[0].parent / "tiny.yaml", ["data.corpus=null"]).data.corpus is None
+    assert PipelineConfig.model_validate(tiny.model_dump(mode="json")).data.corpus == "demo:corpus"
+    kept = tiny.model_dump(mode="json")
+    kept["data"]["source"] = "elsewhere.csv"  # a retrain's config: the corpus it recorded stays as recorded
+    assert PipelineConfig.model_validate(kept).data.corpus == "demo:corpus"

@@ -113,17 +113,29 @@ def test_duplicates_across_given_splits(tmp_path, ws):
     assert prepared.dropped == {"texts also in test (dropped from train)": 1}
 
 
-@pytest.mark.parametrize("suffix", ["jsonl", "parquet", "tsv"])
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet", "tsv"])
 def test_other_formats(tmp_path, ws, suffix):
-    df = pd.DataFrame(_rows())
+    """Every text and label comes through exactly, quotes, commas and non-ASCII text included."""
+    rows = _rows()
+    for i, text in enumerate(['"quoted" at the start', "a, comma", "it's", "café 好 👍", 'say "hi" twice""']):
+        rows[10 + i]["body"] = text
+    df = pd.DataFrame(rows)
     path = tmp_path / f"d.{suffix}"
     if suffix == "jsonl":
         path.write_text("\n".join(json.dumps(r) for r in df.to_dict("records")))
     elif suffix == "parquet":
         df.to_parquet(path)
-    else:
-        df.to_csv(path, sep="\t", index=False)
-    assert sum(prepare_data(_cfg(str(path)), ws).sizes.values()) == 60
+    elif suffix == "csv":
+        df.to_csv(path, index=False)
+    else:  # TSV is written as GLUE writes it: no quoting, a quote is a character
+        path.write_text("body\ttag\n" + "".join(f"{r['body']}\t{r['tag']}\n" for r in rows))
+    splits = load_splits(prepare_data(_cfg(str(path)), ws))
+    read = [
+        (t, LABELS[y])
+        for s in ("train", "validation", "test")
+        for t, y in zip(splits[s]["text"], splits[s]["label"], strict=True)
+    ]
+    assert sorted(read) == sorted((r["body"], r["tag"]) for r in rows)
 
 
 def test_missing_json_label_is_caught(tmp_path, ws):

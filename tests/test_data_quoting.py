@@ -1,0 +1,148 @@
+"""Data that is read is the data in the file (issue 22): quotes never merge rows or lose characters silently.
+
+Each case writes the file byte for byte, runs the data stage, and compares every (text, label) that comes out
+with what was written, or checks that the error names the line where the quote opened.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tasks.data import DataConfig, prepare_data
+from tasks.errors import PipelineInputError
+from tasks.loaders import load_splits
+from tasks.workspace import Workspace
+
+LABELS = ["neg", "pos"]
+QUOTED = [
+    '" the movie " was fine',  # a quote at the start of a text, closed mid-text (issue 22's real line)
+    '"unbalanced start of a review',  # a quote that never closes
+    'he said "wow and left',  # an unbalanced quote inside
+    '"""',  # nothing but quotes
+    "it's 5' tall, 'quoted' too",
+]
+
+
+def _rows(n: int = 60) -> list[tuple[str, str]]:
+    return [(f"plain review number {i} is {'good' if i % 2 else 'bad'}", LABELS[i % 2]) for i in range(n)]
+
+
+def _with_quotes() -> list[tuple[str, str]]:
+    rows = _rows()
+    for i, text in enumerate(QUOTED):  # spread through the file, each in its own row
+        rows.insert(5 + 9 * i, (text, LABELS[i % 2]))
+    return rows
+
+
+def _write(path, lines: list[str]) -> str:
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    return str(path)
+
+
+def _read_back(prepared) -> list[tuple[str, str]]:
+    splits = load_splits(prepared)
+    names = prepared.labels
+    return [
+        (t, names[y])
+        for s in ("train", "validation", "test")
+        for t, y in zip(splits[s]["text"], splits[s]["label"], strict=True)
+    ]
+
+
+def _cfg(source: str, **kw) -> DataConfig:
+    return DataConfig(source=source, text_column="text", label_column="label", **kw)
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace(root=str(tmp_path / "ws"))
+
+
+def test_tsv_quotes_are_characters_every_row_comes_through(tmp_path, ws):
+    rows = _with_quotes()
+    src = _write(tmp_path / "q.tsv", ["text\tlabel", *(f"{t}\t{y}" for t, y in rows)])
+    prepared = prepare_data(_cfg(src), ws)
+    assert sorted(_read_back(prepared)) == sorted(rows)  # every row, every character (quotes included)
+    assert prepared.dropped == {}
+
+
+def test_tsv_read_with_csv_quoting_stops_at_the_merge(tmp_path, ws):
+    """What the old reader did silently: the quote at line 7 swallows rows until the next quote, at line 16."""
+    rows = _rows()
+    rows[5] = (QUOTED[1], "pos")  # line 7
+    rows[14] = (QUOTED[2], "neg")  # line 16
+    src = _write(tmp_path / "q.tsv", ["text\tlabel", *(f"{t}\t{y}" for t, y in rows)])
+    with pytest.raises(PipelineInputError) as err:
+        prepare_data(_cfg(src, quoting="csv"), ws)
+    message = str(err.value)
+    assert "q.tsv line 7, column 'text'" in message
+    assert "a quote opened at line 7 closes only at line 16" in message
+    assert "read as rows of their own (line 8: 'plain review number 6 is bad\\tneg')" in message
+
+
+def test_csv_quotes_in_fields_come_through(tmp_path, ws):
+    rows = [*_with_quotes(), ('a text, with "quotes", commas\nand a line break', "pos")]
+    path = tmp_path / "q.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)  # RFC 4180 quoting
+    assert sorted(_read_back(prepare_data(_cfg(str(path)), ws))) == sorted(rows)
+
+
+def test_csv_quote_closed_rows_later_names_the_lines(tmp_path, ws):
+    lines = ["text,label", *(f"{t},{y}" for t, y in _rows(40))]
+    lines.insert(4, '"a review that opens a quote,pos')  # line 5
+    lines.insert(12, 'and closes it here" it said,neg')  # line 13
+    with pytest.raises(PipelineInputError) as err:
+        prepare_data(_cfg(_write(tmp_path / "m.csv", lines)), ws)
+    message = str(err.value)
+    assert "m.csv line 5, column 'text': one text of" in message and "spans lines 5-13" in message
+    assert "7 of its lines read as rows of their own (line 6: 'plain review number 3 is good,pos')" in message
+    assert "a quote opened at line 5 closes only at line 13" in message
+
+
+def test_csv_quote_never_closed_names_the_line(tmp_path, ws):
+    lines = ["text,label", *(f"{t},{y}" for t, y in _rows(40))]
+    lines.insert(9, '"this quote never closes,pos')  # line 10
+    with pytest.raises(PipelineInputError, match=r"u\.csv line 10: a quote opened at line 10 is never closed"):
+        prepare_data(_cfg(_write(tmp_path / "u.csv", lines)), ws)
+
+
+def test_csv_long_multiline_text_without_rows_inside_is_stopped(tmp_path, ws):
+    """Another column layout (label first) and no label-like lines: the length rule catches the merge."""
+    rows = _rows(200)
+    lines = ["label,text", *(f"{y},{t}" for t, y in rows)]
+    lines.insert(3, 'pos,"' + "\n".join(["words " * 200] * 6) + '"')  # line 4, ~7,200 characters on 6 lines
+    with pytest.raises(PipelineInputError) as err:
+        prepare_data(_cfg(_write(tmp_path / "long.csv", lines)), ws)
+    assert "long.csv line 4, column 'text': one text of 7,205 characters spans lines 4-9" in str(err.value)
+    assert "its column's p99 is 31 characters" in str(err.value)
+
+
+def test_csv_short_multiline_texts_are_kept(tmp_path, ws):
+    rows = [*_rows(), ("first line\nsecond line, with a comma\nthird", "neg")]
+    path = tmp_path / "ok.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    assert sorted(_read_back(prepare_data(_cfg(str(path)), ws))) == sorted(rows)
+
+
+def test_tsv_separator_inside_a_text_names_the_line(tmp_path, ws):
+    lines = ["text\tlabel", *(f"{t}\t{y}" for t, y in _rows())]
+    lines[6] = "a text\twith a tab\tpos"
+    with pytest.raises(PipelineInputError, match=r"t\.tsv line 7: 3 fields where the header has 2\. A text cannot"):
+        prepare_data(_cfg(_write(tmp_path / "t.tsv", lines)), ws)
+
+
+def test_test_split_without_labels_is_refused_with_the_way_out(tmp_path, ws):
+    """The competition layout: train.tsv (id, text, label) beside test.tsv (id, text)."""
+    folder = tmp_path / "comp"
+    folder.mkdir()
+    rows = _rows(80)
+    _write(folder / "train.tsv", ["id\ttext\tlabel", *(f"{i}\t{t}\t{y}" for i, (t, y) in enumerate(rows))])
+    _write(folder / "test.tsv", ["id\ttext", *(f"{i}\tunseen text {i}" for i in range(20))])
+    with pytest.raises(PipelineInputError) as err:
+        prepare_data(_cfg(str(folder)), ws)
+    message = str(err.value)
+    assert "test.tsv: the test split has no label column 'label' (columns: ['id', 'text'])" in message
+    assert "move or rename the file out of the folder (the test split is then carved from train)" in message
+    (folder / "test.tsv").rename(tmp_path / "test.tsv")  # the way out the message gives
+    assert sum(prepare_data(_cfg(str(folder)), ws).sizes.values()) == 80
