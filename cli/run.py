@@ -17,8 +17,9 @@ from cli.run_log import run_log
 from cli.settings import ConfigOpt, SetOpt, TrackingUriOpt, WorkspaceOpt, resolve
 
 RUN_EXIT_CODES = (
-    f"Exit codes: 0 the new version passed the gate; {EXIT_REFUSED} the gate refused it (it is registered, the "
-    f"champion is unchanged); {EXIT_INPUT} bad config, override or data (nothing was trained); 1 anything else."
+    f"Exit codes: 0 the new version passed the gate (or gate.baseline_as_champion made the TF-IDF baseline the "
+    f"first champion); {EXIT_REFUSED} the gate refused it (it is registered, the champion is unchanged); "
+    f"{EXIT_INPUT} bad config, override or data (nothing was trained); 1 anything else."
 )
 
 
@@ -47,7 +48,7 @@ def run(
             fail(f"{e}\n  (full log: {log_path})")
     print_summary(result)
     print_outcome(result)
-    if not result.verdict.passed:
+    if not result.verdict.passed and not result.baseline_promoted:
         raise typer.Exit(EXIT_REFUSED)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,7 +23,9 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     gate = "[green]passed[/]" if result.verdict.passed else f"[red]failed[/]: {gate_reasons}"
     champion = result.verdict.champion_version
     console.print(f"Gate {gate}" + (f" (against champion v{champion})" if champion else ""))
-    if not result.verdict.passed:
+    if not result.verdict.passed and not result.baseline_promoted:
+        if ship := ship_baseline_command(result):
+            console.print(f"  ship the TF-IDF baseline (it beat v{reg.version} and passed the gate): {ship}")
         console.print(
             f"  promote anyway: zero2one promote --workspace {result.workspace} --model {reg.name} "
             f'--version {reg.version} --force --reason "..."'
@@ -37,9 +41,10 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
         f'  load it:     mlflow.pyfunc.load_model("{reg.model_uri}")  (MLFLOW_TRACKING_URI={result.tracking_uri})'
     )
     if result.task == "classification":
+        text = shlex.quote(result.sample_text or "a text like your training data")
         console.print(
             f"  try it:      zero2one predict --workspace {result.workspace} --model {reg.name}/{reg.version} "
-            '"great phone"'
+            + escape(text)
         )
     else:
         console.print('  try it:      .predict(pandas.DataFrame({"prompt": ["..."]}), params={"max_new_tokens": 48})')
@@ -69,22 +74,44 @@ def _generation_table(ev) -> Table:
     return table
 
 
-def print_outcome(result) -> None:
-    """The decision, as prominent as it matters: promoted in green, refused in red with the gate's reasons."""
-    from rich.console import Console
-    from rich.markup import escape
+def ship_baseline_command(result: PipelineResult) -> str | None:
+    """`zero2one promote` for the TF-IDF baseline's version, where it beat the challenger and passed its own gate."""
+    if result.baseline_reasons != [] or result.baseline_promoted:
+        return None
+    name, version = result.registered.name, result.verdict.baseline_version
+    return f"zero2one promote --workspace {result.workspace} --model {name} --version {version}"
+
+
+def print_outcome(result: PipelineResult, console: Console | None = None) -> None:
+    """The decision, as prominent as it matters: promoted in green, refused in red with the gate's reasons.
+
+    A refused first run whose TF-IDF baseline passed leads with shipping that baseline: the better move, one command.
+    """
     from rich.panel import Panel
 
     v, reg = result.verdict, result.registered
     champion = f"v{v.champion_version}" if v.champion_version else "none"
-    if result.promotion:
+    reasons = "\n".join(f"  - {escape(r)}" for r in v.reasons)
+    if result.promoted:
         was = f"was {champion}" if v.champion_version else "the first"
         body, style, title = f"{reg.name} v{reg.version} is the champion ({was})", "green", "promoted"
+    elif result.baseline_promoted:
+        body = (
+            f"{reg.name} v{reg.version} was refused by the gate; the TF-IDF baseline v{v.baseline_version} is the "
+            f"first champion (gate.baseline_as_champion=true).\n{reasons}"
+        )
+        style, title = "yellow", "baseline promoted"
     elif v.passed:
         body = f"{reg.name} v{reg.version} passed the gate; not promoted (gate.promote=false)"
         style, title = "yellow", "passed, not promoted"
     else:
-        reasons = "\n".join(f"  - {escape(r)}" for r in v.reasons)
-        body = f"{reg.name} v{reg.version} was refused by the gate; the champion is still {champion}.\n{reasons}"
+        body = f"{reg.name} v{reg.version} was refused by the gate; the champion is still {champion}.\n"
+        if ship := ship_baseline_command(result):
+            body += (
+                f"The TF-IDF baseline beat it and passed the gate as v{v.baseline_version}: ship it with\n"
+                f"  {ship}\nWhy v{reg.version} was refused:\n"
+            )
+        body += reasons
         style, title = "red", f"refused (exit code {EXIT_REFUSED})"
-    Console().print(Panel(body, title=title, title_align="left", border_style=f"bold {style}", style=style))
+    console = console or Console()
+    console.print(Panel(body, title=title, title_align="left", border_style=f"bold {style}", style=style))

@@ -48,12 +48,13 @@ from tasks.finetune import finetune
 from tasks.fingerprint import code_version, hash_json
 from tasks.gate import gate
 from tasks.instruction_data import prepare_instructions
+from tasks.loaders import load_splits
 from tasks.model_card import write_model_card
 from tasks.optimize import optimize
 from tasks.optimize_generation import OptimizedGenerator, optimize_generation
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.pretrain import pretrain
-from tasks.promotion import promote
+from tasks.promotion import candidate_reasons, promote, promote_baseline
 from tasks.register import register
 from tasks.registry_names import CHAMPION, GATE_VERDICT
 from tasks.report_rows import evaluation_rows, generation_rows
@@ -78,6 +79,8 @@ class PipelineResult(BaseModel):
     registered: RegisteredModel
     verdict: GateVerdict
     promotion: Promotion | None
+    baseline_reasons: list[str] | None = None  # the TF-IDF baseline version's own gate: [] passed, None not registered
+    sample_text: str | None = None  # one text of the test split, for the summary's "try it"
     reused_stages: list[str]
     mlflow_run_id: str
     tracking_uri: str
@@ -87,12 +90,24 @@ class PipelineResult(BaseModel):
     @property
     def aliases(self) -> list[str]:
         """The version's aliases after this run: `champion` only when the gate passed and it was promoted."""
-        return self.registered.aliases + ([CHAMPION] if self.promotion else [])
+        return self.registered.aliases + ([CHAMPION] if self.promoted else [])
+
+    @property
+    def promoted(self) -> bool:
+        """This run's version became champion (not the baseline in its place)."""
+        return self.promotion is not None and self.promotion.version == self.registered.version
+
+    @property
+    def baseline_promoted(self) -> bool:
+        """gate.baseline_as_champion made the TF-IDF baseline's version the first champion instead."""
+        return self.promotion is not None and self.promotion.version == self.verdict.baseline_version
 
     @property
     def outcome(self) -> str:
-        """One word for run names and tags: `champion` (promoted), `passed` (not promoted) or `refused`."""
-        return CHAMPION if self.promotion else "passed" if self.verdict.passed else "refused"
+        """One word for run names and tags: `champion`, `baseline-champion`, `passed` (not promoted) or `refused`."""
+        if self.promoted or self.baseline_promoted:
+            return CHAMPION if self.promoted else "baseline-champion"
+        return "passed" if self.verdict.passed else "refused"
 
     @property
     def title(self) -> str:
@@ -101,7 +116,7 @@ class PipelineResult(BaseModel):
     @property
     def gate_summary(self) -> str:
         if self.verdict.passed:
-            return "passed" + ("" if self.promotion else " (gate.promote=false: not promoted)")
+            return "passed" + ("" if self.promoted else " (gate.promote=false: not promoted)")
         return "failed: " + "; ".join(self.verdict.reasons)
 
 
@@ -246,9 +261,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             card_config = config.model_copy(update=as_run).model_dump(mode="json", exclude=other)
             card_args = (card_config, data, registered, report, verdict, tracking)
             stage(write_model_card, config.gate.retry, *card_args, cache=False)
-        promotion = None
-        if verdict.passed and config.gate.promote:
-            promotion = stage(promote, config.gate.retry, registered.name, registered.version, tracking, cache=False)
+        promotion = _promotion(config, stage, registered, verdict)
         ok = True
     finally:
         close_pipeline_run(tracking, run_id, ok, **(_parent_run(registered, report, verdict, tracking) if ok else {}))
@@ -268,10 +281,24 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     )
 
 
+def _promotion(config: PipelineConfig, stage: _Stages, registered: RegisteredModel, verdict: GateVerdict):
+    """Promote what passed; on a first run with gate.baseline_as_champion, the baseline that won instead."""
+    if verdict.passed and config.gate.promote:
+        return stage(promote, config.gate.retry, registered.name, registered.version, stage.tracking, cache=False)
+    first = verdict.champion_version is None and verdict.baseline_version and not verdict.passed
+    if first and config.gate.baseline_as_champion and config.gate.promote:
+        return stage(promote_baseline, config.gate.retry, registered.name, verdict, stage.tracking, cache=False)
+    return None
+
+
 def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult:
     """The flow's result, its summary artifact, and a run name and state message that say how it ended."""
+    data, verdict = outputs["data"], outputs["verdict"]
+    baseline = verdict.baseline_version
     result = PipelineResult(
         task=config.task,
+        baseline_reasons=candidate_reasons(verdict.model, baseline, stage.tracking) if baseline else None,
+        sample_text=sample_text(data) if config.task == "classification" else None,
         reused_stages=stage.reused,
         mlflow_run_id=stage.run_id,
         tracking_uri=stage.tracking.uri,
@@ -281,9 +308,16 @@ def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult
     )
     reporting.markdown("pipeline-summary", summary_markdown(result), description="What this run produced")
     mark_flow_run(f"pipeline · {result.title} · {result.outcome}", [result.outcome])
-    verdict = result.verdict
-    said = f"is the new champion, gate {verdict.headline}" if result.promotion else f"gate {verdict.headline}"
+    said = f"is the new champion, gate {verdict.headline}" if result.promoted else f"gate {verdict.headline}"
+    if result.baseline_promoted:
+        said += f"; the TF-IDF baseline v{baseline} is the first champion (gate.baseline_as_champion)"
     return completed(result, f"{result.title} {said}")
+
+
+def sample_text(data: PreparedData, longest: int = 100) -> str | None:
+    """A short text of the user's own test split: the summary's `try it` classifies something the user knows."""
+    texts = load_splits(data)["test"]["text"]
+    return next((t for t in texts if 0 < len(t.strip()) <= longest), texts[0][:longest] if texts else None)
 
 
 def _gate_kwargs(config: PipelineConfig, optimized: OptimizedModel | None) -> dict:

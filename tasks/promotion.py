@@ -33,7 +33,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from tasks import reporting
-from tasks.artifacts import Promotion
+from tasks.artifacts import GateVerdict, Promotion
 from tasks.errors import PipelineInputError
 from tasks.registry_names import (
     CHAMPION,
@@ -97,6 +97,37 @@ def rollback(model: str, tracking: Tracking, reason: str | None = None) -> Promo
     if result.changed and result.previous_version:
         client.set_model_version_tag(model, result.previous_version, PROMOTION_ROLLED_BACK_AT, result.at)
     return _announce(result)
+
+
+def promote_baseline(model: str, verdict: GateVerdict, tracking: Tracking) -> Promotion | None:
+    """`gate.baseline_as_champion`: the TF-IDF baseline that beat a refused first challenger becomes champion.
+
+    Only where its own verdict passed and no champion exists, checked under the model's lock (a champion that
+    another run promoted meanwhile stays); the history says why. None, logged, where it does not apply.
+    """
+    version, client = verdict.baseline_version, tracking.client()
+    failed = candidate_reasons(model, version, tracking) if version else ["no baseline version was registered"]
+    if failed:
+        reporting.logger().info("baseline v%s not promoted: %s", version, "; ".join(failed))
+        return None
+    reason = (
+        "baseline promoted as first champion: the fine-tuned model "
+        f"v{verdict.version} was refused because {'; '.join(verdict.reasons)}"
+    )
+    with model_lock(model):
+        if (current := _aliases(client, model).get(CHAMPION)) is not None:
+            reporting.logger().info("baseline v%s not promoted: v%s is the champion already", version, current)
+            return None
+        result = _move_champion(client, tracking, model, version, "promote", False, reason)
+    return _announce(result)
+
+
+def candidate_reasons(model: str, version: str, tracking: Tracking) -> list[str]:
+    """Why `version` may not be promoted without --force ([]: its gate verdict passed)."""
+    tags = _resolve(tracking.client(), model, version).tags
+    if tags.get(VERDICT_TAG) == "passed":
+        return []
+    return failed_reasons(tags) or [f"{VERDICT_TAG}={tags.get(VERDICT_TAG, 'missing')}"]
 
 
 def history(model: str, tracking: Tracking) -> list[Promotion]:

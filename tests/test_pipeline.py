@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import shlex
+
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from rich.console import Console
 
+from cli.summary import print_outcome, print_summary
 from flows.pipeline import pipeline
 from tasks.errors import PipelineInputError
+from tasks.loaders import load_splits
 from tasks.orchestration import InjectedFault
+from tasks.promotion import history
+from tasks.tracking import Tracking
 from tests.conftest import QUALITY
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
@@ -141,3 +149,51 @@ def test_pipeline_runs_on_an_object_store_workspace(tmp_path, monkeypatch):
         assert version.tags["zero2one.lineage.data_fingerprint"] == result.data.fingerprint
     finally:
         fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+# A fine-tuned model that learns nothing (learning rate ~0) loses to TF-IDF every time; the baseline's own verdict
+# then passes (no champion, no minimum): the cheapest first run where the better move is the baseline.
+LOSES_TO_TFIDF = [
+    "data.max_rows=300",
+    "pretrain.max_steps=10",
+    "pretrain.save_steps=10",
+    "finetune.epochs=1",
+    "finetune.optim.learning_rate=1e-9",
+    "optimize.enabled=false",
+]
+
+
+def _printed(fn, result) -> str:
+    out = io.StringIO()
+    fn(result, Console(file=out, width=250, color_system=None))
+    return out.getvalue()
+
+
+def test_a_first_run_the_baseline_won_leads_with_shipping_it_and_ships_it_only_when_asked(make_config):
+    refused = pipeline(make_config(*LOSES_TO_TFIDF))
+    name, verdict = refused.registered.name, refused.verdict
+    assert not verdict.passed and verdict.champion_version is None and verdict.baseline_version == "2"
+    assert refused.baseline_reasons == [] and refused.promotion is None and refused.outcome == "refused"
+    client = _client(refused)
+    assert "champion" not in client.get_registered_model(name).aliases  # gate.baseline_as_champion is off by default
+    ship = f"zero2one promote --workspace {refused.workspace} --model {name} --version 2"
+    panel = _printed(print_outcome, refused)
+    assert ship in panel and panel.index(ship) < panel.index(verdict.reasons[0][:60]), panel
+    summary = _printed(print_summary, refused)
+    assert summary.index(ship) < summary.index("promote anyway"), summary
+    test_texts = list(load_splits(refused.data)["test"]["text"])
+    assert refused.sample_text in test_texts and "great phone" not in summary
+    assert f"--model {name}/1 {shlex.quote(refused.sample_text)}" in summary
+
+    config = make_config(*LOSES_TO_TFIDF, "gate.baseline_as_champion=true")
+    shipped = pipeline(config)
+    baseline = shipped.verdict.baseline_version
+    assert not shipped.verdict.passed and shipped.registered.version == "3" and baseline is not None
+    assert shipped.baseline_promoted and shipped.outcome == "baseline-champion" and shipped.aliases == ["challenger"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == baseline
+    why = "baseline promoted as first champion: the fine-tuned model v3 was refused because "
+    move = history(name, Tracking.resolve(config.tracking, config.workspace.resolved()))[-1]
+    assert (move.version, move.forced, move.previous_version) == (baseline, False, None)
+    assert move.reason == why + "; ".join(shipped.verdict.reasons)
+    assert client.get_model_version(name, baseline).tags["zero2one.promotion.reason"] == f"promote: {move.reason}"
+    assert "baseline promoted" in _printed(print_outcome, shipped)
