@@ -241,7 +241,7 @@ def _register_baseline(
         }
     )
     tag_version(tracking.client(), registered, verdict.tags() | {GATE_CHALLENGER: challenger.version})
-    title = "may be promoted" if verdict.passed else "did not pass either"
+    title = "may be promoted (first runs: gate.baseline_as_champion)" if verdict.passed else "did not pass either"
     reporting.logger().info(
         "the TF-IDF baseline beat v%s and is registered as %s v%s; it %s: %s",
         challenger.version,
