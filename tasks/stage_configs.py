@@ -101,6 +101,14 @@ class GateConfig(QualityBar):
         description="Unattended first runs: when no champion exists, the fine-tuned model is refused and the TF-IDF "
         "baseline's own version passed the other rules, that version becomes champion (the reason is recorded).",
     )
+    approval: Literal["none", "required"] = Field(
+        "none",
+        description="required: a version that passed waits for a person (the Prefect form, or zero2one approve / "
+        "reject) before it becomes champion; a deployment's flow run suspends meanwhile.",
+    )
+    approval_timeout: int = Field(
+        7 * 24 * 3600, gt=0, description="Seconds to wait for an answer; then the version is rejected as timed out."
+    )
     batch_size: int = Field(64, gt=0)
     retry: RetryPolicy = RetryPolicy(retries=1)
 
