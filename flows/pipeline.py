@@ -320,11 +320,12 @@ def sample_text(data: PreparedData, longest: int = 100) -> str | None:
     return next((t for t in texts if 0 < len(t.strip()) <= longest), texts[0][:longest] if texts else None)
 
 
-def _gate_kwargs(config: PipelineConfig, optimized: OptimizedModel | None) -> dict:
-    """What the gate needs besides the shared arguments: parity (classifiers), generation settings (generators)."""
+def _gate_kwargs(config: PipelineConfig, optimized: OptimizedModel | OptimizedGenerator | None) -> dict:
+    """What the gate needs besides the shared arguments: the optimize stage's verdict for the parity rule (both
+    tracks), generation settings (generators)."""
     if config.task == "generation":
-        return {"generation": config.evaluate_generation}
-    return {"optimization_passed": optimized.passed if optimized else None}
+        return {"generation": config.evaluate_generation, "optimized": optimized}
+    return {"optimized": optimized}
 
 
 def _parent_run(registered: RegisteredModel, report, verdict: GateVerdict, tracking: Tracking) -> dict:

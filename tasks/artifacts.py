@@ -18,7 +18,9 @@ from tasks.registry_names import (
     GATE_BASELINE_OFF,
     GATE_BASELINE_VERSION,
     GATE_CHAMPION_VERSION,
+    GATE_EVAL_ROWS,
     GATE_FAILED_RULES,
+    GATE_NOT_JUDGED,
     GATE_REASONS,
     GATE_RUN,
     GATE_VERDICT,
@@ -77,12 +79,17 @@ class TokenizerArtifact(BaseModel):
 
 
 class RuleResult(BaseModel):
-    """One quality or gate rule: passed or not, the value it judged, and why (`tasks/quality.py`, `gate_rules.py`)."""
+    """One quality or gate rule: passed or not, the value it judged, and why (`tasks/quality.py`, `gate_rules.py`).
+
+    `state` says whether the rule judged anything: "not judged" (too few rows to compare) and "not set" (a minimum
+    of 0, which every model reaches) pass, but screens show the state instead of "pass".
+    """
 
     name: str
     passed: bool
     value: str
     reason: str
+    state: Literal["judged", "not judged", "not set"] = "judged"
 
 
 class PretrainedModel(BaseModel):
@@ -318,11 +325,22 @@ class GateVerdict(BaseModel):
         return [f"{r.name}: {r.reason}" for r in self.rules if not r.passed]
 
     @property
+    def eval_rows_note(self) -> str:
+        """How many rows the models were judged on, and how many test rows were left out because one trained on them."""
+        excluded = self.eval_sources.get("excluded_trained_on", 0)
+        return (
+            f"{self.eval_size} frozen rows; {excluded} test texts left out because the champion or the challenger "
+            "trained on them (train or validation split)"
+        )
+
+    @property
     def headline(self) -> str:
         """One line for people: "passed: macro-F1 0.8123 ..." or "refused: <the first failed rule's reason>"."""
         if self.passed:
             label = METRIC_LABELS.get(self.metric, self.metric)
-            return f"passed: {label} {getattr(self.challenger, self.metric):.4f} on {self.eval_size} frozen texts"
+            head = f"passed: {label} {getattr(self.challenger, self.metric):.4f} on {self.eval_size} frozen texts"
+            unjudged = [f"{r.name} not judged: {r.value}" for r in self.rules if r.state == "not judged"]
+            return head + (f" ({'; '.join(unjudged)})" if unjudged else "")
         failed = [r for r in self.rules if not r.passed and r.name != "evaluation"] or [
             r for r in self.rules if not r.passed
         ]
@@ -341,6 +359,10 @@ class GateVerdict(BaseModel):
             tags[GATE_REASONS] = "\n".join(self.reasons)
         if self.baseline_version:
             tags[GATE_BASELINE_VERSION] = self.baseline_version
+        unjudged = [f"{r.name}: {r.state}: {r.reason}" for r in self.rules if r.state != "judged"]
+        if unjudged:
+            tags[GATE_NOT_JUDGED] = "\n".join(unjudged)
+        tags[GATE_EVAL_ROWS] = self.eval_rows_note
         off = [r.reason for r in self.rules if r.name == "baseline" and r.value == "off"]
         if off:
             tags[GATE_BASELINE_OFF] = off[0]

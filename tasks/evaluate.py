@@ -28,7 +28,7 @@ from tasks.baseline import train_baseline
 from tasks.errors import PipelineInputError
 from tasks.loaders import load_baseline, load_splits
 from tasks.orchestration import RetryPolicy
-from tasks.quality import quality_rules
+from tasks.quality import minimum, quality_rules
 from tasks.report_rows import evaluation_rows, rule_rows
 from tasks.scoring import confusion_figure, score
 from tasks.stage_configs import QualityBar
@@ -135,13 +135,7 @@ def verdict_rules(cfg: EvaluateConfig, quality: QualityBar, scores: dict[str, Sc
             reason=f"macro-F1 {model:.4f} {'beats' if model > majority else 'does not beat'} "
             f"the majority class ({majority:.4f})",
         ),
-        RuleResult(
-            name="min_test_macro_f1",
-            passed=model >= cfg.min_macro_f1,
-            value=f"{model:.4f}",
-            reason=f"macro-F1 {model:.4f} {'>=' if model >= cfg.min_macro_f1 else '<'} "
-            f"evaluate.min_macro_f1={cfg.min_macro_f1}",
-        ),
+        minimum("min_test_macro_f1", "macro-F1", model, cfg.min_macro_f1, "evaluate.min_macro_f1"),
     ]
     value, baseline = (getattr(scores[k], quality.metric) for k in ("model", "tfidf_logreg"))
     return rules + quality_rules(quality, value, baseline)

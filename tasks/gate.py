@@ -26,6 +26,8 @@ both gates leave in `tasks/gate_records.py`, the baseline's registration in `tas
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datasets
 import pandas as pd
 from mlflow import MlflowClient
@@ -37,6 +39,7 @@ from tasks.artifacts import (
     EvalReport,
     GateVerdict,
     GenerationReport,
+    OptimizedModel,
     PreparedData,
     PreparedInstructions,
     RegisteredModel,
@@ -59,6 +62,9 @@ from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace, exists, join
 
+if TYPE_CHECKING:  # the generator's optimize result lives with its stage; the gate only hands it on
+    from tasks.optimize_generation import OptimizedGenerator
+
 
 class _Judged(BaseModel):
     """Predictions on the frozen set (label indices, -1 for a label the data lacks) and their scores."""
@@ -79,20 +85,23 @@ def gate(
     parent_run_id: str | None = None,
     optimization_passed: bool | None = None,
     generation: EvaluateGenerationConfig | None = None,
+    optimized: OptimizedModel | OptimizedGenerator | None = None,
 ) -> GateVerdict:
     """Run challenger, champion and TF-IDF baseline on the frozen set, apply the rules, and record the verdict.
 
-    A generator (its evaluation is a `GenerationReport`) is judged by `tasks/gate_generation.py`, which generates
-    as `generation` (the evaluate_generation settings) says.
+    `optimized` (the optimize stage's result, either track) is the parity rule; `optimization_passed` is the older
+    way to say only whether it passed. A generator (its evaluation is a `GenerationReport`) is judged by
+    `tasks/gate_generation.py`, which generates as `generation` (the evaluate_generation settings) says.
     """
+    parity = optimized if optimized is not None else optimization_passed
     if isinstance(report, GenerationReport):
-        return gate_generation(cfg, data, registered, report, tracking, ws, parent_run_id, generation)
+        return gate_generation(cfg, data, registered, report, tracking, ws, parent_run_id, generation, parity)
     tracking.activate()
     client = tracking.client()
     champion = champion_to_beat(client, registered)
     eval_set, sources = frozen_eval_set(data, champion)
     judged, labels_differ = _judge(cfg, client, tracking, registered, champion, report, eval_set, data.labels)
-    rules = _rules(cfg, judged, report, champion, labels_differ, optimization_passed)
+    rules = _rules(cfg, judged, report, champion, labels_differ, parity)
     fingerprint = hash_json(eval_set[["text", "label"]].values.tolist())
     verdict = new_verdict(
         registered, champion, rules, cfg.metric, judged.scores, "baseline", eval_set, fingerprint, sources, ws
@@ -109,35 +118,56 @@ def gate(
 def frozen_eval_set(data: PreparedData, champion: ModelVersion | None) -> tuple[pd.DataFrame, dict[str, int]]:
     """The champion's test split plus the newest one, deduplicated by text: rows both models are judged on.
 
-    Column `newest` marks the rows that are not in the champion's test split (all rows without a champion).
+    A text either model trained on (train or validation split of its own data) is left out: a run on an updated
+    file re-splits everything, so one run's test rows can be the other's training rows. Column `newest` marks the
+    rows that are not in the champion's test split (all rows without a champion).
     """
-    newest = _test_frame(data.splits_uri).assign(newest=True)
+    newest = _split_frame(data.splits_uri, "test").assign(newest=True)
+    trained = _trained_texts(data.splits_uri)
     if champion is None:
-        return newest, {"newest_test": len(newest)}
+        both, sources = newest, {"newest_test": len(newest)}
+    else:
+        splits = champion_splits(champion, "test data")
+        old = _split_frame(splits, "test")
+        trained |= _trained_texts(splits)
+        newest["newest"] = ~newest["text"].isin(set(old["text"]))
+        both = pd.concat([old.assign(newest=False), newest], ignore_index=True).drop_duplicates("text", keep="last")
+        both = both[both["label"].isin(data.labels)]
+        sources = {"champion_test": len(old), "newest_test": len(newest)}
+    seen = both["text"].isin(trained)
+    both = both[~seen].reset_index(drop=True)
+    if both.empty:
+        raise PipelineInputError(
+            f"the gate has no rows to judge on: every test text of {data.uri} (and of the champion's test split) is "
+            "in the training or validation data of the champion or the challenger. Prepare data with a test split "
+            "neither model trained on"
+        )
+    sources |= {"excluded_trained_on": int(seen.sum()), "new_since_champion": int(both["newest"].sum())}
+    return both, sources | {"frozen": len(both)}
+
+
+def champion_splits(champion: ModelVersion, what: str) -> str:
+    """The champion's prepared splits, from its lineage tag; a clear error where that folder is gone."""
     data_uri = read_tag(champion.tags, LINEAGE_DATA_URI)
     if not data_uri or not exists(join(data_uri, "splits", "dataset_dict.json")):
         raise PipelineInputError(
-            f"champion v{champion.version} has no test data to compare on (tag {LINEAGE_DATA_URI}={data_uri!r} "
+            f"champion v{champion.version} has no {what} to compare on (tag {LINEAGE_DATA_URI}={data_uri!r} "
             "does not point at prepared data). Restore that folder, or promote by hand: "
             "zero2one promote --force --reason ..."
         )
-    old = _test_frame(join(data_uri, "splits"))
-    newest["newest"] = ~newest["text"].isin(set(old["text"]))
-    both = pd.concat([old.assign(newest=False), newest], ignore_index=True).drop_duplicates("text", keep="last")
-    both = both[both["label"].isin(data.labels)].reset_index(drop=True)
-    sources = {
-        "champion_test": len(old),
-        "newest_test": len(newest),
-        "new_since_champion": int(both["newest"].sum()),
-        "frozen": len(both),
-    }
-    return both, sources
+    return join(data_uri, "splits")
 
 
-def _test_frame(splits_uri: str) -> pd.DataFrame:
-    test = datasets.load_from_disk(splits_uri)["test"]
-    names = test.features["label"].names
-    return pd.DataFrame({"text": list(test["text"]), "label": [names[i] for i in test["label"]]})
+def _split_frame(splits_uri: str, split: str) -> pd.DataFrame:
+    rows = datasets.load_from_disk(splits_uri)[split]
+    names = rows.features["label"].names
+    return pd.DataFrame({"text": list(rows["text"]), "label": [names[i] for i in rows["label"]]})
+
+
+def _trained_texts(splits_uri: str) -> set[str]:
+    """Every text a model trained on (train) or chose its checkpoint and baseline on (validation)."""
+    splits = datasets.load_from_disk(splits_uri)
+    return {t for name in ("train", "validation") if name in splits for t in splits[name]["text"]}
 
 
 def _judge(
@@ -190,7 +220,7 @@ def _rules(
     report: EvalReport,
     champion: ModelVersion | None,
     labels_differ: str | None,
-    optimization_passed: bool | None,
+    parity: OptimizedModel | OptimizedGenerator | bool | None,
     who: str = "challenger",
 ) -> list[RuleResult]:
     """The rules for `who` (the challenger, or the baseline as a candidate of its own)."""
@@ -208,7 +238,7 @@ def _rules(
     rules.append(champion_rule(cfg, value, old, version, labels_differ))
     rules.append(newest_rule(cfg, *newest, judged.newest_rows, version))
     if who == "challenger":
-        rules.append(parity_rule(optimization_passed))
+        rules.append(parity_rule(parity))
     return rules
 
 
@@ -259,7 +289,7 @@ def _report(verdict: GateVerdict, report: EvalReport) -> None:
         "gate",
         f"# Gate {title}: {verdict.model} v{verdict.version}\n\n"
         f"{reporting.md_table(verdict_rows(verdict, report))}\n\n{reporting.md_table(rule_rows(verdict.rules))}\n\n"
-        f"Frozen evaluation set: {verdict.eval_size} texts {verdict.eval_sources}, `{verdict.eval_uri}`\n"
+        f"Frozen evaluation set: {verdict.eval_rows_note} {verdict.eval_sources}, `{verdict.eval_uri}`\n"
         + _baseline_note(verdict),
         description=f"Gate verdict for v{verdict.version}",
     )

@@ -5,13 +5,16 @@ deduplicated by prompt, at most `evaluate_generation.max_prompts` from each), gr
 `max_new_tokens`; answers are scored by chrF or exact match (`gate.generation_metric`). Rules: the evaluation
 passed; the challenger reaches `min_value`; it beats the retrieval baseline (the answer of the most similar training
 prompt, the generation analogue of the TF-IDF rule) by `baseline_margin`; it beats or is not worse than the
-champion (`compare`, `margin`) on all prompts and on the newest ones alone. `min_value` and the margins are
-fractions of the metric's range, so 0.01 is one chrF point. The verdict is recorded exactly as for classifiers.
+champion (`compare`, `margin`) on all prompts and on the newest ones alone; and an ONNX graph passed the
+optimize_generation stage's parity gate (as for classifiers: none passed, the rule fails and says why). No prompt
+either model trained on is judged. `min_value` and the margins are fractions of the metric's range, so 0.01 is one
+chrF point. The verdict is recorded exactly as for classifiers.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -31,7 +34,8 @@ from tasks.chats import prompt_key
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
 from tasks.gate_records import new_verdict, record_verdict
-from tasks.gate_rules import champion_rule, evaluation_rule
+from tasks.gate_rules import champion_rule, evaluation_rule, not_judged, parity_rule
+from tasks.quality import minimum
 from tasks.registry_models import champion_to_beat, load_generator
 from tasks.registry_names import LINEAGE_DATA_URI, read_tag
 from tasks.report_rows import generation_verdict_rows, rule_rows
@@ -39,6 +43,9 @@ from tasks.scoring import retrieval_answers, score_answers
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
 from tasks.tracking import Tracking
 from tasks.workspace import Workspace, exists, join
+
+if TYPE_CHECKING:  # the stage's result type lives with the stage (torch, ONNX Runtime GenAI)
+    from tasks.optimize_generation import OptimizedGenerator
 
 SCALE = {"chrf": 100.0, "exact_match": 1.0}  # the metric's range: the gate's fractions are multiplied by it
 LABEL = {"chrf": "chrF", "exact_match": "exact match"}
@@ -53,8 +60,12 @@ def gate_generation(
     ws: Workspace,
     parent_run_id: str | None = None,
     generation: EvaluateGenerationConfig | None = None,
+    parity: OptimizedGenerator | bool | None = None,
 ) -> GateVerdict:
-    """Challenger, champion and retrieval on the frozen prompts; the same rules and records as `gate()`."""
+    """Challenger, champion and retrieval on the frozen prompts; the same rules and records as `gate()`.
+
+    `parity` is the optimize_generation stage's result (`OptimizedGenerator`), or whether it passed, or None when
+    it did not run: the parity rule fails where no ONNX graph matched PyTorch."""
     ev, metric = generation or EvaluateGenerationConfig(), cfg.generation_metric
     tracking.activate()
     client = tracking.client()
@@ -63,6 +74,7 @@ def gate_generation(
     versions = {"challenger": registered.version} | ({"champion": str(champion.version)} if champion else {})
     scores, newest_scores = _judge(client, tracking, registered.name, versions, data, chats, newest, ev)
     rules = _rules(cfg, metric, scores, newest_scores, sum(newest), report, champion)
+    rules.append(parity_rule(parity))
     frozen = pd.DataFrame({"messages": [json.dumps(m, ensure_ascii=False) for m in chats], "newest": newest})
     fingerprint = hash_json(frozen.values.tolist())
     verdict = new_verdict(registered, champion, rules, metric, scores, "retrieval", frozen, fingerprint, sources, ws)
@@ -87,10 +99,33 @@ def _judge(client, tracking, name, versions, data, chats, newest, ev) -> tuple[d
 def frozen_prompts(
     data: PreparedInstructions, champion: ModelVersion | None, limit: int | None
 ) -> tuple[list[Messages], list[bool], dict[str, int]]:
-    """The champion's test chats plus the newest ones, deduplicated by prompt; `newest` marks the new ones."""
-    newest = _test_chats(data.splits_uri, limit)
-    if champion is None:
-        return newest, [True] * len(newest), {"newest_test": len(newest)}
+    """The champion's test chats plus the newest ones, deduplicated by prompt; `newest` marks the new ones.
+
+    A prompt either model trained on (train or validation chats of its own data) is left out, before `limit`: a
+    run on an updated file re-splits everything (and retrieval would answer it from its training chats)."""
+    trained = _trained_prompts(data.splits_uri)
+    old_test: list[Messages] = []
+    if champion is not None:
+        old_splits = _champion_splits(champion)
+        trained |= _trained_prompts(old_splits)
+        old_test = _test_chats(old_splits)
+    newest = _test_chats(data.splits_uri)
+    old = [m for m in old_test if prompt_key(m) not in trained][:limit]
+    seen = {prompt_key(m) for m in old_test}  # a prompt in both keeps the champion's reference
+    new = [m for m in newest if prompt_key(m) not in trained and prompt_key(m) not in seen][:limit]
+    excluded = len({prompt_key(m) for m in old_test + newest} & trained)
+    sources = {"newest_test": len(newest), "new_since_champion": len(new), "excluded_trained_on": excluded}
+    if champion is not None:
+        sources["champion_test"] = len(old_test)
+    if not old + new:
+        raise PipelineInputError(
+            f"the gate has no prompts to judge on: every test prompt of {data.uri} (and of the champion's test "
+            "split) is in the training or validation chats of the champion or the challenger"
+        )
+    return old + new, [False] * len(old) + [True] * len(new), sources | {"frozen": len(old) + len(new)}
+
+
+def _champion_splits(champion: ModelVersion) -> str:
     data_uri = read_tag(champion.tags, LINEAGE_DATA_URI)
     if not data_uri or not exists(join(data_uri, "splits", "dataset_dict.json")):
         raise PipelineInputError(
@@ -98,19 +133,21 @@ def frozen_prompts(
             "does not point at prepared instruction data). Restore that folder, or promote by hand: "
             "zero2one promote --force --reason ..."
         )
-    old = _test_chats(join(data_uri, "splits"), limit)
-    seen = {prompt_key(m) for m in old}
-    new = [m for m in newest if prompt_key(m) not in seen]  # a prompt in both keeps the champion's reference
-    sources = {"champion_test": len(old), "newest_test": len(newest), "new_since_champion": len(new)}
-    sources["frozen"] = len(old) + len(new)
-    return old + new, [False] * len(old) + [True] * len(new), sources
+    return join(data_uri, "splits")
 
 
-def _test_chats(splits_uri: str, limit: int | None) -> list[Messages]:
+def _test_chats(splits_uri: str) -> list[Messages]:
     import datasets
 
-    test = datasets.load_from_disk(splits_uri)["test"]
-    return [list(m) for m in test.select(range(min(limit or len(test), len(test))))["messages"]]
+    return [list(m) for m in datasets.load_from_disk(splits_uri)["test"]["messages"]]
+
+
+def _trained_prompts(splits_uri: str) -> set[str]:
+    """The prompts of every chat a model trained on (train) or was validated on (validation)."""
+    import datasets
+
+    splits = datasets.load_from_disk(splits_uri)
+    return {prompt_key(list(m)) for name in ("train", "validation") if name in splits for m in splits[name]["messages"]}
 
 
 def _train_chats(data: PreparedInstructions) -> list[Messages]:
@@ -144,12 +181,13 @@ def _rules(
         _retrieval_rule(cfg, label, value, getattr(scores["retrieval"], metric), scale),
         champion_rule(scaled, value, old, version, None),
         _newest_rule(cfg, label, metric, newest, newest_rows, version, scale),
-        RuleResult(name="parity", passed=True, value="not run", reason="generators are not optimized (issue 17)"),
     ]
 
 
 def _min_rule(cfg: GateConfig, label: str, value: float, scale: float) -> RuleResult:
     needed = cfg.min_value * scale
+    if needed <= 0:
+        return minimum("min_value", label, value, needed, "gate.min_value")
     ok = value >= needed - 1e-12
     reason = f"{label} {value:.4f} {'>=' if ok else '<'} gate.min_value={cfg.min_value} ({needed:.4f})"
     return RuleResult(name="min_value", passed=ok, value=f"{value:.4f}", reason=reason)
@@ -180,9 +218,10 @@ def _newest_rule(
     """Not worse than the champion on the prompts that are new since its test split."""
     if not cfg.newest_rule:
         return RuleResult(name="newest", passed=True, value="off", reason="switched off (gate.newest_rule=false)")
-    if version is None or "champion" not in newest or rows < cfg.newest_min_rows:
-        why = "no champion to compare with" if version is None else f"{rows} new prompts: too few to compare"
-        return RuleResult(name="newest", passed=True, value=f"{rows} rows", reason=why)
+    if version is None:
+        return RuleResult(name="newest", passed=True, value="none", reason="no champion to compare with")
+    if "champion" not in newest or rows < cfg.newest_min_rows:
+        return not_judged("newest", rows, cfg.newest_min_rows, f"test prompts are new since champion v{version}")
     new, old = getattr(newest["challenger"], metric), getattr(newest["champion"], metric)
     needed = old - cfg.newest_margin * scale
     ok = new >= needed - 1e-12
@@ -196,7 +235,7 @@ def _report(verdict: GateVerdict) -> None:
         "gate",
         f"# Gate {title}: {verdict.model} v{verdict.version}\n\n"
         f"{reporting.md_table(generation_verdict_rows(verdict))}\n\n{reporting.md_table(rule_rows(verdict.rules))}\n\n"
-        f"Frozen prompts: {verdict.eval_size} {verdict.eval_sources}, `{verdict.eval_uri}`\n",
+        f"Frozen prompts: {verdict.eval_rows_note} {verdict.eval_sources}, `{verdict.eval_uri}`\n",
         description=f"Gate verdict for v{verdict.version}",
     )
     numbers = ", ".join(f"{r['model']} chrF {r['chrF']}" for r in generation_verdict_rows(verdict))

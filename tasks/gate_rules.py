@@ -7,8 +7,13 @@ it compared.
 
 from __future__ import annotations
 
-from tasks.artifacts import EvalReport, GenerationReport, RuleResult
+from typing import TYPE_CHECKING
+
+from tasks.artifacts import EvalReport, GenerationReport, OptimizedModel, RuleResult
 from tasks.stage_configs import METRIC_NAMES, GateConfig
+
+if TYPE_CHECKING:  # the generator's result lives with its stage (torch, ONNX Runtime): only its fields are read
+    from tasks.optimize_generation import OptimizedGenerator
 
 
 def evaluation_rule(report: EvalReport | GenerationReport) -> RuleResult:
@@ -50,13 +55,7 @@ def newest_rule(
     if champion_version is None:
         return RuleResult(name=name, passed=True, value="none", reason="no champion to compare with")
     if rows < cfg.newest_min_rows or new is None or old is None:
-        return RuleResult(
-            name=name,
-            passed=True,
-            value=f"{rows} rows",
-            reason=f"{rows} test rows are new since champion v{champion_version}: fewer than "
-            f"gate.newest_min_rows={cfg.newest_min_rows}, not compared",
-        )
+        return not_judged(name, rows, cfg.newest_min_rows, f"test rows are new since champion v{champion_version}")
     needed = old - cfg.newest_margin
     ok = new >= needed - 1e-12
     return RuleResult(
@@ -68,12 +67,30 @@ def newest_rule(
     )
 
 
-def parity_rule(optimization_passed: bool | None) -> RuleResult:
-    if optimization_passed is None:
-        return RuleResult(name="parity", passed=True, value="not run", reason="the optimization stage did not run")
+def not_judged(name: str, rows: int, needed: int, what: str) -> RuleResult:
+    """A comparison on too few rows: it passes, but says it judged nothing ("not judged: 7 new rows < 20")."""
     return RuleResult(
-        name="parity",
-        passed=optimization_passed,
-        value="passed" if optimization_passed else "failed",
-        reason="optimized model matches the original" if optimization_passed else "optimized model differs",
+        name=name,
+        passed=True,
+        value=f"{rows} new rows < {needed}",
+        reason=f"{rows} new rows < gate.newest_min_rows={needed} ({rows} {what}; too few to compare)",
+        state="not judged",
     )
+
+
+def parity_rule(optimized: OptimizedModel | OptimizedGenerator | bool | None) -> RuleResult:
+    """The optimize stage's verdict: an ONNX graph that matches PyTorch serves (fails when none passed parity).
+
+    `optimized` is the stage's result (either track) or, from older callers, only whether it passed.
+    """
+    if optimized is None:
+        return RuleResult(name="parity", passed=True, value="not run", reason="the optimization stage did not run")
+    if isinstance(optimized, bool):
+        why = "optimized model matches the original" if optimized else "optimized model differs"
+        return RuleResult(name="parity", passed=optimized, value="passed" if optimized else "failed", reason=why)
+    why = "; ".join([optimized.verdict, *optimized.reasons])
+    if not optimized.passed:
+        why += " (an ONNX graph that differs from the evaluated model never serves; to ship PyTorch on purpose, run "
+        why += "without the optimize stage)"
+    value = f"onnx-{optimized.variant}" if optimized.passed else "pytorch (no graph passed)"
+    return RuleResult(name="parity", passed=optimized.passed, value=value, reason=why)

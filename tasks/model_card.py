@@ -22,6 +22,10 @@ from tasks.registry_names import (
     LINEAGE_FINETUNE_RUN,
     LINEAGE_FLOW_RUN,
     LINEAGE_PRETRAIN_RUN,
+    SERVED_CHRF,
+    SERVED_EXACT_MATCH,
+    SERVED_MACRO_F1,
+    SERVED_RUNTIME,
     read_tag,
 )
 from tasks.report_rows import evaluation_rows, generation_rows, generation_verdict_rows, rule_rows, verdict_rows
@@ -89,7 +93,22 @@ def description(
     if (flow_run := read_tag(tags, LINEAGE_FLOW_RUN)) and flow_run != "none":
         links.append(f"[Prefect flow run]({prefect_run_url(flow_run)})")
     table, line = _numbers(registered, report, verdict, tracking)
+    line += served_line(tags, report)
     return f"{head}\n\n{table}\n\n{line}\n\nRuns: {' · '.join(links)}. Model card: `{CARD_PATH}` in the version's run."
+
+
+def served_line(tags: dict[str, str], report: EvalReport | GenerationReport) -> str:
+    """What the service answers with and its test score beside PyTorch's (which every other number here is)."""
+    runtime = tags.get(SERVED_RUNTIME)
+    if runtime is None:  # registered before the tag existed
+        return ""
+    if isinstance(report, GenerationReport):
+        numbers = f"chrF {tags.get(SERVED_CHRF)} (PyTorch {report.model.chrf:.4f}), exact match "
+        numbers += f"{tags.get(SERVED_EXACT_MATCH)} (PyTorch {report.model.exact_match:.4f})"
+    else:
+        numbers = f"macro-F1 {tags.get(SERVED_MACRO_F1)} (PyTorch {report.model.macro_f1:.4f})"
+    where = "the same test rows" if runtime == "pytorch" else "the optimize stage's parity run on the test split"
+    return f"\n\nWhat serves: served ({runtime}) {numbers}, on {where}."
 
 
 def render(
@@ -119,6 +138,7 @@ def render(
             "",
             f"Gate: **{gate}**  ",
             f'Load it: `mlflow.pyfunc.load_model("{registered.model_uri}")`',
+            served_line(tags, report).strip(),
             "",
             *(
                 _generation_sections(data, report, verdict)

@@ -13,13 +13,18 @@ from tasks.stage_configs import METRIC_NAMES, QualityBar
 
 
 def min_rule(bar: QualityBar, value: float) -> RuleResult:
-    ok = value >= bar.min_value
-    return RuleResult(
-        name=f"min_{bar.metric}",
-        passed=ok,
-        value=f"{value:.4f}",
-        reason=f"{bar.metric} {value:.4f} {'>=' if ok else '<'} gate.min_value={bar.min_value}",
-    )
+    """Reach `min_value`; a minimum of 0 (the default) is "not set": every model reaches it, so it says so."""
+    return minimum(f"min_{bar.metric}", bar.metric, value, bar.min_value, "gate.min_value")
+
+
+def minimum(name: str, label: str, value: float, needed: float, setting: str) -> RuleResult:
+    """`value` >= `needed` (the config `setting`); state "not set" where `needed` is 0 and nothing can fail it."""
+    if needed <= 0:
+        reason = f"{setting}=0: every model passes it ({label} {value:.4f}); set it to require a minimum"
+        return RuleResult(name=name, passed=True, value="not set", reason=reason, state="not set")
+    ok = value >= needed
+    reason = f"{label} {value:.4f} {'>=' if ok else '<'} {setting}={needed}"
+    return RuleResult(name=name, passed=ok, value=f"{value:.4f}", reason=reason)
 
 
 def baseline_rule(bar: QualityBar, value: float, baseline: float) -> RuleResult:

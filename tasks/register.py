@@ -62,6 +62,10 @@ from tasks.registry_names import (
     METRIC_EXACT_MATCH,
     METRIC_MACRO_F1,
     METRIC_PERPLEXITY,
+    SERVED_CHRF,
+    SERVED_EXACT_MATCH,
+    SERVED_MACRO_F1,
+    SERVED_RUNTIME,
     SERVING_VARIANT,
     TASK,
 )
@@ -110,6 +114,17 @@ def _lineage_tags(
     }
 
 
+def served_tags(optimized, pytorch: dict[str, float]) -> dict[str, str]:
+    """What serves and its test score: the ONNX graph's from the optimize stage's parity run (no re-scoring), else
+    PyTorch's own (`pytorch`: tag -> the evaluation's number). The gate and evaluation score PyTorch."""
+    if optimized is None or optimized.variant not in optimized.parity:
+        return {SERVED_RUNTIME: "pytorch"} | {tag: f"{v:.4f}" for tag, v in pytorch.items()}
+    parity = optimized.parity[optimized.variant]
+    metric = {SERVED_MACRO_F1: "macro_f1", SERVED_CHRF: "chrf", SERVED_EXACT_MATCH: "exact_match"}
+    served = {tag: f"{getattr(parity, metric[tag]):.4f}" for tag in pytorch}
+    return {SERVED_RUNTIME: f"onnx-{optimized.variant}"} | served
+
+
 def _record_config(lineage: Lineage, run_id: str) -> dict[str, str]:
     """Log the pipeline config as a JSON artifact of the register run; the version's tag says where it is.
 
@@ -138,6 +153,7 @@ def register(
         METRIC_MACRO_F1: f"{report.model.macro_f1:.4f}",
         METRIC_ACCURACY: f"{report.model.accuracy:.4f}",
     }
+    tags |= served_tags(optimized, {SERVED_MACRO_F1: report.model.macro_f1})
     artifacts = {"model": str(materialize(model.uri))}
     if optimized is not None:
         # Whether its parity check passed is the gate's `parity` rule.
@@ -176,6 +192,7 @@ def _register_generator(
         METRIC_EXACT_MATCH: f"{report.model.exact_match:.4f}",
         METRIC_PERPLEXITY: f"{report.model.perplexity:.4f}" if report.model.perplexity is not None else "none",
     }
+    tags |= served_tags(optimized, {SERVED_CHRF: report.model.chrf, SERVED_EXACT_MATCH: report.model.exact_match})
     onnx_dir = None
     if optimized is not None:  # the graph that passed parity is logged with the version (artifact `onnx`)
         tags |= {LINEAGE_OPTIMIZE_RUN: optimized.mlflow_run_id, SERVING_VARIANT: optimized.variant}

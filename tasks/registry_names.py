@@ -42,6 +42,9 @@ GATE_RUN = "zero2one.gate.run_id"  # the gate's MLflow run (verdict.json with ev
 GATE_BASELINE_VERSION = "zero2one.gate.baseline_version"  # the TF-IDF baseline registered because it won
 GATE_CHALLENGER = "zero2one.gate.challenger"  # on a baseline version: the challenger it beat
 GATE_BASELINE_OFF = "zero2one.gate.baseline_rule_off"  # why the baseline rule was switched off (only then)
+# "rule: not judged|not set: why" per rule that passed without judging (too few newest rows, a minimum of 0)
+GATE_NOT_JUDGED = "zero2one.gate.not_judged"
+GATE_EVAL_ROWS = "zero2one.gate.eval_rows"  # frozen rows, and the test texts left out because a model trained on them
 
 # Lineage
 LINEAGE_DATA_FINGERPRINT = "zero2one.lineage.data_fingerprint"
@@ -67,6 +70,12 @@ METRIC_EVAL_PASSED = "zero2one.metrics.eval_passed"
 METRIC_CHRF = "zero2one.metrics.test_chrf"  # generators: chrF (0-100) of greedy answers on the test prompts
 METRIC_EXACT_MATCH = "zero2one.metrics.test_exact_match"
 METRIC_PERPLEXITY = "zero2one.metrics.test_perplexity"  # of the reference answers
+# What serves (the optimize stage's choice): its name ("onnx-int8", "onnx-fp32", "pytorch") and its test score,
+# measured by the optimize stage's parity run (the numbers above are PyTorch's)
+SERVED_RUNTIME = "zero2one.metrics.served_runtime"
+SERVED_MACRO_F1 = "zero2one.metrics.served_test_macro_f1"
+SERVED_CHRF = "zero2one.metrics.served_test_chrf"
+SERVED_EXACT_MATCH = "zero2one.metrics.served_test_exact_match"
 TASK = "zero2one.task"  # "classification" or "generation"
 
 # Promotion: on the version that became champion, and the history of moves

@@ -39,11 +39,12 @@ def generation_rows(report: GenerationReport) -> list[dict]:
 
 
 def rule_rows(rules: list[RuleResult], values: bool = True) -> list[dict]:
-    """One row a rule: pass or FAIL, the value it judged (`values`), and why."""
+    """One row a rule: pass, FAIL, or what it is when it judged nothing ("not judged", "not set"); the value it
+    judged (`values`), and why."""
     return [
         {
             "rule": r.name,
-            "result": "pass" if r.passed else "FAIL",
+            "result": r.state if r.state != "judged" else "pass" if r.passed else "FAIL",
             **({"value": r.value} if values else {}),
             "why": r.reason,
         }
