@@ -39,6 +39,7 @@ from tasks.data_split import (
     where,
 )
 from tasks.errors import PipelineInputError
+from tasks.label_names import renamed
 from tasks.orchestration import RetryPolicy
 from tasks.stage_configs import SplitConfig
 from tasks.workspace import Workspace, exists
@@ -292,6 +293,8 @@ def prepare_data(cfg: DataConfig, ws: Workspace) -> PreparedData:
     read = sum(len(f) for f in frames.values())
     frames, labels = _validate_source(frames, cfg, dropped, log)
     frames = _make_splits(frames, labels, cfg, dropped, log)
+    if mapped := renamed(labels):  # before any compute: evaluate names its per-class metrics this way
+        log.info("labels with characters MLflow metric names cannot hold are logged as: %s", mapped)
 
     held_out = set(frames["validation"]["text"]) | set(frames["test"]["text"])
     corpus, corpus_dropped = _read_corpus(cfg, ws, frames["train"]["text"].tolist(), held_out)

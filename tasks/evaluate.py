@@ -26,6 +26,7 @@ from tasks import reporting
 from tasks.artifacts import BaselineModel, EvalReport, FinetunedModel, PreparedData, RuleResult, Scores
 from tasks.baseline import train_baseline
 from tasks.errors import PipelineInputError
+from tasks.label_names import metric_names
 from tasks.loaders import load_baseline, load_splits
 from tasks.orchestration import RetryPolicy
 from tasks.quality import minimum, quality_rules
@@ -75,8 +76,10 @@ def evaluate(
         for name, s in scores.items():
             prefix = "test" if name == "model" else f"baseline_{name}"
             mlflow.log_metrics({f"{prefix}_accuracy": s.accuracy, f"{prefix}_macro_f1": s.macro_f1})
+        names = metric_names(labels)  # label names are data: '?', '/', emoji ... are mapped (label_names.py)
         for lab, m in scores["model"].per_class.items():
-            mlflow.log_metrics({f"test_precision_{lab}": m["precision"], f"test_recall_{lab}": m["recall"]})
+            key = names[lab]
+            mlflow.log_metrics({f"test_precision_{key}": m["precision"], f"test_recall_{key}": m["recall"]})
         mlflow.log_params({"baseline_C": baseline.c})
         mlflow.set_tag("zero2one.eval_passed", str(not reasons).lower())
         out = Path(tmp)
@@ -84,6 +87,7 @@ def evaluate(
         title = f"Test split ({len(test)} texts): true vs predicted"
         confusion_figure(counts, labels, title).savefig(out / "confusion_matrix.png", dpi=110)
         (out / "metrics.json").write_text(json.dumps({k: v.model_dump() for k, v in scores.items()}, indent=2))
+        (out / "label_metric_names.json").write_text(json.dumps(names, indent=2, ensure_ascii=False))
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
         uri = publish_dir(out, ws.uri("evaluations", model.uri.rstrip("/").split("/")[-2]))
     report = EvalReport(
