@@ -16,7 +16,7 @@ medians over the rounds, each speed-up the median of the rounds' ratios, printed
 ORT int8 >= 3x PyTorch eager decode tokens/s at batch 1, parity passed.
 
     python bench/generation.py [--threads 1] [--model-dir DIR] [--iters 10] [--iters-100m 3] [--rounds 3]
-        [--skip-100m]
+        [--skip-100m] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _tiny_model(args):
     from tasks.sft import sft
     from tasks.tracking import Tracking
 
-    config = load_config(ROOT / "configs" / "tiny-generation.yaml", [f"workspace.root={SCRATCH / 'ws'}"])
+    overrides = [f"workspace.root={SCRATCH / 'ws'}", *args.set]  # --set: e.g. shorter training for a quick run
+    config = load_config(ROOT / "configs" / "tiny-generation.yaml", overrides)
     ws = config.workspace.resolved()
     tracking = Tracking.resolve(config.tracking, ws)
     cfgs = config.stages()
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--iters-100m", type=int, default=3, help="Timed runs per backend, 100m shape.")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per batch size; speed-ups are medians of rounds.")
     parser.add_argument("--skip-100m", action="store_true")
+    parser.add_argument("--set", action="append", default=[], help="a preset override, e.g. sft.epochs=1")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
