@@ -40,7 +40,8 @@ def confusion_figure(counts: list[list[int]], labels: list[str], title: str) -> 
 
     fig = Figure(figsize=(1.2 * len(labels) + 2.4, 1.2 * len(labels) + 1.6))
     ax = fig.subplots()
-    ConfusionMatrixDisplay(confusion_matrix=np.array(counts), display_labels=labels).plot(
+    shown = [label.replace("$", r"\$") for label in labels]  # a label is text, never matplotlib math ("$x^$")
+    ConfusionMatrixDisplay(confusion_matrix=np.array(counts), display_labels=shown).plot(
         ax=ax, colorbar=False, cmap="Blues"
     )
     ax.set_title(title, fontsize=9)

@@ -37,6 +37,17 @@ def test_metric_names_are_storable_and_distinct():
         _validate_metric_name(f"test_precision_{name}")  # MLflow's own check: raises on a name it refuses
 
 
+def test_the_confusion_figure_draws_any_label():
+    """matplotlib reads '$...$' as math: before, a label pair like '$x^$' crashed evaluate's figure."""
+    import io
+
+    from tasks.scoring import confusion_figure
+
+    labels = ["$x^$", "a_{b}$", *LABELS]
+    counts = [[int(i == j) for j in range(len(labels))] for i in range(len(labels))]
+    confusion_figure(counts, labels, "test").savefig(io.BytesIO(), dpi=40)
+
+
 def _write(path: Path) -> str:
     rows = [{"msg": f"{WORDS[i % 6]} message {i} number {i * 7 % 13}", "intent": LABELS[i % 6]} for i in range(600)]
     pd.DataFrame(rows).to_csv(path, index=False)
