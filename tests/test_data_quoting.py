@@ -146,3 +146,27 @@ def test_test_split_without_labels_is_refused_with_the_way_out(tmp_path, ws):
     assert "move or rename the file out of the folder (the test split is then carved from train)" in message
     (folder / "test.tsv").rename(tmp_path / "test.tsv")  # the way out the message gives
     assert sum(prepare_data(_cfg(str(folder)), ws).sizes.values()) == 80
+
+
+@pytest.mark.parametrize(
+    ("source", "columns", "sizes"),
+    [
+        ("intents/banking77", ("text", "category"), {"train": 10_003, "test": 3_080}),  # quoted multi-line texts
+        ("sms_spam.csv", ("message", "class"), {"all": 5_572}),
+    ],
+)
+def test_real_files_read_whole_and_pass_the_merge_check(source, columns, sizes):
+    """The shared public files (README counts) read to their published sizes and are not flagged."""
+    from pathlib import Path
+
+    from tasks.data_integrity import check_merged_rows
+    from tasks.data_read import read_files
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / source
+    if not path.exists():
+        pytest.skip(f"{path} is not on this machine")
+    frames = read_files(str(path))
+    assert {k: len(v) for k, v in frames.items()} == sizes
+    labels = set(next(iter(frames.values()))[columns[1]])
+    for frame in frames.values():
+        check_merged_rows(frame, columns, labels)
