@@ -2,10 +2,14 @@
 
 Three servers run as separate processes serving the same registered model: ours (`zero2one serve`),
 MLflow's (`mlflow models serve -m models:/NAME@champion --env-manager local`, what an MLflow user
-has without us) and a naive PyTorch-eager endpoint without batching. One async load generator drives
-each in turn at concurrency 1, 8 and 32 (one text per request) and prints requests/s and p50/p99
-latency. The model-only limit is the served graph called directly in this process, at the mean batch
-size our service formed at that concurrency: texts/s with no HTTP, JSON, queueing or journal. Then a
+has without us: the headline's peer, no batching either way) and a naive PyTorch-eager endpoint without
+batching. One async load generator (in this process, on the same cores) drives each in turn at
+concurrency 1, 8 and 32 (one text per request). At each concurrency the three sides run in `--rounds`
+rounds, each once per round for `--seconds`, the order rotated every round
+(`bench/_common.alternating_rounds`); it prints the medians over the rounds of requests/s and p50/p99
+latency, and each ratio as the median of the rounds' ratios with every round's value. The model-only
+limit is the served graph called directly in this process, right after our side in each round, at the
+mean batch size our service formed in that round: texts/s with no HTTP, JSON, queueing or journal. Then a
 soak at concurrency 32 checks for zero errors and, once the service has shut down (which moves its
 journal into the log), that the prediction log holds exactly the texts answered.
 
@@ -13,7 +17,7 @@ The load generator is aiohttp, not httpx: on this 2-core machine httpx's connect
 out near 350 requests/s at concurrency 32 against an endpoint that does nothing (aiohttp: over
 9,000), so it measured itself rather than the servers.
 
-    python bench/serving.py [--seconds 10] [--soak 60] [--busy 2]
+    python bench/serving.py [--seconds 10] [--rounds 3] [--soak 60] [--busy 2]
 
 `--busy N` keeps N extra processes spinning on the CPU from the servers' start to the end (the
 "log rows = texts answered on a loaded machine" check).
@@ -35,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydantic import BaseModel  # noqa: E402
 
-from bench._common import ROOT, SCRATCH  # noqa: E402
+from bench._common import ROOT, SCRATCH, alternating_rounds, load_text, median, ratio_text, round_ratios  # noqa: E402
 
 TEXTS = [
     "the battery is great and the screen is excellent",
@@ -44,6 +48,7 @@ TEXTS = [
     "the price is fair but the sound is awful",
 ]
 CONCURRENCY = (1, 8, 32)
+TARGETS = {"mlflow-serve": 5.0, "limit": 0.70}  # at concurrency 32: ours / mlflow serve, ours / model-only limit
 
 
 class NaiveRequest(BaseModel):  # module level: FastAPI resolves the (string) annotation from here
@@ -241,23 +246,63 @@ def _start(ws: Path, served: Served) -> tuple[list[Side], list[subprocess.Popen]
 
 
 def _print_rows(rows: list[dict]) -> None:
+    """Medians over the rounds; the ratios are medians of per-round ratios (three decimals: a target sits there)."""
     print(
         f"\n{'conc.':>5} | {'ours rps':>8} {'p50':>6} {'p99':>6} | {'mlflow rps':>10} {'p99':>6} | {'naive rps':>9} "
-        f"{'p99':>6} | {'batch':>5} {'limit t/s':>9} | {'ours/mlflow':>11} {'ours/limit':>10} {'ours/naive':>10}"
+        f"{'p99':>6} | {'batch':>5} {'limit t/s':>9}"
     )
     for r in rows:
         o, m, n = r["ours"], r["mlflow-serve"], r["naive"]
         print(
             f"{r['c']:>5} | {o['rps']:8.1f} {o['p50']:6.1f} {o['p99']:6.1f} | {m['rps']:10.1f} {m['p99']:6.1f} | "
-            f"{n['rps']:9.1f} {n['p99']:6.1f} | {r['batch']:5.1f} {r['limit']:9.1f} | {o['rps'] / m['rps']:10.2f}x "
-            f"{o['rps'] / r['limit']:9.0%} {o['rps'] / n['rps']:9.2f}x   (errors: ours {o['errors']}, "
+            f"{n['rps']:9.1f} {n['p99']:6.1f} | {r['batch']:5.1f} {r['limit']:9.1f}   (errors: ours {o['errors']}, "
             f"mlflow {m['errors']}, naive {n['errors']})"
         )
+    for r in rows:
+        ratios = r["ratios"]
+        print(
+            f"concurrency {r['c']}: ours / mlflow serve {ratio_text(ratios['mlflow-serve'], 3)}; ours / limit "
+            f"{ratio_text(ratios['limit'], 3)}; ours / naive {ratio_text(ratios['naive'], 3)}"
+        )
+    last = rows[-1]["ratios"]
+    for key, target in TARGETS.items():
+        got = median(last[key])
+        print(
+            f"target at concurrency 32, ours / {key} >= {target}: {got:.3f} -> {'met' if got >= target else 'NOT met'}"
+        )
+
+
+def _rounds(sides: list[Side], c: int, seconds: float, rounds: int, classify: Callable) -> dict:
+    """One concurrency: the three sides in rotated rounds; medians per side, per-round ratios."""
+    ours = sides[0]
+
+    def ours_side() -> dict:
+        texts_before, passes_before = _batches(ours.url)
+        result = asyncio.run(_load(ours, c, seconds))
+        texts_after, passes_after = _batches(ours.url)
+        result["batch"] = (texts_after - texts_before) / max(passes_after - passes_before, 1)
+        # Right after ours (the machine is shared: the closer in time, the fairer the ratio).
+        result["limit"] = model_limit(classify, max(round(result["batch"]), 1), seconds=seconds / 2)
+        return result
+
+    runs = {"ours": ours_side} | {s.name: (lambda s=s: asyncio.run(_load(s, c, seconds))) for s in sides[1:]}
+    results = alternating_rounds(runs, rounds)
+    row: dict = {"c": c, "answered": sum(r["ours"]["answered"] for r in results)}
+    for name in runs:
+        row[name] = {k: median([r[name][k] for r in results]) for k in ("rps", "p50", "p99")}
+        row[name]["errors"] = sum(r[name]["errors"] for r in results)
+    row["batch"] = median([r["ours"]["batch"] for r in results])
+    row["limit"] = median([r["ours"]["limit"] for r in results])
+    rps = lambda side: side["rps"]  # noqa: E731
+    row["ratios"] = {name: round_ratios(results, "ours", name, rps) for name in ("mlflow-serve", "naive")}
+    row["ratios"]["limit"] = [r["ours"]["rps"] / r["ours"]["limit"] for r in results]
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="each side's run in a round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per concurrency; medians of per-round ratios")
     parser.add_argument("--soak", type=float, default=60)
     parser.add_argument("--busy", type=int, default=0, help="busy-loop processes to run beside the servers")
     parser.add_argument("--workspace", type=Path, help="serve the champion already in this workspace (no training)")
@@ -276,21 +321,12 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
         sides, procs = _start(ws, served)
-        ours = sides[0]
-        print(f"load average before the load: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs, {args.busy} busy loops)")
-        rows, answered = [], 0  # one text per request: every answered one must end up in the prediction log
+        print(f"before the load: {load_text()}, {args.busy} busy loops", flush=True)
         classify = _served_predictor(served.name, served.version)
-        for c in CONCURRENCY:
-            texts_before, passes_before = _batches(ours.url)
-            row = {"c": c, "ours": asyncio.run(_load(ours, c, args.seconds))}
-            texts_after, passes_after = _batches(ours.url)
-            row["batch"] = (texts_after - texts_before) / max(passes_after - passes_before, 1)
-            # Right after ours (the machine is shared: the closer in time, the fairer the ratio).
-            row["limit"] = model_limit(classify, max(round(row["batch"]), 1), seconds=args.seconds / 2)
-            row |= {side.name: asyncio.run(_load(side, c, args.seconds)) for side in sides[1:]}
-            answered += row["ours"]["answered"]
-            rows.append(row)
-        soak = asyncio.run(_load(ours, 32, args.soak))
+        rows = [_rounds(sides, c, args.seconds, args.rounds, classify) for c in CONCURRENCY]
+        print(f"after the rounds: {load_text()}", flush=True)
+        answered = sum(r["answered"] for r in rows)  # one text per request: every one must reach the prediction log
+        soak = asyncio.run(_load(sides[0], 32, args.soak))
         answered += soak["answered"]
         procs[0].terminate()  # a graceful stop moves the journal's last rows into the log
         procs[0].wait(timeout=120)
