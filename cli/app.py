@@ -2,6 +2,7 @@
 
     run, show-config, demo-data   cli/run.py (the pipeline; summary and outcome in cli/summary.py)
     predict, promote, rollback    cli/registry.py
+    approve, reject               cli/approval.py (gate.approval: required)
     serve                         cli/serve.py (options generated from serving/config.py's ServeConfig)
     monitor, retrain              cli/monitor.py (options generated from MonitorConfig and WindowSource)
     ui                            cli/ui.py
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import monitor, registry, run, serve, ui
+from cli import approval, monitor, registry, run, serve, ui
 from cli.deploy import deploy
 from tasks.workspace import DEFAULT_ROOT
 
@@ -34,6 +35,8 @@ app.command("demo-data")(run.demo_data)
 app.command()(registry.predict)
 app.command()(registry.promote)
 app.command()(registry.rollback)
+app.command()(approval.approve)
+app.command()(approval.reject)
 app.command()(ui.ui)
 app.command()(serve.serve)
 app.command()(monitor.monitor)

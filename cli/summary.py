@@ -23,6 +23,8 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     gate = "[green]passed[/]" if result.verdict.passed else f"[red]failed[/]: {gate_reasons}"
     champion = result.verdict.champion_version
     console.print(f"Gate {gate}" + (f" (against champion v{champion})" if champion else ""))
+    for r in (r for r in result.verdict.rules if r.state == "not judged"):  # passed, but compared nothing
+        console.print(f"  {r.name}: not judged ({escape(r.value)})")
     if not result.verdict.passed and not result.baseline_promoted:
         if ship := ship_baseline_command(result):
             console.print(f"  ship the TF-IDF baseline (it beat v{reg.version} and passed the gate): {ship}")
@@ -101,6 +103,16 @@ def print_outcome(result: PipelineResult, console: Console | None = None) -> Non
             f"first champion (gate.baseline_as_champion=true).\n{reasons}"
         )
         style, title = "yellow", "baseline promoted"
+    elif result.approval in ("pending", "rejected"):
+        waits = v.version if v.passed else v.baseline_version
+        body = f"{reg.name} v{waits} was rejected by a person (zero2one.approval.reason on the version)"
+        if result.approval == "pending":
+            body = (
+                f"{reg.name} v{waits} waits for approval (gate.approval=required); the champion is still {champion}:\n"
+                f"  zero2one approve --workspace {result.workspace} --model {reg.name} --version {waits} "
+                f'--reason "..."   (or reject)'
+            )
+        style, title = "yellow", f"approval {result.approval}"
     elif v.passed:
         body = f"{reg.name} v{reg.version} passed the gate; not promoted (gate.promote=false)"
         style, title = "yellow", "passed, not promoted"

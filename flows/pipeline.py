@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from prefect import flow
 from pydantic import BaseModel
 
+from flows.approval import await_approval, candidate
 from flows.config import PipelineConfig
 from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
@@ -79,6 +80,7 @@ class PipelineResult(BaseModel):
     registered: RegisteredModel
     verdict: GateVerdict
     promotion: Promotion | None
+    approval: str | None = None  # gate.approval=required: pending (no run waits), approved or rejected
     baseline_reasons: list[str] | None = None  # the TF-IDF baseline version's own gate: [] passed, None not registered
     sample_text: str | None = None  # one text of the test split, for the summary's "try it"
     reused_stages: list[str]
@@ -104,9 +106,12 @@ class PipelineResult(BaseModel):
 
     @property
     def outcome(self) -> str:
-        """One word for run names and tags: `champion`, `baseline-champion`, `passed` (not promoted) or `refused`."""
+        """One word for run names and tags: `champion`, `baseline-champion`, `awaiting-approval`, `rejected`,
+        `passed` (not promoted) or `refused`."""
         if self.promoted or self.baseline_promoted:
             return CHAMPION if self.promoted else "baseline-champion"
+        if self.approval in ("pending", "rejected"):
+            return "awaiting-approval" if self.approval == "pending" else "rejected"
         return "passed" if self.verdict.passed else "refused"
 
     @property
@@ -261,13 +266,15 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             card_config = config.model_copy(update=as_run).model_dump(mode="json", exclude=other)
             card_args = (card_config, data, registered, report, verdict, tracking)
             stage(write_model_card, config.gate.retry, *card_args, cache=False)
-        promotion = _promotion(config, stage, registered, verdict)
         ok = True
     finally:
         close_pipeline_run(tracking, run_id, ok, **(_parent_run(registered, report, verdict, tracking) if ok else {}))
+    # After the parent run is closed: with gate.approval=required the flow run may suspend here.
+    promotion, approval = _promotion(config, stage, registered, verdict)
     return _finish(
         config,
         stage,
+        approval=approval,
         data=data,
         tokenizer=tokenizer,
         encoder=encoder,
@@ -281,14 +288,26 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     )
 
 
-def _promotion(config: PipelineConfig, stage: _Stages, registered: RegisteredModel, verdict: GateVerdict):
-    """Promote what passed; on a first run with gate.baseline_as_champion, the baseline that won instead."""
-    if verdict.passed and config.gate.promote:
-        return stage(promote, config.gate.retry, registered.name, registered.version, stage.tracking, cache=False)
-    first = verdict.champion_version is None and verdict.baseline_version and not verdict.passed
-    if first and config.gate.baseline_as_champion and config.gate.promote:
-        return stage(promote_baseline, config.gate.retry, registered.name, verdict, stage.tracking, cache=False)
-    return None
+def _promotion(
+    config: PipelineConfig, stage: _Stages, registered: RegisteredModel, verdict: GateVerdict
+) -> tuple[Promotion | None, str | None]:
+    """Promote what passed (on a first run with gate.baseline_as_champion, the baseline that won instead), or wait
+    for a person's approval (gate.approval=required). Returns the promotion and the approval's state."""
+    gate_cfg, name = config.gate, registered.name
+    if not gate_cfg.promote:
+        return None, None
+    baseline = verdict.baseline_version
+    baseline_ok = bool(baseline) and not candidate_reasons(name, baseline, stage.tracking)
+    if gate_cfg.approval == "required":
+        if found := candidate(verdict, baseline_ok, gate_cfg.baseline_as_champion):
+            state, promotion = await_approval(name, *found, stage.tracking, gate_cfg.approval_timeout)
+            return promotion, state
+        return None, None
+    if verdict.passed:
+        return stage(promote, gate_cfg.retry, name, registered.version, stage.tracking, cache=False), None
+    if verdict.champion_version is None and verdict.baseline_version and gate_cfg.baseline_as_champion:
+        return stage(promote_baseline, gate_cfg.retry, name, verdict, stage.tracking, cache=False), None
+    return None, None
 
 
 def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult:
@@ -311,6 +330,8 @@ def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult
     said = f"is the new champion, gate {verdict.headline}" if result.promoted else f"gate {verdict.headline}"
     if result.baseline_promoted:
         said += f"; the TF-IDF baseline v{baseline} is the first champion (gate.baseline_as_champion)"
+    if result.approval in ("pending", "rejected"):
+        said += "; waits for approval (zero2one approve)" if result.approval == "pending" else "; rejected"
     return completed(result, f"{result.title} {said}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks import promotion
+from tasks import approval, promotion
 from tasks.artifacts import Promotion
 from tasks.orchestration import RetryPolicy, stage_task
 from tasks.registry_names import DEFAULT_MODEL_NAME
@@ -48,3 +48,19 @@ def rollback_flow(
     """Give `champion` back to the `previous-champion` (the two aliases swap)."""
     task = stage_task(promotion.rollback, "rollback", _POLICY, cache=False)
     return task(model, _tracking(workspace, tracking_uri), reason=reason)
+
+
+@flow(name="approval", log_prints=True)
+def decide_flow(
+    model: str,
+    version: str,
+    approve: bool,
+    reason: str,
+    by: str,
+    workspace: str = DEFAULT_ROOT,
+    tracking_uri: str | None = None,
+) -> Promotion | None:
+    """Approve (promote, the history says who and why) or reject a version that waits for approval and that no
+    suspended flow run waits for (`zero2one approve/reject` resumes one that does)."""
+    task = stage_task(approval.decide, "approve" if approve else "reject", _POLICY, cache=False)
+    return task(model, version, _tracking(workspace, tracking_uri), approve, reason, by)

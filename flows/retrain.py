@@ -21,11 +21,13 @@ from mlflow.exceptions import MlflowException
 from prefect import flow
 from pydantic import BaseModel
 
+from flows.approval import await_approval, suspendable_run_id
 from flows.config import PipelineConfig, validate
 from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
 from flows.retrain_generation import generation_retrain_config
 from tasks import reporting
+from tasks.approval import pending
 from tasks.errors import PipelineInputError
 from tasks.monitoring.champion import Champion, find_champion, recorded_config
 from tasks.monitoring.generation_retrain_data import write_generation_retrain_data
@@ -152,7 +154,12 @@ def retrain(
     )
     print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")
     configure = generation_retrain_config if generator else retrain_config
-    result = pipeline(configure(base, champion, data, repretrain))
+    config = configure(base, champion, data, repretrain)
+    result = pipeline(config)
+    if result.approval == "pending" and suspendable_run_id():  # the pipeline inside cannot suspend; this run can
+        waiting = pending(champion.name, result.registered.version, tracking)
+        state, _ = await_approval(champion.name, waiting.version, waiting.why, tracking, config.gate.approval_timeout)
+        result = result.model_copy(update={"approval": state})
     after = _alias_version(tracking, champion.name, alias)
     out = RetrainResult(
         model=champion.name,

@@ -1,0 +1,149 @@
+"""Approval before promotion (`gate.approval: required`) on a real MLflow registry and real Prefect servers.
+
+The candidate is deterministic and cheap: a first run whose fine-tuned model learns nothing (learning rate ~0),
+so the TF-IDF baseline wins and, with `gate.baseline_as_champion`, its version is what would be promoted.
+Locally (no deployment: nothing can suspend) the version waits, tagged, for `zero2one approve/reject`; on a real
+`prefect server start` with a process worker the deployment's flow run suspends with the typed form and is resumed
+through the API by `zero2one approve`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from cli.app import app
+from flows.config import load_config
+from flows.pipeline import pipeline
+from tasks.promotion import history
+from tasks.tracking import Tracking
+from tests.conftest import FAST, ROOT
+from tests.test_deployments import Server, _wait, server  # noqa: F401 (the module's real Prefect server fixture)
+from tests.test_pipeline import LOSES_TO_TFIDF
+
+pytestmark = [pytest.mark.slow]
+
+WAITS = [*LOSES_TO_TFIDF, "gate.baseline_as_champion=true", "gate.approval=required"]
+
+
+def _config(ws, *overrides: str):
+    return load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={ws}", *FAST, *WAITS, *overrides])
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def _tags(config, version: str) -> dict[str, str]:
+    tracking = Tracking.resolve(config.tracking, config.workspace.resolved())
+    return tracking.client().get_model_version(config.registry.model_name, version).tags
+
+
+def _champion(config) -> str | None:
+    tracking = Tracking.resolve(config.tracking, config.workspace.resolved())
+    champion = tracking.client().get_registered_model(config.registry.model_name).aliases.get("champion")
+    return None if champion is None else str(champion)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_version_waits_and_is_rejected_timed_out_or_approved_from_the_terminal(tmp_path):
+    ws = tmp_path / "ws"
+    config = _config(ws)
+    first = pipeline(config)
+    assert first.approval == "pending" and first.promotion is None and first.outcome == "awaiting-approval"
+    assert _champion(config) is None and _tags(config, "2")["zero2one.approval"] == "pending"
+    assert _tags(config, "2")["zero2one.approval.flow_run_id"] == ""  # not a deployment's run: nothing suspends
+
+    out = _cli("reject", "--version", "2", "--reason", "labels are being fixed", "--by", "ann", "--workspace", str(ws))
+    assert out.exit_code == 0, out.output
+    tags = _tags(config, "2")
+    assert (tags["zero2one.approval"], tags["zero2one.approval.by"]) == ("rejected", "ann")
+    assert tags["zero2one.approval.reason"] == "labels are being fixed" and _champion(config) is None
+    again = _cli("approve", "--version", "2", "--reason", "x", "--workspace", str(ws))
+    assert again.exit_code == 2 and "not waiting for approval (zero2one.approval=rejected" in again.output
+
+    # Asked again by the next run, with a 1-second deadline that passes: rejected as timed out.
+    pipeline(_config(ws, "gate.approval_timeout=1"))
+    assert _tags(config, "2")["zero2one.approval"] == "pending"
+    time.sleep(2)
+    late = _cli("approve", "--version", "2", "--reason", "ok", "--workspace", str(ws))
+    assert late.exit_code == 2 and "rejected as timed out" in late.output, late.output
+    assert _tags(config, "2")["zero2one.approval.reason"].startswith("timed out: no answer by ")
+    assert _champion(config) is None
+
+    pipeline(config)
+    out = _cli(
+        "approve", "--version", "2", "--reason", "baseline is fine for now", "--by", "bo", "--workspace", str(ws)
+    )
+    assert out.exit_code == 0, out.output
+    assert _champion(config) == "2" and _tags(config, "2")["zero2one.approval"] == "approved"
+    move = history(config.registry.model_name, Tracking.resolve(config.tracking, config.workspace.resolved()))[-1]
+    assert move.version == "2" and not move.forced
+    assert move.reason.startswith("approved by bo: baseline is fine for now (baseline promoted as first champion: ")
+
+
+@pytest.mark.server
+def test_a_deployment_run_suspends_with_the_form_and_approve_resumes_it(server, tmp_path):  # noqa: F811
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    ws = tmp_path / "ws"
+    config = _config(ws, f"tracking.uri=sqlite:///{ws / 'mlflow.db'}")
+    ws.mkdir(parents=True)
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="approval-test", type="process"))
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name("pipeline"),
+            name="approval-test",
+            work_pool_name="approval-test",
+            entrypoint="flows/pipeline.py:pipeline",
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}],
+        )
+        run = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"config": config.model_dump(mode="json")}
+        )
+    worker = server.start_worker("approval-test")
+    try:
+        with get_client(sync_client=True) as client:
+            paused = _wait(
+                "the pipeline run to suspend",
+                lambda: (r := client.read_flow_run(run.id)).state.is_paused() and r,
+                timeout=900,
+                every=3,
+                log=worker.log,
+            )
+            assert paused.state.name == "Suspended"
+            form = client.read_flow_run_input(run.id, "suspended-approve-2-description")
+        assert "Promote zero2one-classifier v2" in form and "/models/zero2one-classifier/versions/2" in form
+        assert _tags(config, "2")["zero2one.approval.flow_run_id"] == str(run.id) and _champion(config) is None
+
+        out = _cli(
+            "approve",
+            "--version",
+            "2",
+            "--reason",
+            "looked at the card",
+            "--by",
+            "cy",
+            "--workspace",
+            str(ws),
+            "--tracking-uri",
+            config.tracking.uri,
+        )
+        assert out.exit_code == 0, out.output + worker.log.read_text()[-3000:]
+        assert "resumed flow run" in out.output
+    finally:
+        worker.stop()
+    with get_client(sync_client=True) as client:
+        final = client.read_flow_run(run.id)
+    assert final.state.is_completed(), final.state
+    assert _champion(config) == "2" and _tags(config, "2")["zero2one.approval.by"] == "cy"
+    client = MlflowClient(config.tracking.uri, registry_uri=config.tracking.uri)
+    assert (
+        client.get_model_version("zero2one-classifier", "2")
+        .tags["zero2one.promotion.reason"]
+        .startswith("promote: approved by cy: looked at the card")
+    )
