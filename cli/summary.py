@@ -25,6 +25,8 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     console.print(f"Gate {gate}" + (f" (against champion v{champion})" if champion else ""))
     for r in (r for r in result.verdict.rules if r.state == "not judged"):  # passed, but compared nothing
         console.print(f"  {r.name}: not judged ({escape(r.value)})")
+    for r in (r for r in result.verdict.rules if r.state == "not judged"):  # passed, but compared nothing
+        console.print(f"  {r.name}: not judged ({escape(r.value)})")
     if not result.verdict.passed and not result.baseline_promoted:
         if ship := ship_baseline_command(result):
             console.print(f"  ship the TF-IDF baseline (it beat v{reg.version} and passed the gate): {ship}")

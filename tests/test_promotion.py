@@ -170,14 +170,19 @@ def test_better_model_replaces_the_champion(lab):
     promote("better", v1.version, lab.tracking, force=True, reason="bootstrap with a known-weak model")
 
     # The challenger comes from newer data: the frozen set is both test splits, deduplicated.
-    data2 = prepare_data(lab.config.data.model_copy(update={"max_rows": 700}), lab.ws)
+    # All the demo rows: the champion saw a 900-row sample, so a 700-row one held no row new to it (found by the
+    # gate once it left out training rows: its "newest" rows had all been the champion's training rows).
+    data2 = prepare_data(lab.config.data.model_copy(update={"max_rows": None}), lab.ws)
     report2 = evaluate(lab.config.evaluate, data2, lab.better[0], lab.tracking, lab.ws, quality=QualityBar(**OFF))
     v2 = lab.register("better", "better", data=data2, report=report2)
     cfg = GateConfig(compare="beat", margin=0.05, **OFF)
     verdict = gate(cfg, data2, v2, report2, lab.tracking, lab.ws)
 
     both = set(load_splits(lab.run.data)["test"]["text"]) | set(load_splits(data2)["test"]["text"])
-    assert verdict.eval_size == len(both) and verdict.champion_version == "1"
+    # ... less every text either model trained on: the two runs sampled and split the demo data differently.
+    trained = {t for d in (lab.run.data, data2) for s in ("train", "validation") for t in load_splits(d)[s]["text"]}
+    assert verdict.eval_size == len(both - trained) and verdict.champion_version == "1"
+    assert verdict.eval_sources["excluded_trained_on"] == len(both & trained)
     assert verdict.passed, verdict.reasons
     assert verdict.challenger.macro_f1 >= verdict.champion.macro_f1 + 0.05
     # The rows new since the champion (not in its test split) are compared on their own too.
