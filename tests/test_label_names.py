@@ -37,6 +37,21 @@ def test_metric_names_are_storable_and_distinct():
         _validate_metric_name(f"test_precision_{name}")  # MLflow's own check: raises on a name it refuses
 
 
+def test_the_data_stage_says_how_labels_will_be_named_before_any_compute(tmp_path, caplog):
+    import logging
+
+    from tasks.data import DataConfig, prepare_data
+    from tasks.workspace import Workspace
+
+    caplog.set_level(logging.INFO, logger="zero2one")
+    cfg = DataConfig(source=_write(tmp_path / "intents.csv"), text_column="msg", label_column="intent")
+    prepared = prepare_data(cfg, Workspace(root=str(tmp_path / "ws")))
+    assert prepared.labels == sorted(LABELS)  # stored as they are, none refused
+    assert (
+        "'reverted_card_payment?': 'reverted_card_payment_'" in caplog.text and "'great 👍': 'great _'" in caplog.text
+    )
+
+
 def test_the_confusion_figure_draws_any_label():
     """matplotlib reads '$...$' as math: before, a label pair like '$x^$' crashed evaluate's figure."""
     import io
