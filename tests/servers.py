@@ -232,7 +232,10 @@ def kill_tree(proc: subprocess.Popen) -> list[int]:
     sessions, so a process-group kill would miss them): what a machine that disappears looks like."""
     import psutil
 
-    victims = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    try:
+        victims = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:  # it is gone already (it crashed): nothing to kill, and its error is the one to see
+        victims = []
     for p in victims:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()

@@ -16,6 +16,8 @@ edits meanwhile: cache keys and checkpoint folders include a hash of the project
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -89,7 +91,11 @@ def topology(tmp_path_factory) -> Iterator[Topology]:
     logs = root / "logs"
     logs.mkdir()
     started = time.monotonic()
-    pg = Postgres(root)
+    # PostgreSQL runs as its own system user (when tests run as root), so its data lives outside pytest's temp root:
+    # each pytest session of this user resets /tmp/pytest-of-<user> to mode 0700, and one started beside this test
+    # (`make test`, another checkout) locked PostgreSQL out of its data mid-run (pg_control: Permission denied, PANIC).
+    pg_root = Path(tempfile.mkdtemp(prefix="zero2one-scale-pg-"))
+    pg = Postgres(pg_root)
     s3 = SeaweedS3(root)
     services: list[Service] = []
     topo = None
@@ -130,6 +136,7 @@ def topology(tmp_path_factory) -> Iterator[Topology]:
             service.stop()
         s3.stop()
         pg.stop()
+        shutil.rmtree(pg_root, ignore_errors=True)
 
 
 def _client():
