@@ -185,15 +185,25 @@ def _labels(train: pd.DataFrame, cfg: DataConfig, log: logging.Logger | None) ->
     return labels
 
 
-def _labeled_split(df: pd.DataFrame, name: str, cfg: DataConfig) -> None:
-    """A given validation/test file holds texts but no labels (the competition layout: id + text): never guess."""
-    if cfg.text_column in df.columns and cfg.label_column not in df.columns:
+def _labeled_split(df: pd.DataFrame, name: str, cfg: DataConfig, labels: list[str]) -> None:
+    """A given validation/test file without labels (the competition layout: id + text, or a hub test split whose
+    labels are all -1) cannot be scored: stop and say how to run without it, never guess."""
+    file, label = df["_file"].iloc[0], cfg.label_column
+    fix = (
+        f"To run without it, move or rename the file out of the folder (the {name} split is then carved from "
+        "train) or point data.source at the train file"
+    )
+    if cfg.text_column in df.columns and label not in df.columns:
         cols = [c for c in df.columns if not c.startswith("_")]
         raise PipelineInputError(
-            f"{df['_file'].iloc[0]}: the {name} split has no label column '{cfg.label_column}' (columns: {cols}), "
-            f"so it cannot be scored. To run without it, move or rename the file out of the folder (the {name} "
-            "split is then carved from train) or point data.source at the train file; if the labels are in "
-            "another column, set data.label_column."
+            f"{file}: the {name} split has no label column '{label}' (columns: {cols}), so it cannot be scored. "
+            f"{fix}; if the labels are in another column, set data.label_column."
+        )
+    values = set(df[label].map(_as_str).str.strip()) if label in df.columns else set()
+    if len(df) > 1 and len(values) == 1 and not values & set(labels):
+        raise PipelineInputError(
+            f"{file}: the {name} split is unlabeled: column '{label}' is {values.pop()!r} in every row, not one "
+            f"of the labels {labels}, so it cannot be scored. {fix}."
         )
 
 
@@ -206,10 +216,10 @@ def _validate_source(
         raise PipelineInputError(f"source '{cfg.source}' has splits {sorted(frames)} but no 'train'")
     for extra in sorted(set(frames) - {*SPLITS, "all"}):  # e.g. a hub dataset's 'unsupervised' split
         dropped[f"rows of split '{extra}' (not train/validation/test)"] = len(frames[extra])
-    for name in (s for s in ("validation", "test") if s in frames):
-        _labeled_split(frames[name], name, cfg)
     train = _validate_frame(frames[key], cfg, cfg.labels, dropped, log)
     labels = _labels(train, cfg, log)
+    for name in (s for s in ("validation", "test") if s in frames):
+        _labeled_split(frames[name], name, cfg, labels)
     for frame in frames.values():
         check_merged_rows(frame, (cfg.text_column, cfg.label_column), labels, cfg.quoting)
     out = {key: train}

@@ -144,7 +144,10 @@ def test_test_split_without_labels_is_refused_with_the_way_out(tmp_path, ws):
     message = str(err.value)
     assert "test.tsv: the test split has no label column 'label' (columns: ['id', 'text'])" in message
     assert "move or rename the file out of the folder (the test split is then carved from train)" in message
-    (folder / "test.tsv").rename(tmp_path / "test.tsv")  # the way out the message gives
+    _write(folder / "test.tsv", ["id\ttext\tlabel", *(f"{i}\tunseen text {i}\t-1" for i in range(20))])  # GLUE's way
+    with pytest.raises(PipelineInputError, match=r"test\.tsv: the test split is unlabeled: column 'label' is '-1' in"):
+        prepare_data(_cfg(str(folder)), ws)
+    (folder / "test.tsv").rename(tmp_path / "test.tsv")  # the way out the messages give
     assert sum(prepare_data(_cfg(str(folder)), ws).sizes.values()) == 80
 
 
