@@ -90,7 +90,7 @@ def parity_rule(optimized: OptimizedModel | OptimizedGenerator | bool | None) ->
         return RuleResult(name="parity", passed=optimized, value="passed" if optimized else "failed", reason=why)
     why = "; ".join([optimized.verdict, *optimized.reasons])
     if not optimized.passed:
-        why += " (an ONNX graph that differs from the evaluated model never serves; to ship PyTorch on purpose, run "
-        why += "without the optimize stage)"
+        why += " (a graph that differs from the evaluated model never serves; to ship PyTorch on purpose, set "
+        why += "optimize.enabled=false or optimize_generation.enabled=false)"
     value = f"onnx-{optimized.variant}" if optimized.passed else "pytorch (no graph passed)"
     return RuleResult(name="parity", passed=optimized.passed, value=value, reason=why)
