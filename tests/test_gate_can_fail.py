@@ -133,11 +133,13 @@ def test_an_unset_minimum_is_shown_as_not_set_in_the_gate_and_the_evaluation(lab
 
 def test_the_version_reports_the_served_graphs_test_score_beside_pytorchs(lab) -> None:
     optimized, challenger, tracking = lab["optimized"], lab["challenger"], lab["tracking"]
-    served = optimized.parity[optimized.variant] if optimized.variant != "pytorch" else None
-    expected = served.macro_f1 if served else lab["report"].model.macro_f1
+    assert optimized.passed and optimized.variant in ("int8", "fp32"), optimized.reasons  # a graph serves
+    expected = optimized.parity[optimized.variant].macro_f1  # the parity run's number: no re-scoring
     tags = tracking.client().get_model_version(NAME, challenger.version).tags
     assert tags["zero2one.metrics.served_test_macro_f1"] == f"{expected:.4f}"
-    assert tags["zero2one.metrics.served_runtime"] == (f"onnx-{optimized.variant}" if served else "pytorch")
+    assert tags["zero2one.metrics.served_runtime"] == f"onnx-{optimized.variant}"
+    parity = {r.name: r for r in lab["verdict"].rules}["parity"]
+    assert parity.passed and parity.value == f"onnx-{optimized.variant}" and optimized.verdict in parity.reason
     write_model_card({}, lab["new"], challenger, lab["report"], lab["verdict"], tracking)
     description = tracking.client().get_model_version(NAME, challenger.version).description
     assert f"served ({tags['zero2one.metrics.served_runtime']})" in description
