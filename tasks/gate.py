@@ -1,15 +1,17 @@
 """The gate: may the new version (the challenger) replace the champion?
 
 Both models run side by side, in this task, on one frozen evaluation set: the champion's test
-split plus the newest test split, deduplicated by text (the newest label wins). A fixed set
-seen by both is the only fair comparison; each model's own test score is not.
+split plus the newest test split, deduplicated by text (the newest label wins), less every text either
+model trained on (a run on an updated file re-splits it; the count left out is in the verdict). A fixed set
+seen by both and trained on by neither is the only fair comparison; each model's own test score is not.
 
 Rules (all must pass): the evaluate stage passed; on the frozen set the challenger reaches
 `min_value` and beats the TF-IDF + logistic regression baseline by `baseline_margin` (the same
 rules as the evaluate verdict, `tasks/quality.py`); it beats the champion by `margin`
 (`compare: beat`) or is at most `margin` worse (`compare: not_worse`); it is not worse than the
-champion on the newest test rows alone (after drift: the labeled window's held-out rows); and,
-when the optimization stage ran, its parity check passed. The verdict and every rule's value and
+champion on the newest test rows alone (after drift: the labeled window's held-out rows; with fewer than
+`newest_min_rows` the rule is "not judged", shown as such); and, when the optimization stage ran, an ONNX
+graph passed its parity check. A minimum of 0 shows as "not set". The verdict and every rule's value and
 reason become tags on the model version and on its MLflow run, and a Prefect markdown artifact.
 
 Where the baseline beats the challenger, it is registered as a version of its own (tagged
