@@ -19,6 +19,8 @@ import typer
 import yaml
 from pydantic import BaseModel
 
+from cli.automations import AUTOMATIONS_FILE, AutomationsError, automation_specs, ensure_automations
+
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
 POOLS_DIR = ROOT / "deployments" / "work-pools"
@@ -41,6 +43,7 @@ class Applied(BaseModel):
     pools: dict[str, str]  # pool name -> created / updated / unchanged
     deployments: list[str]  # flow/deployment names, as `prefect deployment run` takes them
     lost_runs: str = "unchanged"  # the automation that crashes flow runs whose machine is gone
+    alerts: dict[str, str] = {}  # deployments/automations.yaml: automation name -> created / updated / unchanged
 
 
 LOST_RUNS_AUTOMATION = "zero2one-crash-lost-flow-runs"
@@ -190,14 +193,23 @@ def api_url() -> str:
 
 
 def apply(
-    prefect_file: Path = PREFECT_FILE, pools_dir: Path = POOLS_DIR, lost_after_seconds: int = LOST_AFTER_SECONDS
+    prefect_file: Path = PREFECT_FILE,
+    pools_dir: Path = POOLS_DIR,
+    lost_after_seconds: int = LOST_AFTER_SECONDS,
+    automations_file: Path = AUTOMATIONS_FILE,
+    notify: str | None = None,
 ) -> Applied:
-    """Pools first (deployments name them), then deployments, then the automation that crashes lost runs."""
+    """Pools first (deployments name them), then deployments, the automation that crashes lost runs, the alerts."""
     api_url()
+    automation_specs(automations_file)  # a broken alerts file stops the deploy before it changes anything
     pools = ensure_pools(pool_specs(pools_dir))
     deployments = apply_deployments(prefect_file)
     lost = ensure_lost_runs_automation(lost_after_seconds)
-    return Applied(pools=pools, deployments=deployments, lost_runs=lost)
+    try:
+        alerts = ensure_automations(automations_file, notify)
+    except AutomationsError as e:
+        raise DeployError(str(e)) from None
+    return Applied(pools=pools, deployments=deployments, lost_runs=lost, alerts=alerts)
 
 
 def deploy(
@@ -211,6 +223,13 @@ def deploy(
         Path,
         typer.Option(metavar="DIR", help="Base job templates, one work pool per TYPE[-PURPOSE].json.", file_okay=False),
     ] = POOLS_DIR,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            metavar="BLOCK",
+            help="Notification block <block-type>/<name> that the alerts of deployments/automations.yaml send to.",
+        ),
+    ] = None,
 ) -> None:
     """Create the work pools (if missing) and apply the deployments to the Prefect server at PREFECT_API_URL.
 
@@ -221,8 +240,8 @@ def deploy(
     try:
         url = api_url()
         typer.echo(f"Prefect server: {url}")
-        result = apply(prefect_file.resolve(), pools_dir.resolve())
-    except DeployError as e:
+        result = apply(prefect_file.resolve(), pools_dir.resolve(), notify=notify)
+    except (DeployError, AutomationsError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     for name, action in result.pools.items():
@@ -230,5 +249,7 @@ def deploy(
     for name in result.deployments:
         typer.echo(f"deployment  {name}")
     typer.echo(f"automation  {LOST_RUNS_AUTOMATION:28s} {result.lost_runs}")
+    for name, action in result.alerts.items():
+        typer.echo(f"automation  {name:28s} {action}")
     typer.echo("Run flows from the UI, or: prefect deployment run 'pipeline/pipeline'")
     typer.echo("Start a local worker:      prefect worker start --pool zero2one-process")

@@ -122,7 +122,8 @@ def _serve(ws, port: int, s3: SeaweedS3) -> subprocess.Popen:
     args += ["--prediction-log", f"s3://{s3.bucket}/predictions"]
     # One attempt per flush: the journal is the retry. botocore's default retries kept a failing flush 20-28 s.
     env = {**os.environ, **s3.env, "AWS_MAX_ATTEMPTS": "1"}
-    return subprocess.Popen(args, cwd=ROOT, env=env)
+    log = open(ws.parent / "serve.log", "ab")  # noqa: SIM115 - the service outlives this call
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Fault:
@@ -134,13 +135,17 @@ class Fault:
         self.start = time.monotonic()
 
     def fires(self, seconds: float) -> None:
+        if self.for_s == 0:  # no `for`: firing at the first evaluation that sees it, never pending
+            self.pending = self.firing = self.log.wait(self.alert, "firing", self.start, seconds)
+            return
         self.pending = self.log.wait(self.alert, "pending", self.start, seconds)
         self.firing = self.log.wait(self.alert, "firing", self.pending, seconds)
         # Pending for `for`, then firing at one of the next two evaluations (0.5 s: the recorder's polling).
         assert self.firing - self.pending <= self.for_s + 2 * self.interval + 0.5, self.report()
 
-    def resolves(self, seconds: float) -> None:
-        self.ended = time.monotonic()
+    def resolves(self, seconds: float, ended: float | None = None) -> None:
+        """Waits for the alert to end; `ended`: when the fault ended (default: now)."""
+        self.ended = ended or time.monotonic()
         self.resolved = self.log.wait(self.alert, None, self.ended, seconds)
 
     def report(self) -> str:
@@ -158,7 +163,10 @@ def test_faults_fire_their_alerts_on_a_live_prometheus(prefect_server, make_conf
     from tasks.tracking import Tracking, TrackingConfig
     from tasks.workspace import Workspace
 
-    reg = pipeline(make_config()).registered
+    began = time.monotonic()
+    small = ["data.max_rows=300", "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"]
+    reg = pipeline(make_config(*small, "optimize.enabled=false")).registered  # any servable version will do
+    print(f"\npipeline: {time.monotonic() - began:.0f} s")
     client = Tracking.resolve(TrackingConfig(), Workspace(root=str(workspace))).client()
     s3 = SeaweedS3(tmp_path)
     s3.start()
@@ -192,22 +200,23 @@ def test_faults_fire_their_alerts_on_a_live_prometheus(prefect_server, make_conf
                 assert log.seen(fault.start, time.monotonic()) == {"Zero2oneRequestsRefused"}
 
                 # 4. The prediction log's object store is unreachable while traffic goes on.
-                s3.stop()
                 faults = [
                     Fault(log, a, durations, interval)
                     for a in ("Zero2oneLogFlushFailing", "Zero2onePredictionLogBehind")
                 ]
+                s3.stop()
                 for fault in faults:
                     fault.fires(60)
                 s3.start()
+                back = time.monotonic()
                 for fault in faults:
-                    fault.resolves(90)
+                    fault.resolves(90, ended=back)
                     reports.append(fault.report())
                 assert log.seen(faults[0].start, time.monotonic()) == {f.alert for f in faults}
             assert {c.status_code for c in traffic.codes} == {200, 422}
             _dashboard_queries_run(prometheus, interval)
     finally:
-        print("\n".join(reports))
+        print("\n".join(reports), f"\nwhole test: {time.monotonic() - began:.0f} s")
         prometheus.stop()
         service.terminate()
         service.wait(timeout=60)
@@ -226,3 +235,55 @@ def _dashboard_queries_run(prometheus: Prometheus, interval: int) -> None:
     # Nothing generated (a classifier served), no monitor textfile scraped, no 5xx and no alert firing now.
     expected_empty = ("generat", "first_token", "inter_token", "monitor_drift", "ALERTS", '"5.."')
     assert [e for e in empty if not any(k in e for k in expected_empty)] == []
+
+
+# ---------------------------------------------------------------------------------------------- Prefect automations
+
+
+def test_the_alert_automations_validate_and_a_broken_one_is_named(tmp_path):
+    from cli.automations import AutomationsError, automation_specs
+
+    specs = {s.name: s for s in automation_specs()}
+    assert set(specs) == {
+        "zero2one-pipeline-refused-3-times",
+        "zero2one-monitor-run-failed",
+        "zero2one-run-suspended-over-a-day",
+    }
+    assert {a.type for s in specs.values() for a in s.actions} == {"do-nothing"}  # no --notify block given
+    broken = tmp_path / "automations.yaml"
+    broken.write_text("automations:\n  - name: typo\n    trigger: {type: event, posture: Sometimes}\n    actions: []\n")
+    with pytest.raises(AutomationsError, match=r"(?s)automations.yaml: typo: .*posture.*Sometimes"):
+        automation_specs(broken)
+
+
+def _automation_triggered(automation_id) -> list:
+    from prefect.settings import PREFECT_API_URL
+
+    body = {
+        "filter": {
+            "event": {"name": ["prefect.automation.triggered"]},
+            "any_resource": {"id": [f"prefect.automation.{automation_id}"]},
+        },
+        "limit": 50,
+    }
+    return httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json=body, timeout=10).json()["events"]
+
+
+@pytest.mark.server
+def test_deploy_applies_the_alerts_once_and_a_failed_monitor_run_triggers_its_alert(prefect_server, make_config):
+    """Applied twice: created, then unchanged. A real monitor run failing (no such model) triggers the automation."""
+    from prefect import get_client
+
+    from cli.automations import ensure_automations
+    from flows.monitor import monitor
+    from tasks.errors import PipelineInputError
+
+    assert set(ensure_automations().values()) == {"created"}
+    assert set(ensure_automations().values()) == {"unchanged"}
+    with get_client(sync_client=True) as client:
+        failed_alert = client.read_automations_by_name("zero2one-monitor-run-failed")[0]
+        refused_alert = client.read_automations_by_name("zero2one-pipeline-refused-3-times")[0]
+    with pytest.raises(PipelineInputError):
+        monitor(model_name="no-such-model", pipeline_config=make_config())
+    wait_until(lambda: _automation_triggered(failed_alert.id), "the monitor-failed automation", 60)
+    assert _automation_triggered(refused_alert.id) == []
