@@ -76,7 +76,7 @@ def csv_records(path: str, quoting: Quoting = "auto") -> tuple[list[str], list[t
         reader = csv.reader(f, delimiter=separator(path), quoting=quote_mode(path, quoting))
         for row in reader:
             start, previous = previous + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
+            if not row or (len(row) == 1 and not row[0].strip(" \t")):  # pandas skips spaces and tabs only
                 continue
             if header:
                 records.append((start, previous, len(row)))
@@ -127,10 +127,7 @@ def _read_table(path: str, suffix: str, quoting: Quoting) -> pd.DataFrame:
     try:
         if suffix in _SEPARATORS:
             mode = quote_mode(path, quoting)
-            df = pd.read_csv(path, sep=_SEPARATORS[suffix], dtype=str, keep_default_na=False, quoting=mode)
-            if mode == csv.QUOTE_NONE:
-                _check_record_count(path, df)
-            return df
+            return pd.read_csv(path, sep=_SEPARATORS[suffix], dtype=str, keep_default_na=False, quoting=mode)
         if suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         return pd.read_parquet(path)
@@ -158,6 +155,8 @@ def read_file(path: str, quoting: Quoting = "auto") -> pd.DataFrame:
         if suffix != ".parquet":
             _check_utf8(path, raw)
         df = _read_table(path, suffix, quoting)
+        if suffix in _SEPARATORS and quote_mode(path, quoting) == csv.QUOTE_NONE:
+            _check_record_count(path, df)
     if df.empty:
         cols = [str(c) for c in df.columns]
         only = f" (only a header: {cols})" if suffix in _SEPARATORS else ""

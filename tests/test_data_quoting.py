@@ -173,3 +173,28 @@ def test_real_files_read_whole_and_pass_the_merge_check(source, columns, sizes):
     labels = set(next(iter(frames.values()))[columns[1]])
     for frame in frames.values():
         check_merged_rows(frame, columns, labels)
+
+
+def test_tsv_blank_lines_count_as_pandas_counts_them(tmp_path, ws):
+    """Blank and space-only lines are skipped, a form feed is a (bad) row: the record check agrees with the
+    reader, and the bad row is named by its physical line."""
+    rows = _rows()
+    lines = ["text\tlabel", *(f"{t}\t{y}" for t, y in rows)]
+    lines[3:3] = ["", "   ", "\x0c"]  # lines 4-6; the form feed is line 6
+    src = _write(tmp_path / "b.tsv", lines)
+    with pytest.raises(PipelineInputError, match=r"b\.tsv, line 6, column 'text': empty or whitespace-only text"):
+        prepare_data(_cfg(src), ws)
+    prepared = prepare_data(_cfg(src, on_invalid="drop"), ws)
+    assert sorted(_read_back(prepared)) == sorted(rows)
+    assert prepared.dropped == {"empty or whitespace-only text": 1}
+
+
+def test_a_reader_that_loses_a_tsv_row_is_caught(tmp_path):
+    """The guard itself: read without quoting, records must equal the non-empty lines after the header."""
+    from tasks.data_read import _check_record_count, read_file
+
+    src = _write(tmp_path / "c.tsv", ["text\tlabel", "", *(f"{t}\t{y}" for t, y in _rows(10))])
+    df = read_file(src)
+    assert len(df) == 10
+    with pytest.raises(PipelineInputError, match=r"c\.tsv: read 9 records from 10 non-empty lines after the header"):
+        _check_record_count(src, df.iloc[:-1])
