@@ -198,3 +198,15 @@ def test_a_reader_that_loses_a_tsv_row_is_caught(tmp_path):
     assert len(df) == 10
     with pytest.raises(PipelineInputError, match=r"c\.tsv: read 9 records from 10 non-empty lines after the header"):
         _check_record_count(src, df.iloc[:-1])
+
+
+def test_csv_of_long_multiline_texts_is_not_flagged(tmp_path, ws):
+    """Emails: every text spans lines and some run past the length floor; only a merge is an error."""
+    rows = [
+        (f"Dear team,\nmessage {i}\n" + "details of the matter " * (20 + (i % 7) * 60), LABELS[i % 2])
+        for i in range(60)
+    ]
+    path = tmp_path / "mail.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    assert max(len(t) for t, _ in rows) > 5_000
+    assert sorted(_read_back(prepare_data(_cfg(str(path)), ws))) == sorted(rows)
