@@ -21,7 +21,7 @@ SERVE_OPTIONS = OptionGroup(
     "serve",
     rename={"model_name": "--model"},
     skip=("workspace", "tracking_uri"),  # the common --workspace and --tracking-uri say where things are
-    extra={"token": {"envvar": "ZERO2ONE_SERVE_TOKEN"}},
+    extra={"token": {"envvar": "ZERO2ONE_SERVE_TOKEN"}, "webhook_secret": {"envvar": "ZERO2ONE_WEBHOOK_SECRET"}},
 )
 
 

@@ -50,6 +50,14 @@ class ServeConfig(BaseModel):
         description="Local SQLite file holding answered predictions until they move to the log; "
         "default <workspace>/serving/prediction-journal.sqlite (a local scratch folder for remote workspaces).",
     )
+    webhook_secret: str | None = Field(
+        None,
+        description="Secret of the MLflow registry webhook that calls POST /webhooks/mlflow (alias events): "
+        "deliveries signed with it make the service reload at once; unset, the route is off.",
+    )
+    webhook_max_age_seconds: float = Field(
+        300.0, gt=0, description="Oldest webhook delivery accepted (its signed timestamp): older ones are replays."
+    )
     log_flush_seconds: float = Field(
         30.0,
         gt=0,

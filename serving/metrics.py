@@ -56,6 +56,13 @@ class ServiceMetrics:
             "How long the oldest answered prediction has waited to move into the prediction log (0: none waits)",
             registry=self.registry,
         )
+        self.webhooks = Counter(
+            "zero2one_webhook_deliveries",
+            "MLflow registry webhook deliveries by result: accepted, ignored (another model or alias), "
+            "refused (bad signature or stale timestamp), invalid",
+            ["result"],
+            registry=self.registry,
+        )
         self.flush_interval = Gauge(
             "zero2one_log_flush_interval_seconds",
             "The configured journal flush interval: the alerts measure the journal's age in flush intervals",

@@ -27,6 +27,7 @@ from serving.limits import BodySizeLimit, error_body
 from serving.metrics import RequestMetrics, ServiceMetrics
 from serving.model_holder import ModelHolder
 from serving.openai_api import OpenAIAPI
+from serving.webhooks import RegistryWebhooks
 from tasks.prediction_log import log_uri
 from tasks.tracking import Tracking, TrackingConfig
 from tasks.workspace import Workspace
@@ -53,6 +54,7 @@ class Service:
         self.metrics.model_loaded.set_function(lambda: float(self.holder.current is not None))
         self.classifier = ClassifierAPI(cfg, self.holder, self.journal, self.metrics)
         self.openai = OpenAIAPI(cfg, self.holder, self.journal, self.metrics)
+        self.webhooks = RegistryWebhooks(cfg, self.holder, self.metrics, tracking)
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task] = []
         self._flusher: asyncio.Task | None = None
@@ -161,4 +163,5 @@ class Service:
         app.add_api_route("/ready", self.ready, methods=["GET"])
         app.add_api_route("/metrics", self.prometheus, methods=["GET"])
         app.add_api_route("/admin/reload", self.reload, methods=["POST"], dependencies=auth)
+        app.add_api_route("/webhooks/mlflow", self.webhooks.receive, methods=["POST"])  # signed, not bearer
         return app
