@@ -38,12 +38,21 @@ def confusion_figure(counts: list[list[int]], labels: list[str], title: str) -> 
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig = Figure(figsize=(1.2 * len(labels) + 2.4, 1.2 * len(labels) + 1.6))
+    n = len(labels)
+    # Capped at 18 inches, counts written in the cells up to 25 classes: 77 classes drew 95-inch figures with 5,929
+    # texts (100 s and 4 GB per figure, measured).
+    fig = Figure(figsize=(min(1.2 * n + 2.4, 18), min(1.2 * n + 1.6, 18)))
     ax = fig.subplots()
     shown = [label.replace("$", r"\$") for label in labels]  # a label is text, never matplotlib math ("$x^$")
     ConfusionMatrixDisplay(confusion_matrix=np.array(counts), display_labels=shown).plot(
-        ax=ax, colorbar=False, cmap="Blues"
+        ax=ax,
+        colorbar=False,
+        cmap="Blues",
+        include_values=n <= 25,
+        xticks_rotation="vertical" if n > 8 else "horizontal",
     )
+    if n > 25:
+        ax.tick_params(labelsize=max(3, 9 - n // 20))
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

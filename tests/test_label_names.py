@@ -154,3 +154,14 @@ def test_unusual_label_names_run_end_to_end(prefect_server, tmp_path):
 
     report = monitor(model_name=name, window=WindowSource(since=start), pipeline_config=config).report
     assert report.window_rows == len(texts)
+
+
+def test_the_confusion_figure_of_77_classes_stays_drawable():
+    """BANKING77: a 95-inch figure with 5,929 cell texts took 100 s and 4 GB to save (measured); now capped."""
+    from tasks.scoring import confusion_figure
+
+    labels = [f"intent {i}?" for i in range(77)]
+    fig = confusion_figure([[int(i == j) for j in range(77)] for i in range(77)], labels, "test")
+    assert max(fig.get_size_inches()) <= 18 and not fig.axes[0].texts
+    few = confusion_figure([[2, 1], [0, 3]], ["neg", "pos"], "test")
+    assert [t.get_text() for t in few.axes[0].texts] == ["2", "1", "0", "3"]  # small sets keep their counts
