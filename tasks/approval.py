@@ -52,7 +52,7 @@ def mark_pending(
     retrain's run takes over from the pipeline inside it): only a new waiting flow run is recorded."""
     client = tracking.client()
     tags = client.get_model_version(model, version).tags
-    if tags.get(APPROVAL) == "pending":
+    if tags.get(APPROVAL) == "pending" and not expire(model, version, tracking):  # an expired one is asked anew
         if flow_run_id and tags.get(APPROVAL_FLOW_RUN) != flow_run_id:
             client.set_model_version_tag(model, version, APPROVAL_FLOW_RUN, flow_run_id)
         return pending(model, version, tracking)

@@ -85,8 +85,33 @@ def test_a_version_waits_and_is_rejected_timed_out_or_approved_from_the_terminal
     assert move.reason.startswith("approved by bo: baseline is fine for now (baseline promoted as first champion: ")
 
 
+def _suspended(client, deployment_id, config, worker):
+    """Start a run of the deployment; return it once suspended, with its form's description and schema."""
+    import json
+
+    run = client.create_flow_run_from_deployment(deployment_id, parameters={"config": config.model_dump(mode="json")})
+    paused = _wait(
+        "the pipeline run to suspend",
+        lambda: (r := client.read_flow_run(run.id)).state.is_paused() and r,
+        timeout=900,
+        every=3,
+        log=worker.log,
+    )
+    description = client.read_flow_run_input(run.id, "suspended-approve-2-description")
+    schema = client.read_flow_run_input(run.id, "suspended-approve-2-schema")
+    return paused, description, json.loads(schema) if isinstance(schema, str) else schema
+
+
+def _answer(command: str, reason: str, by: str, config, ws) -> str:
+    args = ["--version", "2", "--reason", reason, "--by", by, "--workspace", str(ws)]
+    out = _cli(command, *args, "--tracking-uri", config.tracking.uri)
+    assert out.exit_code == 0, out.output
+    assert "resumed flow run" in out.output
+    return out.output
+
+
 @pytest.mark.server
-def test_a_deployment_run_suspends_with_the_form_and_approve_resumes_it(server, tmp_path):  # noqa: F811
+def test_a_deployment_run_suspends_with_the_form_and_reject_or_approve_resumes_it(server, tmp_path):  # noqa: F811
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
@@ -102,48 +127,26 @@ def test_a_deployment_run_suspends_with_the_form_and_approve_resumes_it(server, 
             entrypoint="flows/pipeline.py:pipeline",
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}],
         )
-        run = client.create_flow_run_from_deployment(
-            deployment_id, parameters={"config": config.model_dump(mode="json")}
-        )
     worker = server.start_worker("approval-test")
     try:
         with get_client(sync_client=True) as client:
-            paused = _wait(
-                "the pipeline run to suspend",
-                lambda: (r := client.read_flow_run(run.id)).state.is_paused() and r,
-                timeout=900,
-                every=3,
-                log=worker.log,
-            )
-            assert paused.state.name == "Suspended"
-            form = client.read_flow_run_input(run.id, "suspended-approve-2-description")
-        assert "Promote zero2one-classifier v2" in form and "/models/zero2one-classifier/versions/2" in form
-        assert _tags(config, "2")["zero2one.approval.flow_run_id"] == str(run.id) and _champion(config) is None
+            run, form, schema = _suspended(client, deployment_id, config, worker)
+            assert run.state.name == "Suspended" and set(schema["properties"]) == {"approve", "reason", "by"}
+            assert schema["properties"]["approve"]["type"] == "boolean"  # the UI renders a typed form
+            assert "Promote zero2one-classifier v2" in form and "/models/zero2one-classifier/versions/2" in form
+            assert _tags(config, "2")["zero2one.approval.flow_run_id"] == str(run.id) and _champion(config) is None
+            _answer("reject", "wait for the relabelled data", "dee", config, ws)
+            rejected = client.read_flow_run(run.id)
+            assert rejected.state.is_completed() and "rejected" in rejected.state.message, rejected.state
+            assert _champion(config) is None and _tags(config, "2")["zero2one.approval"] == "rejected"
 
-        out = _cli(
-            "approve",
-            "--version",
-            "2",
-            "--reason",
-            "looked at the card",
-            "--by",
-            "cy",
-            "--workspace",
-            str(ws),
-            "--tracking-uri",
-            config.tracking.uri,
-        )
-        assert out.exit_code == 0, out.output + worker.log.read_text()[-3000:]
-        assert "resumed flow run" in out.output
+            run, _, _ = _suspended(client, deployment_id, config, worker)  # the next run asks again
+            _answer("approve", "looked at the card", "cy", config, ws)
+            final = client.read_flow_run(run.id)
     finally:
         worker.stop()
-    with get_client(sync_client=True) as client:
-        final = client.read_flow_run(run.id)
     assert final.state.is_completed(), final.state
     assert _champion(config) == "2" and _tags(config, "2")["zero2one.approval.by"] == "cy"
     client = MlflowClient(config.tracking.uri, registry_uri=config.tracking.uri)
-    assert (
-        client.get_model_version("zero2one-classifier", "2")
-        .tags["zero2one.promotion.reason"]
-        .startswith("promote: approved by cy: looked at the card")
-    )
+    reason = client.get_model_version("zero2one-classifier", "2").tags["zero2one.promotion.reason"]
+    assert reason.startswith("promote: approved by cy: looked at the card (baseline promoted as first champion: ")
