@@ -73,6 +73,10 @@ def md_table(rows: list[dict]) -> str:
     if not rows:
         return "_(empty)_"
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(readable(r.get(c, ""))) for c in cols) + " |" for r in rows]
+
+    def cell(value: object) -> str:  # a label is data: a '|' or a line break in it must not break the table
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, cols)) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(readable(r.get(c, ""))) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

@@ -165,3 +165,14 @@ def test_the_confusion_figure_of_77_classes_stays_drawable():
     assert max(fig.get_size_inches()) <= 18 and not fig.axes[0].texts
     few = confusion_figure([[2, 1], [0, 3]], ["neg", "pos"], "test")
     assert [t.get_text() for t in few.axes[0].texts] == ["2", "1", "0", "3"]  # small sets keep their counts
+
+
+def test_markdown_tables_keep_their_columns_whatever_the_labels():
+    """The per-class tables of the evaluation summary and the data report put labels in cells and headers."""
+    import re
+
+    from tasks.reporting import md_table
+
+    table = md_table([{"class": "refund|billing", "line\nbreak": 1, "差评 👍": 0.5}])
+    for line in table.splitlines():
+        assert len(re.findall(r"(?<!\\)\|", line)) == 4, line  # 3 columns: 4 unescaped bars
