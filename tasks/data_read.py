@@ -107,7 +107,10 @@ def _parse_error(path: str, error: Exception, quoting: Quoting) -> PipelineInput
     if bad is None:
         return PipelineInputError(f"{path}: cannot be read as {Path(path).suffix[1:].upper()}: {error}")
     if quote_mode(path, quoting) == csv.QUOTE_NONE:
-        fix = "A text cannot contain the separator in a file read with data.quoting=none; remove it from the text"
+        fix = (
+            "Read with data.quoting=none, a text cannot hold the separator: remove it from the text, or quote such "
+            "texts and set data.quoting=csv"
+        )
     else:
         fix = f"Quote texts that contain {'a tab' if separator(path) == chr(9) else 'a comma'}"
     return PipelineInputError(f"{path} line {bad[0]}: {bad[1]} fields where the header has {len(header)}. {fix}.")

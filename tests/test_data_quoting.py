@@ -128,7 +128,9 @@ def test_csv_short_multiline_texts_are_kept(tmp_path, ws):
 def test_tsv_separator_inside_a_text_names_the_line(tmp_path, ws):
     lines = ["text\tlabel", *(f"{t}\t{y}" for t, y in _rows())]
     lines[6] = "a text\twith a tab\tpos"
-    with pytest.raises(PipelineInputError, match=r"t\.tsv line 7: 3 fields where the header has 2\. A text cannot"):
+    with pytest.raises(
+        PipelineInputError, match=r"t\.tsv line 7: 3 fields where the header has 2\. Read with data\.quoting=none"
+    ):
         prepare_data(_cfg(_write(tmp_path / "t.tsv", lines)), ws)
 
 
