@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from models.batching import batched_logits, softmax
+from models.truncation import Truncation
 
 
 class TextClassifier:
@@ -23,7 +24,14 @@ class TextClassifier:
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
         self.device = device
-        self.max_length = max_length or self.model.config.max_position_embeddings
+        # head_tail: cut exactly as fine-tuning did (its window and head); head: the tokenizer's cut at the window.
+        trained = Truncation.from_config(self.model.config)
+        if trained and trained.custom and max_length:
+            trained = Truncation.for_window(trained.strategy, max_length)
+        self.truncation = trained if trained and trained.custom else None
+        self.max_length = (
+            self.truncation.max_length if self.truncation else max_length or self.model.config.max_position_embeddings
+        )
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
     @torch.inference_mode()
@@ -31,9 +39,17 @@ class TextClassifier:
         """Logits for `texts`, in length-sorted batches (see `batched_logits`)."""
         return batched_logits(texts, self._run_batch, len(self.labels), batch_size)[0]
 
+    def encode(self, texts: list[str]):
+        """(model inputs as tensors, which texts were cut to the window): the one place texts become tokens."""
+        if self.truncation is None:
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            return enc, [bool(e.overflowing) for e in enc.encodings]  # the cut tokens, kept by the fast tokenizer
+        full = self.tokenizer(texts, truncation=False, verbose=False)
+        columns, truncated = self.truncation.cut_encoding(dict(full))
+        return self.tokenizer.pad(columns, return_tensors="pt"), truncated
+
     def _run_batch(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        truncated = [bool(e.overflowing) for e in enc.encodings]  # the tokens cut off, kept by the fast tokenizer
+        enc, truncated = self.encode(texts)
         return self.model(**enc.to(self.device)).logits.float().cpu().numpy(), truncated
 
     @torch.inference_mode()

@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 
 from models.batching import batched_logits, softmax
 from models.ort_sessions import ort_session
+from models.truncation import Truncation
 
 
 def load_tokenizer(model_dir: str | Path, max_length: int) -> Tokenizer:
@@ -49,8 +50,17 @@ class OnnxClassifier:
     ):
         config = json.loads(Path(model_dir, "config.json").read_text())
         self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-        self.max_length = max_length or config["max_position_embeddings"]
+        self.truncation = Truncation.from_config(config)  # head_tail: cut as fine-tuning did (models/truncation.py)
+        if self.truncation and not self.truncation.custom:
+            self.truncation = None
+        self.max_length = max_length or (
+            self.truncation.max_length if self.truncation else config["max_position_embeddings"]
+        )
+        if self.truncation:
+            self.truncation = Truncation.for_window(self.truncation.strategy, self.max_length)
         self.tokenizer = load_tokenizer(model_dir, self.max_length)
+        if self.truncation:
+            self.tokenizer.no_truncation()  # whole texts, then `_encode_head_tail` cuts them
         self.session = ort_session(onnx_path, threads, spin, providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
@@ -60,6 +70,8 @@ class OnnxClassifier:
 
     def _encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[bool]]:
         """The graph's inputs, and which texts were cut to the model's window."""
+        if self.truncation:
+            return self._encode_head_tail(texts)
         encodings = self.tokenizer.encode_batch(list(texts))
         columns = {
             "input_ids": [e.ids for e in encodings],
@@ -68,6 +80,22 @@ class OnnxClassifier:
         }
         feeds = {name: np.asarray(columns[name], dtype=np.int64) for name in self.input_names}
         return feeds, [bool(e.overflowing) for e in encodings]
+
+    def _encode_head_tail(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """Whole texts, cut to head + tail as `TextClassifier` and fine-tuning cut them, padded to the longest."""
+        encodings = self.tokenizer.encode_batch(list(texts))  # padded, not truncated: masks mark the real tokens
+        real = [sum(e.attention_mask) for e in encodings]
+        columns = {"input_ids": [e.ids[:n] for e, n in zip(encodings, real, strict=True)]}
+        columns["token_type_ids"] = [e.type_ids[:n] for e, n in zip(encodings, real, strict=True)]
+        columns, truncated = self.truncation.cut_encoding(columns)
+        width = max(len(ids) for ids in columns["input_ids"])
+        pad = self.tokenizer.padding["pad_id"]
+        feeds = {
+            "input_ids": [ids + [pad] * (width - len(ids)) for ids in columns["input_ids"]],
+            "attention_mask": [[1] * len(ids) + [0] * (width - len(ids)) for ids in columns["input_ids"]],
+            "token_type_ids": [ids + [0] * (width - len(ids)) for ids in columns["token_type_ids"]],
+        }
+        return {name: np.asarray(feeds[name], dtype=np.int64) for name in self.input_names}, truncated
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Logits for already encoded inputs."""

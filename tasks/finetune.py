@@ -26,6 +26,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
 from models.lora import LoraSettings, apply_lora, merge_lora
+from models.truncation import Truncation
 from tasks import reporting
 from tasks.artifacts import EncoderArtifact, FinetunedModel, PreparedData, TokenizerArtifact
 from tasks.checkpoints import local_checkpoint
@@ -79,6 +80,11 @@ class FinetuneConfig(TrainingConfig):
         description="Evaluate, checkpoint and check early stopping every N steps; unset: every epoch, or every "
         "500 steps with the pretrained recipe when an epoch is longer.",
     )
+    truncation: Literal["head", "head_tail"] = Field(
+        "head",
+        description="Texts longer than max_length: keep the first tokens (head), or the first quarter of the window "
+        "and the end of the text (head_tail, models/truncation.py); predictions cut the same way.",
+    )
     group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     early_stopping_patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
@@ -92,8 +98,13 @@ def classification_metrics(eval_pred) -> dict[str, float]:
     return {"accuracy": accuracy_score(labels, preds), "macro_f1": f1_score(labels, preds, average="macro")}
 
 
-def _tokenize(batch, tok, max_length: int):
-    enc = tok(batch["text"], truncation=True, max_length=max_length)
+def _tokenize(batch, tok, max_length: int, truncation: str = "head"):
+    """Token ids cut to `max_length` as `TextClassifier` will cut them at prediction time (models/truncation.py)."""
+    if truncation == "head":
+        enc = tok(batch["text"], truncation=True, max_length=max_length)
+    else:
+        full = tok(batch["text"], truncation=False, verbose=False)
+        enc = Truncation.for_window(truncation, max_length).cut_encoding(dict(full))[0]
     enc["length"] = [len(ids) for ids in enc["input_ids"]]  # for length-grouped batches
     return enc
 
@@ -159,13 +170,14 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
     train_texts = list(raw["train"]["text"])
     max_length = resolve_max_length(cfg.max_length, tok, train_texts, model_limit(model.config, tok))
     plan = plan_finetune(cfg, len(train_texts), max_length)
+    model.config.zero2one_truncation = Truncation.for_window(cfg.truncation, plan.max_length).to_config()
     args = _arguments(job, plan)
     with args.main_process_first(desc="tokenizing"):  # one process tokenizes, the others read its cache
         splits = raw.map(
             _tokenize,
             batched=True,
             remove_columns=["text"],
-            fn_kwargs={"tok": tok, "max_length": plan.max_length},
+            fn_kwargs={"tok": tok, "max_length": plan.max_length, "truncation": cfg.truncation},
             desc="tokenizing",
         )
     splits = splits.rename_column("label", "labels")

@@ -1,0 +1,75 @@
+"""Long texts (#23): `finetune.truncation=head_tail` keeps start and end; every predictor cuts as training did.
+
+A tiny random BERT classifier saved the way the finetune stage saves one (the rule in its config.json); no training:
+what is checked is which tokens reach the model, in fine-tuning (`_tokenize`), in `TextClassifier` (evaluation,
+pyfunc, serving) and in `OnnxClassifier` (the ONNX runtime that serving prefers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from models.classifier import TextClassifier
+from models.onnx_classifier import OnnxClassifier
+from models.onnx_export import export_onnx
+from models.truncation import Truncation
+from tasks.finetune import _tokenize
+from tasks.tokenizer import TokenizerConfig, _train_wordpiece
+
+WORDS = [f"w{i}" for i in range(40)]
+LONG = " ".join(WORDS)  # 40 words, each its own token: 42 ids with [CLS] and [SEP]
+WINDOW = 16
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tok = _train_wordpiece([LONG, "short text", "w1 w2"] * 3, TokenizerConfig(vocab_size=200, min_frequency=1))
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64, num_labels=2, id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    model.config.zero2one_truncation = Truncation.for_window("head_tail", WINDOW).to_config()
+    path = tmp_path_factory.mktemp("clf")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path, tok
+
+
+def test_head_tail_keeps_the_first_and_last_tokens(model_dir):
+    _, tok = model_dir
+    full = tok(LONG)["input_ids"]
+    assert len(full) == 42
+    cut = _tokenize({"text": [LONG, "short text"]}, tok, WINDOW, "head_tail")
+    ids = cut["input_ids"][0]
+    head = Truncation.for_window("head_tail", WINDOW).head
+    assert head == 4 and len(ids) == WINDOW and cut["length"][0] == WINDOW
+    assert ids == full[:head] + full[-(WINDOW - head) :]
+    assert tok.convert_ids_to_tokens([ids[0], ids[-1], ids[-2]]) == ["[CLS]", "[SEP]", "w39"]
+    assert cut["input_ids"][1] == tok("short text")["input_ids"]  # a text that fits is untouched
+    head_only = _tokenize({"text": [LONG]}, tok, WINDOW, "head")["input_ids"][0]
+    assert tok.convert_ids_to_tokens(head_only[-2:]) == ["w13", "[SEP]"]  # the default still cuts the tail
+
+
+def test_prediction_cuts_as_training_did(model_dir, tmp_path):
+    path, tok = model_dir
+    texts = [LONG, "short text", " ".join(reversed(WORDS))]
+    trained = _tokenize({"text": texts}, tok, WINDOW, "head_tail")["input_ids"]
+    clf = TextClassifier(path)
+    enc, truncated = clf.encode(texts)
+    seen = [row[mask.bool()].tolist() for row, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+    assert seen == trained
+    assert list(truncated) == [True, False, True]
+    probs, flags = clf.classify(texts)
+    assert flags.tolist() == [True, False, True]
+    # The ONNX runtime cuts the same tokens and so gives the same logits.
+    export_onnx(path, tmp_path / "model.onnx")
+    onnx = OnnxClassifier(tmp_path / "model.onnx", path)
+    feeds, onnx_flags = onnx._encode(texts)
+    onnx_seen = [row[mask == 1].tolist() for row, mask in zip(feeds["input_ids"], feeds["attention_mask"], strict=True)]
+    assert onnx_seen == trained and onnx_flags == [True, False, True]
+    np.testing.assert_allclose(onnx.logits(texts), clf.logits(texts), atol=1e-4)
