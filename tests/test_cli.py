@@ -143,6 +143,8 @@ WORKSPACE_COMMANDS = {
     "serve": [],
     "monitor": [],
     "retrain": ["--data", "labeled.csv"],
+    "approve": ["--version", "1", "--reason", "read the card"],
+    "reject": ["--version", "1", "--reason", "not yet"],
 }
 
 
