@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -23,6 +24,7 @@ from tasks.fingerprint import hash_json
 from tasks.loaders import load_corpus
 from tasks.orchestration import RetryPolicy
 from tasks.storage import publish_dir
+from tasks.text_script import CJK_THRESHOLD, cjk_share
 from tasks.workspace import Workspace
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -37,10 +39,29 @@ class TokenizerConfig(BaseModel):
     vocab_size: int = Field(4000, ge=len(SPECIAL_TOKENS) + 26)
     min_frequency: int = Field(2, ge=1)
     lowercase: bool = True
+    cjk: Literal["auto", "characters", "subwords"] = Field(
+        "auto",
+        description="Text without spaces (Chinese, Japanese kanji): characters makes every CJK ideograph a token "
+        "(BERT's Chinese handling); subwords lets WordPiece learn runs of them; auto: characters when CJK "
+        f"ideographs are at least {CJK_THRESHOLD:.0%} of the corpus's letters, else the BERT default (characters).",
+    )
     retry: RetryPolicy = RetryPolicy(retries=1)
 
 
-def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
+def choose_cjk(cfg: TokenizerConfig, texts) -> tuple[bool, str]:
+    """Whether each CJK ideograph becomes its own token, and why (for the log and the stage summary)."""
+    if cfg.cjk != "auto":
+        return cfg.cjk == "characters", f"tokenizer.cjk={cfg.cjk}"
+    share = cjk_share(texts)
+    if share >= CJK_THRESHOLD:
+        return True, (
+            f"{share:.0%} of the corpus's letters are CJK ideographs (text without spaces): each ideograph is a "
+            "token of its own, as in BERT's Chinese models"
+        )
+    return True, f"{share:.1%} of the corpus's letters are CJK ideographs: the BERT default (any one is its own token)"
+
+
+def _train_wordpiece(texts, cfg: TokenizerConfig, cjk_characters: bool = True) -> BertTokenizerFast:
     """The BERT recipe with the `tokenizers` library: normalise, split on whitespace/punctuation, WordPiece.
 
     Not bit-reproducible: the trainer breaks count ties in hash-map order, so two trainings on the same
@@ -48,7 +69,7 @@ def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
     run's vocabulary for everything downstream; a rerun with new inputs may get a slightly different one.
     """
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase, handle_chinese_chars=cjk_characters)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
         vocab_size=cfg.vocab_size,
@@ -64,7 +85,7 @@ def _train_wordpiece(texts, cfg: TokenizerConfig) -> BertTokenizerFast:
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     tok.decoder = decoders.WordPiece()
-    return BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase)
+    return BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, tokenize_chinese_chars=cjk_characters)
 
 
 def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> TokenizerArtifact:
@@ -78,7 +99,9 @@ def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> 
             raise PipelineInputError(f"tokenizer.pretrained='{cfg.pretrained}' could not be loaded: {e}") from e
     else:
         corpus = load_corpus(data)["text"]
-        tokenizer = _train_wordpiece(corpus, cfg)
+        characters, why = choose_cjk(cfg, corpus)
+        log.info("CJK ideographs %s: %s", "one token each" if characters else "as subwords", why)
+        tokenizer = _train_wordpiece(corpus, cfg, characters)
         log.info("trained a WordPiece vocabulary of %d tokens on %d texts", len(tokenizer), len(corpus))
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
