@@ -160,6 +160,8 @@ class EvalReport(BaseModel):
     test_size: int
     mlflow_run_id: str
     confusion: list[list[int]] = Field([], description="Test split counts: rows true labels, columns predicted.")
+    truncated: int | None = Field(None, description="Test texts longer than the model's window, cut to it.")
+    truncation: str | None = Field(None, description="How they were cut (finetune.truncation, models/truncation.py).")
 
 
 class Parity(BaseModel):

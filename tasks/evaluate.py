@@ -35,6 +35,7 @@ from tasks.scoring import confusion_figure, score
 from tasks.stage_configs import QualityBar
 from tasks.storage import materialize, publish_dir
 from tasks.tracking import Tracking, stage_run
+from tasks.truncation_report import truncation_line
 from tasks.workspace import Workspace
 
 
@@ -65,7 +66,7 @@ def evaluate(
     labels = data.labels
     # Scored through the exported ONNX model: the numbers the gate and serving will see.
     baseline = train_baseline(splits, labels, data.fingerprint, ws)
-    y_true, y_model, scores = _score_all(cfg, splits, labels, model, baseline)
+    y_true, y_model, scores, (truncated, truncation) = _score_all(cfg, splits, labels, model, baseline)
     rules = verdict_rules(cfg, quality or QualityBar(), scores)
     reasons = [r.reason for r in rules if not r.passed]
 
@@ -80,7 +81,8 @@ def evaluate(
         for lab, m in scores["model"].per_class.items():
             key = names[lab]
             mlflow.log_metrics({f"test_precision_{key}": m["precision"], f"test_recall_{key}": m["recall"]})
-        mlflow.log_params({"baseline_C": baseline.c})
+        mlflow.log_metric("test_truncated_share", truncated / len(test))
+        mlflow.log_params({"baseline_C": baseline.c, "truncation": truncation})
         mlflow.set_tag("zero2one.eval_passed", str(not reasons).lower())
         out = Path(tmp)
         counts = confusion_matrix(y_true, y_model, labels=list(range(len(labels)))).tolist()
@@ -100,6 +102,8 @@ def evaluate(
         test_size=len(test),
         mlflow_run_id=run.info.run_id,
         confusion=counts,
+        truncated=truncated,
+        truncation=truncation,
     )
     _report(report, tracking)
     return report
@@ -107,14 +111,16 @@ def evaluate(
 
 def _score_all(
     cfg: EvaluateConfig, splits, labels: list[str], model: FinetunedModel, baseline: BaselineModel
-) -> tuple[list[int], list[int], dict[str, Scores]]:
-    """The true labels, the model's predictions, and the scores of the model, the majority class and TF-IDF."""
+) -> tuple[list[int], list[int], dict[str, Scores], tuple[int, str]]:
+    """The true labels, the model's predictions, the scores of the model, the majority class and TF-IDF, and how
+    many test texts the model saw cut (and how)."""
     train, test = splits["train"], splits["test"]
     classifier = TextClassifier(materialize(model.uri))
     if classifier.labels != labels:
         raise PipelineInputError(f"model {model.uri} predicts {classifier.labels}, the data has labels {labels}")
     y_true = list(test["label"])
-    y_model = [labels.index(p) for p in classifier.predict(test["text"], batch_size=cfg.batch_size)]
+    probs, cut = classifier.classify(list(test["text"]), batch_size=cfg.batch_size)
+    y_model = [int(i) for i in probs.argmax(axis=1)]
     majority = DummyClassifier(strategy="most_frequent").fit(train["text"], train["label"])
     y_baseline = [labels.index(p) for p in load_baseline(baseline).predict(test["text"])]
     return (
@@ -125,7 +131,16 @@ def _score_all(
             "majority": score(y_true, list(majority.predict(test["text"])), labels),
             "tfidf_logreg": score(y_true, y_baseline, labels),
         },
+        (int(cut.sum()), describe_truncation(classifier)),
     )
+
+
+def describe_truncation(classifier: TextClassifier) -> str:
+    """The rule a predictor cuts long texts by, in words."""
+    rule = classifier.truncation
+    if rule is None:
+        return f"head: the first {classifier.max_length} tokens"
+    return f"head_tail: the first {rule.head} and the last {rule.max_length - rule.head} of {rule.max_length} tokens"
 
 
 def verdict_rules(cfg: EvaluateConfig, quality: QualityBar, scores: dict[str, Scores]) -> list[RuleResult]:
@@ -156,6 +171,7 @@ def _report(report: EvalReport, tracking: Tracking) -> None:
         f"# Evaluation: {verdict}\n\n{reporting.md_table(evaluation_rows(report))}\n\n"
         f"Rules (the gate applies the same ones to its frozen set):\n\n{rules}\n\n"
         f"TF-IDF baseline: C={report.baseline.c if report.baseline else '-'} (chosen on the validation split)\n\n"
+        f"{truncation_line(report)}\n\n"
         f"Per class:\n\n{reporting.md_table(per_class)}\n\n"
         f"![Confusion matrix on the test split]({png})\n\n"
         f"[Confusion matrix]({png}) and metrics.json in the MLflow run: "

@@ -30,6 +30,7 @@ from tasks.registry_names import (
 )
 from tasks.report_rows import evaluation_rows, generation_rows, generation_verdict_rows, rule_rows, verdict_rows
 from tasks.tracking import Tracking, prefect_run_url
+from tasks.truncation_report import truncation_line
 
 CARD_PATH = "model_card.md"
 CARD_SAMPLES = 5  # sample answers on a generator's card (all of them are in the evaluation run)
@@ -184,6 +185,8 @@ def _classification_sections(data: PreparedData, report: EvalReport, verdict: Ga
         f"## Metrics vs baselines (newest test split, {report.test_size} texts)",
         "",
         reporting.md_table(evaluation_rows(report)),
+        "",
+        truncation_line(report),
         "",
         f"## Against the previous champion (frozen set, {verdict.eval_size} texts {verdict.eval_sources})",
         "",

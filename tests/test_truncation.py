@@ -73,3 +73,29 @@ def test_prediction_cuts_as_training_did(model_dir, tmp_path):
     onnx_seen = [row[mask == 1].tolist() for row, mask in zip(feeds["input_ids"], feeds["attention_mask"], strict=True)]
     assert onnx_seen == trained and onnx_flags == [True, False, True]
     np.testing.assert_allclose(onnx.logits(texts), clf.logits(texts), atol=1e-4)
+
+
+def test_evaluation_reports_the_share_of_cut_texts(model_dir, tmp_path):
+    """The evaluate stage's scoring counts the test texts longer than the window; the summary and card say so."""
+    import datasets
+
+    from tasks.artifacts import EvalReport, FinetunedModel
+    from tasks.baseline import train_baseline
+    from tasks.evaluate import EvaluateConfig, _score_all
+    from tasks.truncation_report import truncation_line
+    from tasks.workspace import Workspace
+
+    path, _ = model_dir
+    rows = {"text": [LONG, "short text", "w1 w2", " ".join(reversed(WORDS))] * 3, "label": [0, 1, 1, 0] * 3}
+    splits = datasets.DatasetDict({name: datasets.Dataset.from_dict(rows) for name in ("train", "validation", "test")})
+    model = FinetunedModel(
+        uri=str(path), base_model="x", method="full", global_step=1, resumed_from_step=0, mlflow_run_id="r",
+        labels=["a", "b"], best_metric=0.5, metric="macro_f1",
+    )  # fmt: skip
+    baseline = train_baseline(splits, ["a", "b"], "fp", Workspace(root=str(tmp_path)))
+    *_, (truncated, rule) = _score_all(EvaluateConfig(), splits, ["a", "b"], model, baseline)
+    assert truncated == 6 and rule == "head_tail: the first 4 and the last 12 of 16 tokens"
+    fields = {"uri": "u", "passed": True, "reasons": [], "mlflow_run_id": "r", "test_size": 12}
+    scores = {k: {"accuracy": 0.5, "macro_f1": 0.5, "per_class": {}} for k in ("model", "majority", "tfidf_logreg")}
+    report = EvalReport(**fields, **scores, truncated=truncated, truncation=rule)
+    assert truncation_line(report).startswith("Long texts: 6 of 12 test texts (50.0%) were longer than the model's")
