@@ -25,8 +25,6 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     console.print(f"Gate {gate}" + (f" (against champion v{champion})" if champion else ""))
     for r in (r for r in result.verdict.rules if r.state == "not judged"):  # passed, but compared nothing
         console.print(f"  {r.name}: not judged ({escape(r.value)})")
-    for r in (r for r in result.verdict.rules if r.state == "not judged"):  # passed, but compared nothing
-        console.print(f"  {r.name}: not judged ({escape(r.value)})")
     if not result.verdict.passed and not result.baseline_promoted:
         if ship := ship_baseline_command(result):
             console.print(f"  ship the TF-IDF baseline (it beat v{reg.version} and passed the gate): {ship}")
@@ -46,10 +44,8 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     )
     if result.task == "classification":
         text = shlex.quote(result.sample_text or "a text like your training data")
-        console.print(
-            f"  try it:      zero2one predict --workspace {result.workspace} --model {reg.name}/{reg.version} "
-            + escape(text)
-        )
+        which = f"{reg.name}@champion" if result.baseline_promoted else f"{reg.name}/{reg.version}"
+        console.print(f"  try it:      zero2one predict --workspace {result.workspace} --model {which} " + escape(text))
     else:
         console.print('  try it:      .predict(pandas.DataFrame({"prompt": ["..."]}), params={"max_new_tokens": 48})')
     console.print(
@@ -80,7 +76,7 @@ def _generation_table(ev) -> Table:
 
 def ship_baseline_command(result: PipelineResult) -> str | None:
     """`zero2one promote` for the TF-IDF baseline's version, where it beat the challenger and passed its own gate."""
-    if result.baseline_reasons != [] or result.baseline_promoted:
+    if result.baseline_reasons != [] or result.baseline_promoted or result.approval:  # approval: `zero2one approve`
         return None
     name, version = result.registered.name, result.verdict.baseline_version
     return f"zero2one promote --workspace {result.workspace} --model {name} --version {version}"
