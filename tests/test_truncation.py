@@ -17,6 +17,7 @@ from models.onnx_classifier import OnnxClassifier
 from models.onnx_export import export_onnx
 from models.truncation import Truncation
 from tasks.finetune import _tokenize
+from tasks.monitoring.model_view import model_outputs
 from tasks.tokenizer import TokenizerConfig, _train_wordpiece
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -66,6 +67,8 @@ def test_prediction_cuts_as_training_did(model_dir, tmp_path):
     assert list(truncated) == [True, False, True]
     probs, flags = clf.classify(texts)
     assert flags.tolist() == [True, False, True]
+    monitored, _ = model_outputs(clf, texts)  # the monitor's view of the champion sees the same tokens
+    np.testing.assert_allclose(monitored, probs, atol=1e-5)
     # The ONNX runtime cuts the same tokens and so gives the same logits.
     export_onnx(path, tmp_path / "model.onnx")
     onnx = OnnxClassifier(tmp_path / "model.onnx", path)

@@ -18,9 +18,7 @@ def model_outputs(clf: TextClassifier, texts: list[str], batch_size: int = 64) -
     n_labels = len(clf.labels)
 
     def run_batch(batch: list[str]) -> tuple[np.ndarray, list[bool]]:
-        enc = clf.tokenizer(batch, padding=True, truncation=True, max_length=clf.max_length, return_tensors="pt").to(
-            clf.device
-        )
+        enc = clf.encode(batch)[0].to(clf.device)  # cut as the champion was trained (finetune.truncation)
         out = clf.model(**enc, output_hidden_states=True)
         mask = enc["attention_mask"].unsqueeze(-1).float()
         emb = (out.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
