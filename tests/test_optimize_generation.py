@@ -21,6 +21,7 @@ from tasks.optimize_generation import (
     build_variants,
     choose,
     gate_variants,
+    latency_row,
     optimize_generation,
 )
 from tasks.tracking import Tracking, TrackingConfig
@@ -100,15 +101,30 @@ def test_stage_gates_records_int8_and_times_every_backend(setup) -> None:
     *_, result = setup
     fp32, int8 = result.parity["fp32"], result.parity["int8"]
     assert fp32.passed and fp32.agreement >= 0.98 and abs(fp32.chrf_drop) <= 1.0, fp32
-    assert 0 < int8.agreement <= 1 and int8.tokens == fp32.tokens > 100  # recorded whether or not it passes
-    assert result.variant == ("int8" if int8.passed else "fp32") and result.passed
+    # On this random decoder (weights spread by noise) int8 rounding flips many argmaxes: measured agreement 0.8958,
+    # 0.8910 and 0.8743 for decoder seeds 0, 1, 2 (fp32: 1.0 each) - below the gate's 0.98, far above graphs of other
+    # weights. The gate must reject it with its reason and serve the fp32 graph.
+    assert 0.8 < int8.agreement < CFG.min_agreement and int8.tokens == fp32.tokens > 100
+    assert not int8.passed and f"min_agreement={CFG.min_agreement}" in int8.reason
+    assert (result.variant, result.passed) == ("fp32", True)
+    assert result.verdict == "int8 rejected, the fp32 ONNX graph serves instead"
     assert result.onnx_uri and (Path(result.onnx_uri) / "genai_config.json").exists()
     assert {(r["backend"], r["batch"]) for r in result.latency} == {
         (b, n) for b in ("pytorch", "ort-fp32", "ort-int8") for n in (1, 2)
     }
     assert all(r["ttft_ms"] > 0 and r["decode_tokens_per_s"] > 0 for r in result.latency)
+    eager = {r["batch"]: r["decode_tokens_per_s"] for r in result.latency if r["backend"] == "pytorch"}
+    for r in result.latency:  # every backend against PyTorch at the same batch size
+        assert r["decode_speedup"] == pytest.approx(r["decode_tokens_per_s"] / eager[r["batch"]])
     metrics = mlflow.get_run(result.mlflow_run_id).data.metrics
-    assert metrics["fp32_agreement"] == fp32.agreement and "ort_int8_b1_decode_tokens_per_s" in metrics
+    assert metrics["fp32_agreement"] == fp32.agreement
+    int8_b1 = next(r for r in result.latency if (r["backend"], r["batch"]) == ("ort-int8", 1))
+    assert metrics["ort_int8_b1_decode_tokens_per_s"] == pytest.approx(int8_b1["decode_tokens_per_s"])
+    # Known timings, known numbers: medians over the iterations after a warm-up, decode counting the tokens after
+    # the first of every row (2 rows x 3 tokens in 0.5 s: 12 tokens/s), time to first token in milliseconds.
+    timings = iter([(9.0, 9.0), (0.010, 0.5), (0.060, 0.25), (0.020, 1.0)])
+    row = latency_row("x", lambda rows: next(timings), [[5], [6]], new=4, iterations=3)
+    assert row == {"backend": "x", "batch": 2, "ttft_ms": pytest.approx(20.0), "decode_tokens_per_s": 12.0}
 
 
 def test_a_graph_that_fails_parity_never_serves(setup) -> None:
