@@ -21,7 +21,7 @@ import mlflow
 import numpy as np
 from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
@@ -34,7 +34,8 @@ from tasks.errors import PipelineInputError
 from tasks.faults import step_fault_callback
 from tasks.fingerprint import code_fingerprint, hash_json
 from tasks.loaders import load_splits, load_tokenizer
-from tasks.recipes import FinetuneOptim, FinetunePlan, model_limit, plan_finetune, resolve_max_length
+from tasks.recipe_trainer import RecipeTrainer
+from tasks.recipes import DataShape, FinetuneOptim, FinetunePlan, model_limit, plan_finetune, resolve_max_length
 from tasks.storage import publish_dir
 from tasks.tracking import Tracking
 from tasks.training import (
@@ -63,8 +64,9 @@ class FinetuneConfig(TrainingConfig):
     )
     recipe: Literal["auto", "pretrained", "from-scratch"] = Field(
         "auto",
-        description="Where unset settings come from: pretrained (lr 3e-5, 6% warmup, 3 epochs) or from-scratch "
-        "(lr 5e-4, 20 warmup steps, 6 epochs); auto: pretrained when base_model is set.",
+        description="Where unset settings come from: pretrained (lr 3e-5, 6% warmup, 3 epochs; from 3 classes a "
+        "head lr of its own and 3-10 epochs sized to the classes) or from-scratch (lr 5e-4, 20 warmup steps, "
+        "6 epochs); auto: pretrained when base_model is set.",
     )
     method: Literal["full", "lora"] = "full"
     epochs: float | None = Field(None, gt=0, description="Passes over the training data; unset: the recipe's.")
@@ -88,6 +90,11 @@ class FinetuneConfig(TrainingConfig):
     group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     early_stopping_patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    class_weights: Literal["auto", "balanced", "none"] = Field(
+        "auto",
+        description="Weight the loss per class: balanced (n / (k * count)), none, or auto: balanced where the "
+        "largest class is 10x the smallest or more.",
+    )
     lora: LoraSettings = LoraSettings()
     optim: FinetuneOptim = FinetuneOptim(batch_size=32)
 
@@ -169,7 +176,8 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
     raw = load_splits(job.data)
     train_texts = list(raw["train"]["text"])
     max_length = resolve_max_length(cfg.max_length, tok, train_texts, model_limit(model.config, tok))
-    plan = plan_finetune(cfg, len(train_texts), max_length)
+    counts = np.bincount(raw["train"]["label"], minlength=len(job.data.labels))
+    plan = plan_finetune(cfg, DataShape(class_counts=counts.tolist()), max_length)
     model.config.zero2one_truncation = Truncation.for_window(cfg.truncation, plan.max_length).to_config()
     args = _arguments(job, plan)
     with args.main_process_first(desc="tokenizing"):  # one process tokenizes, the others read its cache
@@ -184,8 +192,10 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
     callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
     if fault := step_fault_callback("finetune", Path(job.faults_dir)):
         callbacks.append(fault)
-    trainer = Trainer(
+    trainer = RecipeTrainer(
         model=model,
+        head_learning_rate=plan.head_learning_rate,
+        class_weights=plan.class_weights,
         args=args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
@@ -251,6 +261,7 @@ def finetune(
         plan = trained.plan
         used = {"recipe": plan.recipe, "recipe_max_length": plan.max_length, "epochs": plan.epochs}
         used |= {"total_steps": plan.total_steps, "eval_steps": plan.eval_steps or "epoch"}
+        used |= {"head_learning_rate": plan.head_learning_rate or "same", "class_weights": bool(plan.class_weights)}
         mlflow.log_params(used | optim_params(plan.optim) | {"parameters": trained.parameters})
         mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
     uri = publish_dir(workdir / "model", ws.uri("finetune", key, "model"))
