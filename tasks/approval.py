@@ -20,12 +20,9 @@ from pydantic import BaseModel
 from tasks import reporting
 from tasks.artifacts import Promotion
 from tasks.errors import PipelineInputError
-from tasks.promotion import promote
+from tasks.promotion import APPROVAL, APPROVAL_BY, APPROVAL_REASON, promote
 from tasks.tracking import Tracking
 
-APPROVAL = "zero2one.approval"  # pending | approved | rejected
-APPROVAL_REASON = "zero2one.approval.reason"  # the person's reason, or why it timed out
-APPROVAL_BY = "zero2one.approval.by"
 APPROVAL_FLOW_RUN = "zero2one.approval.flow_run_id"  # the suspended flow run waiting for the answer ("" if none)
 APPROVAL_DEADLINE = "zero2one.approval.deadline"  # ISO time; no answer by then: rejected as timed out
 APPROVAL_WHY = "zero2one.approval.candidate"  # why this version is the candidate (what a promotion would say)
@@ -112,7 +109,8 @@ def decide(model: str, version: str, tracking: Tracking, approve: bool, reason: 
     if not approve:
         _close(model, version, tracking, "rejected", reason, by)
         return None
-    promotion = promote(model, version, tracking, reason=f"approved by {by}: {reason} ({waiting.why})")
+    why = f"approved by {by}: {reason} ({waiting.why})"
+    promotion = promote(model, version, tracking, reason=why, approved=True)
     _close(model, version, tracking, "approved", reason, by)
     return promotion
 

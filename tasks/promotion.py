@@ -56,10 +56,22 @@ from tasks.tracking import Tracking
 
 VERDICT_TAG = GATE_VERDICT
 LOCK_TIMEOUT_SECONDS = 120.0
+# The version's approval (gate.approval=required, tasks/approval.py): a pending one is promoted by its answer.
+APPROVAL = "zero2one.approval"  # pending | approved | rejected
+APPROVAL_REASON = "zero2one.approval.reason"  # the person's reason, or why it timed out
+APPROVAL_BY = "zero2one.approval.by"
 
 
-def promote(model: str, version: str, tracking: Tracking, force: bool = False, reason: str | None = None) -> Promotion:
-    """Make `version` (a number or an alias such as `challenger`) the champion of `model`."""
+def promote(
+    model: str,
+    version: str,
+    tracking: Tracking,
+    force: bool = False,
+    reason: str | None = None,
+    approved: bool = False,
+) -> Promotion:
+    """Make `version` (a number or an alias such as `challenger`) the champion of `model`. A version waiting for
+    approval moves only with its answer (`approved`, from tasks/approval.py) or forced; forcing closes the wait."""
     reason = (reason or "").strip()
     if force and not reason:
         raise PipelineInputError(
@@ -75,10 +87,21 @@ def promote(model: str, version: str, tracking: Tracking, force: bool = False, r
             f"({VERDICT_TAG}={target.tags.get(VERDICT_TAG, 'missing')}{': ' + '; '.join(why) if why else ''}). "
             "Promote it anyway with force=True and a reason (--force --reason TEXT)."
         )
+    waiting = target.tags.get(APPROVAL) == "pending"
+    if waiting and not (approved or force):
+        raise PipelineInputError(
+            f"{model} version {target.version} waits for approval (gate.approval=required): answer it with "
+            f"`zero2one approve --model {model} --version {target.version} --reason TEXT` (or `zero2one reject`), "
+            "or promote it anyway with --force --reason TEXT."
+        )
     with model_lock(model):
         result = _move_champion(
             client, tracking, model, str(target.version), "promote", force, reason or "passed the gate"
         )
+    if waiting and force and not approved:  # the wait is over: its tags say how it ended
+        answer = {APPROVAL: "approved", APPROVAL_REASON: f"promoted with --force: {reason}", APPROVAL_BY: "forced"}
+        for key, value in answer.items():
+            client.set_model_version_tag(model, str(target.version), key, value)
     return _announce(result)
 
 

@@ -18,8 +18,11 @@ from typer.testing import CliRunner
 from cli.app import app
 from flows.config import load_config
 from flows.pipeline import pipeline
+from tasks.approval import mark_pending
 from tasks.promotion import history
-from tasks.tracking import Tracking
+from tasks.registry_names import GATE_VERDICT
+from tasks.tracking import Tracking, TrackingConfig
+from tasks.workspace import Workspace
 from tests.conftest import FAST, ROOT
 from tests.test_deployments import Server, _wait, server  # noqa: F401 (the module's real Prefect server fixture)
 from tests.test_pipeline import LOSES_TO_TFIDF
@@ -83,6 +86,35 @@ def test_a_version_waits_and_is_rejected_timed_out_or_approved_from_the_terminal
     move = history(config.registry.model_name, Tracking.resolve(config.tracking, config.workspace.resolved()))[-1]
     assert move.version == "2" and not move.forced
     assert move.reason.startswith("approved by bo: baseline is fine for now (baseline promoted as first champion: ")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_promote_refuses_a_version_waiting_for_approval_unless_forced_with_a_reason(tmp_path):
+    """`zero2one promote` (the promote flow) is no way around approval: it names `zero2one approve`; a forced
+    promotion goes through, is recorded as forced, and closes the approval with its reason."""
+    ws, uri = tmp_path / "ws", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = Tracking.resolve(TrackingConfig(uri=uri), Workspace(root=str(ws)).resolved())
+    tracking.activate()
+    client = tracking.client()
+    client.create_registered_model("waits")
+    version = str(client.create_model_version("waits", source=str(tmp_path / "model")).version)
+    client.set_model_version_tag("waits", version, GATE_VERDICT, "passed")
+    mark_pending("waits", version, tracking, None, 3600, "passed the gate")
+    where = ["--model", "waits", "--version", version, "--workspace", str(ws), "--tracking-uri", uri]
+
+    refused = _cli("promote", *where)
+    assert refused.exit_code == 2, refused.output
+    assert f"zero2one approve --model waits --version {version}" in refused.output and "--force" in refused.output
+    assert client.get_registered_model("waits").aliases.get("champion") is None
+
+    forced = _cli("promote", *where, "--force", "--reason", "hotfix, the approver is away")
+    assert forced.exit_code == 0, forced.output
+    assert str(client.get_registered_model("waits").aliases["champion"]) == version
+    move = history("waits", tracking)[-1]
+    assert move.forced and move.reason == "hotfix, the approver is away"
+    tags = client.get_model_version("waits", version).tags
+    assert (tags["zero2one.approval"], tags["zero2one.approval.by"]) == ("approved", "forced")
+    assert tags["zero2one.approval.reason"] == "promoted with --force: hotfix, the approver is away"
 
 
 def _suspended(client, deployment_id, config, worker):
