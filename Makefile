@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-scale test-alerts lint format bench screens ui clean help
+.PHONY: setup demo test test-scale test-alerts test-ops lint format bench screens ui clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,13 +32,16 @@ demo: setup  ## Run the whole pipeline on the demo data, then classify three tex
 test: setup  ## Lint, then run the test suite (real Prefect server, real MLflow, tiny models)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -m "not scale and not alerts"
+	$(BIN)/python -m pytest -q -m "not scale and not alerts and not ops"
 
 test-scale: setup  ## The scaled-out topology on real servers: PostgreSQL, S3, MLflow and Prefect servers, two workers
 	$(BIN)/python -m pytest -q -m scale tests/test_scale.py
 
 test-alerts: setup  ## The alert rules live: a real Prometheus (Debian's prometheus package) scraping a real service under faults
 	$(BIN)/python -m pytest -q -s -m alerts tests/test_alerts.py
+
+test-ops: setup  ## Long operational scenarios on a real Prefect server and worker (approval: suspend, reject, approve)
+	$(BIN)/python -m pytest -q -m ops
 
 lint: setup  ## ruff check + format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -143,6 +143,7 @@ def _answer(command: str, reason: str, by: str, config, ws) -> str:
 
 
 @pytest.mark.server
+@pytest.mark.ops  # 745 s on the loaded machine: `make test-ops`, not `make test`
 def test_a_deployment_run_suspends_with_the_form_and_reject_or_approve_resumes_it(server, tmp_path):  # noqa: F811
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
