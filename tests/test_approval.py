@@ -117,6 +117,45 @@ def test_promote_refuses_a_version_waiting_for_approval_unless_forced_with_a_rea
     assert tags["zero2one.approval.reason"] == "promoted with --force: hotfix, the approver is away"
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_a_suspended_retrain_frees_its_deployment_slot_and_its_resume_queues_for_it():
+    """`retrain` runs one at a time (its deployment's concurrency_limit); a run suspended for approval holds no slot,
+    so the next schedule runs, and the resumed run waits for the slot (collision strategy ENQUEUE). Prefect's own
+    orchestration rules on a real server; the states are set through the API as a worker and the engine set them."""
+    import yaml
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+    from prefect.states import Pending, Running, Suspended
+
+    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    retrain = next(d for d in spec["deployments"] if d["name"] == "retrain")
+    assert retrain["concurrency_limit"] == 1 and "concurrency_options" not in retrain  # ENQUEUE, Prefect's default
+
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name("retrain"),
+            name="slot-test",
+            entrypoint=retrain["entrypoint"],
+            concurrency_limit=retrain["concurrency_limit"],
+        )
+
+        def start(run_id) -> str:  # what a worker proposes before it starts a run: its name says if it may
+            return client.set_flow_run_state(run_id, Pending()).state.name
+
+        first, second = (client.create_flow_run_from_deployment(deployment_id) for _ in range(2))
+        assert start(first.id) == "Pending"
+        client.set_flow_run_state(first.id, Running())
+        assert start(second.id) == "AwaitingConcurrencySlot"  # the limit holds while the first one runs
+
+        client.set_flow_run_state(first.id, Suspended(timeout_seconds=3600, pause_key="approve-2"))
+        assert client.read_flow_run(first.id).state.name == "Suspended"
+        assert start(second.id) == "Pending"  # the next schedule goes ahead while the first waits for a person
+        client.set_flow_run_state(second.id, Running())
+
+        resume_flow_run(first.id)
+        assert start(first.id) == "AwaitingConcurrencySlot"  # resumed, it queues behind the running one
+
+
 def _suspended(client, deployment_id, config, worker):
     """Start a run of the deployment; return it once suspended, with its form's description and schema."""
     import json
