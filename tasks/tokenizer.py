@@ -50,15 +50,20 @@ class TokenizerConfig(BaseModel):
 
 def choose_cjk(cfg: TokenizerConfig, texts) -> tuple[bool, str]:
     """Whether each CJK ideograph becomes its own token, and why (for the log and the stage summary)."""
-    if cfg.cjk != "auto":
-        return cfg.cjk == "characters", f"tokenizer.cjk={cfg.cjk}"
+    if cfg.cjk == "characters":
+        return True, "tokenizer.cjk=characters: each CJK ideograph is a token of its own"
+    if cfg.cjk == "subwords":
+        return False, "tokenizer.cjk=subwords: WordPiece learns runs of CJK ideographs as subwords"
     share = cjk_share(texts)
     if share >= CJK_THRESHOLD:
         return True, (
             f"{share:.0%} of the corpus's letters are CJK ideographs (text without spaces): each ideograph is a "
             "token of its own, as in BERT's Chinese models"
         )
-    return True, f"{share:.1%} of the corpus's letters are CJK ideographs: the BERT default (any one is its own token)"
+    return True, (
+        f"{share:.1%} of the corpus's letters are CJK ideographs: text with spaces; any ideograph is still a token "
+        "of its own (the BERT default)"
+    )
 
 
 def _train_wordpiece(texts, cfg: TokenizerConfig, cjk_characters: bool = True) -> BertTokenizerFast:
@@ -92,6 +97,7 @@ def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> 
     """Train (or load) the tokenizer and save it under `<workspace>/tokenizers/<key>/`."""
     log = reporting.logger()
     uri = ws.uri("tokenizers", hash_json(cfg, data.fingerprint))
+    why = ""
     if cfg.pretrained:
         try:
             tokenizer = AutoTokenizer.from_pretrained(local_checkpoint(cfg.pretrained))
@@ -100,7 +106,7 @@ def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> 
     else:
         corpus = load_corpus(data)["text"]
         characters, why = choose_cjk(cfg, corpus)
-        log.info("CJK ideographs %s: %s", "one token each" if characters else "as subwords", why)
+        log.info("tokenizer: %s", why)
         tokenizer = _train_wordpiece(corpus, cfg, characters)
         log.info("trained a WordPiece vocabulary of %d tokens on %d texts", len(tokenizer), len(corpus))
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +115,6 @@ def train_tokenizer(cfg: TokenizerConfig, data: PreparedData, ws: Workspace) -> 
     reporting.markdown(
         "train-tokenizer",
         f"# Tokenizer\n\n{'Loaded `' + cfg.pretrained + '`' if cfg.pretrained else 'Trained WordPiece'}: "
-        f"{len(tokenizer)} tokens -> `{uri}`\n",
+        f"{len(tokenizer)} tokens -> `{uri}`\n\n{why}\n",
     )
     return TokenizerArtifact(uri=uri, vocab_size=len(tokenizer), trained=cfg.pretrained is None)
