@@ -128,6 +128,7 @@ def test_finetuning_a_real_pretrained_checkpoint_uses_the_pretrained_recipe(tmp_
     from models.classifier import TextClassifier
     from tasks.data import DataConfig, prepare_data
     from tasks.finetune import finetune
+    from tasks.loaders import load_splits
     from tasks.tokenizer import TokenizerConfig, train_tokenizer
     from tasks.tracking import Tracking, TrackingConfig
     from tasks.workspace import Workspace
@@ -151,4 +152,14 @@ def test_finetuning_a_real_pretrained_checkpoint_uses_the_pretrained_recipe(tmp_
     assert int(params["recipe_max_length"]) < 40  # the texts' p99, not the model's 512
     classifier = TextClassifier(model.uri)
     assert classifier.labels == ["ham", "spam"]
-    assert set(classifier.predict(["WIN a free prize! Text CLAIM now", "see you at 5"])) <= {"ham", "spam"}
+    # It learned the task, on the 12 test texts it never trained on: 6 steps at 3e-5 leave the spam probability near
+    # 0.5 (0.48-0.51), but every spam text ranks above every ham text and most land on the right side. Measured over
+    # seeds 0/1/2: ranking perfect 3 of 3 (gaps 0.009, 0.011, 0.004), 12, 10 and 12 of 12 right; the old check
+    # (labels within {ham, spam}) held for a model answering "ham" to everything.
+    test = load_splits(data)["test"]
+    truth = [test.features["label"].names[i] for i in test["label"]]
+    spam = classifier.predict_proba(list(test["text"]))[:, classifier.labels.index("spam")]
+    by_label = {label: [p for p, t in zip(spam, truth, strict=True) if t == label] for label in ("ham", "spam")}
+    assert min(by_label["spam"]) > max(by_label["ham"]), by_label
+    right = sum(a == b for a, b in zip(classifier.predict(list(test["text"])), truth, strict=True))
+    assert right >= 9, (right, truth, spam)
