@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import sacrebleu
 
 from flows.config import PipelineConfig, load_config
 from models.decoder import DecoderShape, build_causal_lm
@@ -26,7 +27,7 @@ from tasks.demo_instructions import write_demo_instructions
 from tasks.generation_registry import log_generator
 from tasks.instruction_data import InstructionDataConfig, prepare_instructions
 from tasks.monitoring.config import MonitorConfig
-from tasks.monitoring.generation_detect import detect_generation_drift, load_chat_reference
+from tasks.monitoring.generation_detect import MAX_NEW_TOKENS, detect_generation_drift, load_chat_reference
 from tasks.monitoring.policy import DriftPolicy
 from tasks.monitoring.windows import WindowSource
 from tasks.prediction_log import append_predictions, log_uri
@@ -129,7 +130,7 @@ def test_refusal_descriptor_fires_on_a_window_of_refusals(setup, tmp_path):
     assert report.status == "drift"
 
 
-def _log(setup: Setup, window: pd.DataFrame, start: datetime) -> None:
+def _log(setup: Setup, window: pd.DataFrame, start: datetime) -> pd.DataFrame:
     """What serving journals for chat completions, with the reference answers someone added as `true_label`."""
     answers = TextGenerator(setup.model_dir).generate(window["text"].tolist(), max_new_tokens=16)
     messages = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": t}] for t in window["text"]]
@@ -148,6 +149,7 @@ def _log(setup: Setup, window: pd.DataFrame, start: datetime) -> None:
         }
     )
     append_predictions(log_uri(setup.config.workspace.resolved()), rows)
+    return rows
 
 
 def test_monitor_flow_on_a_generator_flags_shifted_traffic_and_emits_the_event(setup):
@@ -156,13 +158,23 @@ def test_monitor_flow_on_a_generator_flags_shifted_traffic_and_emits_the_event(s
 
     from flows.monitor import DRIFT_EVENT, monitor
 
-    _log(setup, setup.shifted.iloc[:N], T0)
+    logged = _log(setup, setup.shifted.iloc[:N], T0)
     start = datetime.now(timezone.utc)
     window = WindowSource(since=T0, until=T0 + timedelta(hours=1))
-    result = monitor(model_name=NAME, window=window, config=CONFIG, pipeline_config=setup.config)
+    held_out = pd.concat([setup.reference["validation"], setup.reference["test"]], ignore_index=True)
+    every_row = CONFIG.model_copy(update={"model_rows": max(N, len(held_out))})  # no sampling: known answers
+    result = monitor(model_name=NAME, window=window, config=every_row, pipeline_config=setup.config)
     report = result.report
     assert report.status == "drift" and report.labeled_rows == N, report.reasons
-    assert "chrf" in {s.name for s in report.signals} and report.quality["reference_chrf"] >= 0
+    # chrF of the answers served in the window, and of the champion's greedy answers to its held-out prompts, each
+    # against their references (sacrebleu's corpus chrF): swapped sides, a wrong split or re-generated answers
+    # where served ones exist would all change them.
+    served = sacrebleu.corpus_chrf(logged["response"].tolist(), [logged["true_label"].tolist()]).score
+    greedy = TextGenerator(setup.model_dir).generate(held_out["chat"].tolist(), MAX_NEW_TOKENS)
+    held_out_chrf = sacrebleu.corpus_chrf(greedy, [held_out["true_label"].tolist()]).score
+    assert report.quality == pytest.approx({"chrf": served, "reference_chrf": held_out_chrf})
+    chrf = next(s for s in report.signals if s.name == "chrf")
+    assert chrf.score == pytest.approx(held_out_chrf - served)
     run = setup.tracking.client().get_run(report.mlflow_run_id)
     assert run.data.metrics["drift_detected"] == 1 and "prompt_embeddings_score" in run.data.metrics
     artifacts = {a.path for a in setup.tracking.client().list_artifacts(report.mlflow_run_id, "monitor")}
