@@ -13,6 +13,7 @@ from __future__ import annotations
 from flows.config import PipelineConfig, validate
 from tasks.monitoring.champion import Champion
 from tasks.monitoring.retrain_data import RetrainData
+from tasks.sft_recipe import choose_sft_recipe
 
 
 def generation_retrain_config(
@@ -24,6 +25,7 @@ def generation_retrain_config(
     raw["task"] = "generation"
     raw["generation_data"] |= {"source": data.uri, "format": "messages", "max_rows": None}
     raw["registry"]["model_name"] = champion.name
+    raw["sft"]["recipe"] = choose_sft_recipe(base.sft)[0]  # the champion's recipe, not `pretrained` for its checkpoint
     if repretrain:  # a new decoder, even where `base` is a retrain's config (pretraining off, an old checkpoint)
         raw["causal_pretrain"]["enabled"] = True
         raw["sft"]["base_model"] = None
