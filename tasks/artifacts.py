@@ -264,6 +264,7 @@ class GenerationScores(BaseModel):
     exact_match: float  # share of answers equal to the reference (whitespace-trimmed)
     chrf: float  # corpus chrF, 0-100
     perplexity: float | None = None  # of the reference answers' tokens; None for retrieval
+    rouge_l: float | None = None  # mean ROUGE-L F1, 0-100 (rouge-score, stemmed); None where not computed
 
 
 class GenerationReport(BaseModel):

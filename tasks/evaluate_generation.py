@@ -1,9 +1,11 @@
 """The evaluate_generation stage: the instruction-tuned model against two baselines on held-out prompts.
 
 Scores, all on the same frozen test prompts: answer perplexity (the loss on the reference answers' tokens),
-exact match and chrF (sacrebleu, 0-100) of greedy generations (fixed seed). Baselines: the model *before*
-instruction tuning (the pretrained decoder, same tokenizer and template), and retrieval - the answer of the most
-similar training prompt by TF-IDF cosine (scikit-learn), which is what "just look it up" would give. A table of
+exact match, chrF (sacrebleu, 0-100) and ROUGE-L (rouge-score) of greedy generations (fixed seed), generated in
+batches. Baselines: the model *before* instruction tuning (the pretrained decoder, or a real pretrained LLM
+zero-shot with its own chat template - "did fine-tuning help?"; same tokenizer and template), and retrieval -
+the answer of the most similar training prompt by TF-IDF cosine (scikit-learn), which is what "just look it up"
+would give. A table of
 samples (prompt / reference / model / baselines) goes to Prefect and MLflow. `passed` (beats retrieval and the
 pre-SFT model on chrF, and reaches `min_chrf`) is what the gate reads; the retrieval part follows the gate's
 `baseline_rule` switch (`quality`, as for classifiers), so a rule switched off with its reason is off here too.
@@ -28,6 +30,7 @@ from tasks import reporting
 from tasks.artifacts import GenerationReport, GenerationScores, InstructionTunedModel, Messages, PreparedInstructions
 from tasks.chats import IGNORE, encode_chat, prompt_text
 from tasks.errors import PipelineInputError
+from tasks.llm_checkpoint import resolve_checkpoint
 from tasks.loaders import load_splits
 from tasks.report_rows import generation_rows
 from tasks.scoring import retrieval_answers, score_answers
@@ -100,7 +103,8 @@ def evaluate_generation(
     answers["retrieval"] = retrieval_answers(list(splits["train"]["messages"]), test)
     scores["retrieval"] = score_answers(answers["retrieval"], references)
     if cfg.baseline_before_sft:  # same tokenizer and template, weights from before instruction tuning
-        before = TextGenerator(materialize(model.base_model), tokenizer_dir=model_dir)
+        # The untuned model: a GGUF base is its converted folder (tasks/llm_checkpoint.py), zero-shot with its template
+        before = TextGenerator(resolve_checkpoint(model.base_model, ws), tokenizer_dir=model_dir)
         answers["before_sft"] = _generate(before, test, cfg)
         perplexity = answer_perplexity(before, test, cfg.batch_size)
         scores["before_sft"] = score_answers(answers["before_sft"], references, perplexity)

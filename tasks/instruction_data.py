@@ -1,7 +1,9 @@
 """The prepare_instructions stage: read, validate, split and fingerprint instruction data; save it as Arrow.
 
-Two input shapes: `prompt`/`response` columns (names configurable), or chat `messages` (a list of `{role,
-content}`; the last message is the assistant's answer the model learns). Both are stored as `messages`, so
+Three input shapes: `prompt`/`response` columns (names configurable), chat `messages` (a list of `{role,
+content}`; the last message is the assistant's answer the model learns), or Alpaca rows as they come
+(`instruction`, optional `input`, `output`: instruction and input become one user turn, separated by a blank
+line, and `output` the answer). All are stored as `messages`, so
 everything downstream renders them through the tokenizer's chat template. Sources are read by
 `tasks.data.read_source` (file, folder with train/validation/test files, fsspec URL, `hf:`), plus the bundled
 `demo:instructions`, `demo:instructions_shifted` and `demo:instructions_corpus`.
@@ -38,6 +40,7 @@ from tasks.stage_configs import SplitConfig
 from tasks.workspace import Workspace, exists
 
 ROLES = ("system", "user", "assistant")
+ALPACA = ("instruction", "input", "output")  # Alpaca's columns; `input` is optional
 _DEMO = {"instructions": "instructions", "instructions_shifted": "instructions_shifted.jsonl"}
 _DEMO |= {"instructions_corpus": "instructions_corpus.txt"}
 
@@ -50,8 +53,10 @@ class InstructionDataConfig(BaseModel):
     source: str = Field(
         "demo:instructions", description="File, folder (train/validation/test files), fsspec URL, hf: or demo:."
     )
-    format: Literal["auto", "prompt_response", "messages"] = Field(
-        "auto", description="auto: `messages` if that column exists, else prompt/response columns."
+    format: Literal["auto", "prompt_response", "messages", "alpaca"] = Field(
+        "auto",
+        description="auto: `messages` if that column exists, else prompt/response columns, else Alpaca's "
+        "instruction/input/output.",
     )
     prompt_column: str = Field("prompt", description="Column holding the instruction (prompt_response format).")
     response_column: str = Field("response", description="Column holding the answer (prompt_response format).")
@@ -134,11 +139,14 @@ def _as_messages(row: pd.Series, cfg: InstructionDataConfig, fmt: str) -> tuple[
     if fmt == "messages":
         messages = _plain(row[cfg.messages_column])
         return messages, _check_messages(messages, cfg.messages_column)
-    prompt, response = _text(row[cfg.prompt_column]), _text(row[cfg.response_column])
+    prompt_field, response_field = ALPACA[::2] if fmt == "alpaca" else (cfg.prompt_column, cfg.response_column)
+    prompt, response = _text(row[prompt_field]), _text(row[response_field])
     if not prompt.strip():
-        return None, BadRow(what="empty prompt", field=cfg.prompt_column, value=prompt, fix="Fill in or remove it")
+        return None, BadRow(what="empty prompt", field=prompt_field, value=prompt, fix="Fill in or remove it")
     if not response.strip():
-        return None, BadRow(what="empty response", field=cfg.response_column, value=response, fix="Fill in or remove")
+        return None, BadRow(what="empty response", field=response_field, value=response, fix="Fill in or remove")
+    if fmt == "alpaca" and (extra := _text(row.get(ALPACA[1])).strip()):  # Alpaca's optional context
+        prompt = f"{prompt.rstrip()}\n\n{extra}"
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], None
 
 
@@ -146,7 +154,10 @@ def _format(df: pd.DataFrame, cfg: InstructionDataConfig) -> str:
     fmt = cfg.format
     if fmt == "auto":
         fmt = "messages" if cfg.messages_column in df.columns else "prompt_response"
-    needed = [cfg.messages_column] if fmt == "messages" else [cfg.prompt_column, cfg.response_column]
+        if fmt == "prompt_response" and cfg.prompt_column not in df.columns and {*ALPACA[::2]} <= {*df.columns}:
+            fmt = "alpaca"
+    needed = {"messages": [cfg.messages_column], "alpaca": list(ALPACA[::2])}
+    needed = needed.get(fmt, [cfg.prompt_column, cfg.response_column])
     for column in needed:
         if column not in df.columns:
             cols = [c for c in df.columns if not c.startswith("_")]

@@ -15,7 +15,8 @@ def _nums(s: Scores) -> dict:
 
 
 def _generation_nums(s: GenerationScores) -> dict:
-    return {"exact_match": round(s.exact_match, 4), "chrF": round(s.chrf, 2)}
+    rouge = {} if s.rouge_l is None else {"ROUGE-L": round(s.rouge_l, 2)}
+    return {"exact_match": round(s.exact_match, 4), "chrF": round(s.chrf, 2), **rouge}
 
 
 def evaluation_rows(report: EvalReport) -> list[dict]:

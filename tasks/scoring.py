@@ -59,12 +59,16 @@ def confusion_figure(counts: list[list[int]], labels: list[str], title: str) -> 
 
 
 def score_answers(answers: list[str], references: list[str], perplexity: float | None = None) -> GenerationScores:
-    """Exact match (whitespace-trimmed) and corpus chrF (sacrebleu, 0-100) of generated answers."""
+    """Exact match (whitespace-trimmed), corpus chrF (sacrebleu, 0-100) and mean ROUGE-L F1 (Google's rouge-score,
+    Porter-stemmed, 0-100) of generated answers."""
     import sacrebleu
+    from rouge_score import rouge_scorer
 
     exact = sum(a.strip() == r.strip() for a, r in zip(answers, references, strict=True)) / len(references)
     chrf = sacrebleu.corpus_chrf(answers, [references]).score
-    return GenerationScores(exact_match=exact, chrf=chrf, perplexity=perplexity)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = sum(scorer.score(r, a)["rougeL"].fmeasure for a, r in zip(answers, references, strict=True))
+    return GenerationScores(exact_match=exact, chrf=chrf, perplexity=perplexity, rouge_l=100 * rouge / len(references))
 
 
 def retrieval_answers(train: list[Messages], prompts: list[Messages]) -> list[str]:
