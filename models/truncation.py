@@ -4,7 +4,8 @@
 and the end of the text: a review's verdict or a ticket's request is often in its last sentences, and on IMDb
 head 128 + tail 382 beat head-only 512 (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification").
 The rule travels in the saved model's `config.json` (`zero2one_truncation`), so the pyfunc, ONNX serving and
-evaluation cut exactly as training did.
+evaluation cut exactly as training did: with `head_tail` at the training window (`finetune.max_length`, which may be
+shorter than the model's positions); with `head`, as before, at the model's full window.
 
 Pure Python: `OnnxClassifier` serves without torch or transformers.
 """
