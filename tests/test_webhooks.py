@@ -9,16 +9,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
-import uvicorn
 from starlette.datastructures import Headers
 
 from serving.webhooks import refusal, signature
+from tests.conftest import ROOT
 from tests.servers import free_port, wait_until
 
 SECRET = "webhook-test-secret"
@@ -67,6 +66,27 @@ def _mlflow_server(tracking_uri: str, log_path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def _accepted(url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    deliveries = [s for f in families for s in f.samples if s.name == "zero2one_webhook_deliveries_total"]
+    return sum(s.value for s in deliveries if s.labels["result"] == "accepted")
+
+
+def _move(remote, url: str, name: str, version: str) -> tuple[float, float | None, float]:
+    """Set `name@champion` through the MLflow server; seconds until the call returned, the service accepted the
+    delivery, and the service served `version`."""
+    before, moved = _accepted(url), time.monotonic()
+    remote.set_registered_model_alias(name, "champion", version)
+    returned, received = time.monotonic() - moved, None
+    while httpx.get(f"{url}/ready").json()["version"] != version and time.monotonic() - moved < 30:
+        if received is None and _accepted(url) > before:
+            received = time.monotonic() - moved
+        time.sleep(0.02)
+    return round(returned, 2), received and round(received, 2), round(time.monotonic() - moved, 2)
+
+
 @pytest.mark.slow
 def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
     prefect_server, make_config, workspace, tmp_path
@@ -74,8 +94,6 @@ def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
     from mlflow import MlflowClient
 
     from flows.pipeline import pipeline
-    from serving.app import create_app
-    from serving.config import ServeConfig
     from tasks.outside_moves import OUTSIDE, record_outside_move
     from tasks.promotion import history, promote
     from tasks.tracking import Tracking, TrackingConfig
@@ -91,14 +109,13 @@ def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
 
     mlflow_proc, mlflow_url = _mlflow_server(tracking.uri, tmp_path / "mlflow.log")
     port = free_port()
-    cfg = ServeConfig(
-        workspace=str(workspace), port=port, poll_seconds=3600, follow_events=False, webhook_secret=SECRET
-    )
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
     url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "cli", "serve", "--workspace", str(workspace), "--port", str(port)]
+    args += ["--poll-seconds", "3600", "--no-follow-events"]  # only the webhook can explain a reload in the test
+    env = {**os.environ, "ZERO2ONE_WEBHOOK_SECRET": SECRET}
+    log = open(tmp_path / "serve.log", "ab")  # noqa: SIM115 - the service outlives this statement
+    service = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        thread.start()
         wait_until(lambda: httpx.get(f"{url}/ready", timeout=2).status_code == 200, "zero2one serve", 120)
         assert httpx.get(f"{url}/ready").json()["version"] == v1.version
         remote = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
@@ -106,26 +123,21 @@ def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
             "zero2one-serve", f"{url}/webhooks/mlflow", events=["model_version_alias.created"], secret=SECRET
         )
 
-        moved, new, received = time.monotonic(), str(v2.version), None
-        remote.set_registered_model_alias(v1.name, "champion", new)  # behind zero2one's back
-        while httpx.get(f"{url}/ready").json()["version"] != new and time.monotonic() - moved < 30:
-            if received is None and 'result="accepted"} 1.0' in httpx.get(f"{url}/metrics").text:
-                received = time.monotonic() - moved
-            time.sleep(0.05)
-        took = time.monotonic() - moved
-        print(f"\nalias set through mlflow server -> delivery accepted {received} s, serving v{new} {took:.2f} s")
-        # The delivery arrives at once; the rest is loading the version (seconds on a loaded 2-core machine).
-        assert received is not None and received <= 2.0 and took <= 10.0
-
-        # In the promotion history as an outside move (after the grace period a zero2one promotion would need).
+        new = str(v2.version)
+        # The first delivery of a fresh `mlflow server` (behind zero2one's back), then one from a warm server.
+        cold = _move(remote, url, v1.name, new)
         wait_until(lambda: OUTSIDE in history(v1.name, tracking)[-1].reason, "the history record", 30)
-        last = history(v1.name, tracking)[-1]
+        last = history(v1.name, tracking)[-1]  # recorded after the grace period a zero2one promotion would need
         assert (last.version, last.previous_version, last.forced) == (new, v1.version, True)
         aliases = local.get_registered_model(v1.name).aliases
         assert str(aliases["previous-champion"]) == v1.version  # `zero2one rollback` undoes it
+        warm = _move(remote, url, v1.name, v1.version)
+        print(f"\nalias set with MlflowClient -> (set_alias returned, delivery accepted, serving it) s: {cold} {warm}")
+        assert cold[1] is not None and cold[2] <= 10.0 and warm[2] <= 2.0
+        wait_until(lambda: history(v1.name, tracking)[-1].version == v1.version, "the second history record", 30)
         # A move zero2one made itself is not recorded twice.
-        back = promote(v1.name, v1.version, tracking, force=True, reason="rolled forward by hand")
-        assert record_outside_move(v1.name, v1.version, tracking, "now", grace_seconds=0) is None
+        back = promote(v1.name, new, tracking, force=True, reason="moved by zero2one")
+        assert record_outside_move(v1.name, new, tracking, "now", grace_seconds=0) is None
         assert history(v1.name, tracking)[-1].seq == back.seq
 
         body = json.dumps(
@@ -135,9 +147,9 @@ def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
         assert forged.status_code == 401 and "does not match" in forged.json()["detail"]
         metrics = httpx.get(f"{url}/metrics").text
         assert 'zero2one_webhook_deliveries_total{result="refused"} 1.0' in metrics
-        assert 'zero2one_webhook_deliveries_total{result="accepted"} 1.0' in metrics
+        assert 'zero2one_webhook_deliveries_total{result="accepted"} 2.0' in metrics
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        service.terminate()
+        service.wait(timeout=60)
         mlflow_proc.terminate()
         mlflow_proc.wait(timeout=30)
