@@ -272,7 +272,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 
 def test_pretraining_resumes_and_sft_beats_the_model_before_it(trained) -> None:
     data, decoder, model, report, _ = trained
-    assert decoder.resumed_from_step == 20 and decoder.global_step == 40 and decoder.tokens_per_second > 0
+    assert decoder.resumed_from_step == 20 and decoder.global_step == 40
+    # This attempt's tokens over its own training time: 20 steps after the resume, 8 blocks of 64 tokens each.
+    assert decoder.tokens_per_second == pytest.approx(20 * 8 * 64 / decoder.train_seconds)
     assert model.too_long == 0 and model.global_step == 60  # 480 chats / 16, 2 epochs
     print("\n" + json.dumps(report.model_dump(exclude={"samples"}), indent=1))
     assert report.before_sft is not None and report.test_size == 40
@@ -291,8 +293,14 @@ def test_registered_generator_answers_prompts_and_chats(trained) -> None:
     client.set_registered_model_alias("generator-test", "champion", version.version)
     pyfunc = mlflow.pyfunc.load_model("models:/generator-test@champion")
     prompt = "State the verdict and the aspects of this review.\nReview: The screen of this phone is great."
-    greedy = pyfunc.predict(pd.DataFrame({"prompt": [prompt, "Which product is this review about?"]}))
-    assert list(greedy.columns) == ["response"] and len(greedy) == 2 and greedy["response"].str.len().gt(0).all()
+    product = "Which product is this review about?\nReview: The battery of this laptop is awful."
+    greedy = pyfunc.predict(pd.DataFrame({"prompt": [prompt, product]}))
+    assert list(greedy.columns) == ["response"] and len(greedy) == 2
+    # Each answer takes the form its task's references have (the demo's two tasks), not one form for both: the
+    # registered model is the instruction-tuned one, reached through the chat template (checked at the fixture's
+    # seed only; SFT's chrF lead over the model before it, asserted above, is the margin this rests on).
+    answers = greedy["response"].tolist()
+    assert answers[0].startswith("Verdict: ") and answers[1].startswith("The "), answers
     chat = pd.DataFrame({"messages": [[{"role": "user", "content": prompt}]]})
     assert pyfunc.predict(chat)["response"][0] == greedy["response"][0]  # a prompt is a one-turn chat
     params = {"temperature": 1.0, "top_p": 0.9, "seed": 7, "max_new_tokens": 8}
