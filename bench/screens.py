@@ -3,7 +3,8 @@
 Runs the pipeline twice in a scratch workspace through the CLI (the second run trains far less, so the gate
 refuses it), a monitor run on shifted reviews (drift), then starts `zero2one ui` and photographs the Prefect
 runs list, the refused run, the gate and evaluation artifacts, the MLflow runs table, models list and model
-version page, and the Evidently report, in headless Chromium. The PNGs go to docs/screens/.
+version page, and the Evidently report, in headless Chromium; then a pipeline run of a deployment that waits for
+approval (gate.approval=required) and its typed Resume form. The PNGs go to docs/screens/.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ OUT = ROOT / "docs" / "screens"
 SMALL = ["data.max_rows=900", "optimize.latency.iterations=2"]
 FIRST = ("configs/finetune-pretrained.yaml", [*SMALL, "finetune.epochs=2"])
 WORSE = ("configs/tiny.yaml", [*SMALL, "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"])
+# A first run whose fine-tuned model learns nothing: the TF-IDF baseline wins and waits for approval as first champion.
+WAITS = ["data.max_rows=300", "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"]
+WAITS += ["finetune.optim.learning_rate=1e-9", "optimize.enabled=false", "gate.baseline_as_champion=true"]
+WAITS += ["gate.approval=required", "registry.model_name=zero2one-approval"]  # its own model: no champion yet
+# The Prefect UI's Resume button of a suspended run opens the form its run input schema describes.
+OPEN_RESUME_FORM = """
+for (const b of document.querySelectorAll('button')) { if (b.textContent.trim() === 'Resume') { b.click(); break; } }
+"""
 
 
 def zero2one(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -157,6 +166,29 @@ def prefect_ids(api: str) -> dict[str, str]:
     return ids
 
 
+def suspended_run(api: str, ws: Path) -> str:
+    """A pipeline run of a deployment, executed as a process worker would (`python -m prefect.engine`), that
+    suspends for approval; its id."""
+    from flows.config import load_config
+
+    config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={ws}", *WAITS])
+    flow_id = httpx.post(f"{api}/flows/", json={"name": "pipeline"}).raise_for_status().json()["id"]
+    deployment = {"name": "approval-screens", "flow_id": flow_id, "entrypoint": "flows/pipeline.py:pipeline"}
+    deployment_id = httpx.post(f"{api}/deployments/", json=deployment).raise_for_status().json()["id"]
+    run = httpx.post(
+        f"{api}/deployments/{deployment_id}/create_flow_run",
+        json={"parameters": {"config": config.model_dump(mode="json")}},
+    ).raise_for_status()
+    run_id = run.json()["id"]
+    print(f"$ python -m prefect.engine {run_id}  (waits for approval)", flush=True)
+    env = {**os.environ, "PREFECT_API_URL": api}
+    subprocess.run([sys.executable, "-m", "prefect.engine", run_id], cwd=ROOT, env=env, check=True)
+    state = httpx.get(f"{api}/flow_runs/{run_id}").raise_for_status().json()["state"]
+    if state["name"] != "Suspended":
+        raise SystemExit(f"the approval run ended {state['name']}: {state.get('message')}")
+    return run_id
+
+
 def sets(overrides: list[str]) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
 
@@ -191,11 +223,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, help="Reuse a workspace (default: a new scratch folder).")
     parser.add_argument("--skip-runs", action="store_true", help="Only photograph an existing --workspace.")
+    parser.add_argument("--approval-only", action="store_true", help="Only the run waiting for approval and its form.")
     args = parser.parse_args()
     ws = args.workspace or Path(tempfile.mkdtemp(prefix="zero2one-screens-")) / "ws"
     OUT.mkdir(parents=True, exist_ok=True)
     where = ["--set", f"workspace.root={ws}"]
-    if not args.skip_runs:
+    if not (args.skip_runs or args.approval_only):
         zero2one("run", "--config", FIRST[0], *where, *sets(FIRST[1]), check=False)
         ensure_champion(ws)
         zero2one("run", "--config", WORSE[0], *where, *sets(WORSE[1]), check=False)
@@ -216,6 +249,10 @@ def main() -> None:
         prefect, mlflow_ui = f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}"
         wait_http(f"{prefect}/api/health")
         wait_http(mlflow_ui)
+        waiting = suspended_run(f"{prefect}/api", ws)
+        screenshot(f"{prefect}/runs/flow-run/{waiting}", "prefect-approval.png", height=1100, js=OPEN_RESUME_FORM)
+        if args.approval_only:
+            return
         ids = prefect_ids(f"{prefect}/api")
         screenshot(f"{prefect}/runs", "prefect-runs.png")
         screenshot(f"{prefect}/runs/flow-run/{ids['refused_run']}", "prefect-refused-run.png", height=1400)
