@@ -51,16 +51,17 @@ def rule_durations(scale: float) -> dict[str, tuple[int, int]]:
 
 
 class Prometheus:
-    """`prometheus` scraping `target` every `interval` seconds and evaluating the scaled rules as often."""
+    """`prometheus` scraping `target` every `scrape` seconds (each scrape may take as long) and evaluating the scaled
+    rules every `evaluate` seconds."""
 
-    def __init__(self, root: Path, target: str, interval: int = 1, scale: float = 30):
-        self.dir, self.port, self.interval = root / "prometheus", free_port(), interval
+    def __init__(self, root: Path, target: str, scrape: int = 2, evaluate: int = 1, scale: float = 30):
+        self.dir, self.port = root / "prometheus", free_port()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.url = f"http://127.0.0.1:{self.port}"
         rules = self.dir / "zero2one.rules.yml"
         rules.write_text(scaled_rules((MONITORING / "rules" / "zero2one.rules.yml").read_text(), scale))
         config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-        config["global"] = {"scrape_interval": f"{interval}s", "evaluation_interval": f"{interval}s"}
+        config["global"] = {"scrape_interval": f"{scrape}s", "evaluation_interval": f"{evaluate}s"}
         config["rule_files"] = [str(rules)]
         job = next(j for j in config["scrape_configs"] if j["job_name"] == "zero2one")
         job["static_configs"] = [{"targets": [target]}]
@@ -124,6 +125,12 @@ class AlertLog:
             time.sleep(self.every / 2)
         raise TimeoutError(f"{name} was not {state or 'inactive'} within {seconds:.0f} s: last {self.history[-1:]}")
 
-    def seen(self, since: float, until: float) -> set[str]:
-        """Names of the alerts active (pending or firing) at any poll between `since` and `until`."""
-        return {name for t, active in self.history if since <= t <= until for name in active}
+    def seen(self, since: float, until: float, state: str | None = None) -> set[str]:
+        """Names of the alerts in `state` (None: pending or firing) at any poll between `since` and `until`."""
+        return {
+            name
+            for t, active in self.history
+            if since <= t <= until
+            for name, now in active.items()
+            if state in (None, now)
+        }
