@@ -41,7 +41,7 @@ test-scale: setup  ## The scaled-out topology on real servers: PostgreSQL, S3, M
 test-alerts: setup  ## The alert rules live: a real Prometheus (Debian's prometheus package) scraping a real service under faults
 	$(BIN)/python -m pytest -q -s -m alerts tests/test_alerts.py
 
-test-ops: setup  ## Long operational scenarios on a real Prefect server and worker (approval: suspend, reject, approve)
+test-ops: setup  ## Long approval scenarios on a real Prefect server: a worker's run suspends and resumes; a retrain waits
 	$(BIN)/python -m pytest -q -m ops
 
 lint: setup  ## ruff check + format check

@@ -3,8 +3,9 @@
 A top-level flow run of a deployment suspends with Prefect's typed run input (`suspend_flow_run(wait_for_input=
 ApprovalInput)`): it holds no worker while it waits, the UI renders approve / reason / by as a form beside links to
 the gate verdict, the model card and the MLflow version, and `zero2one approve/reject` resumes it with the same
-input through the API. On resume Prefect runs the flow again from its start (cached stages come back from the
-cache) and the suspend call returns the answer; `tasks/approval.py` applies it.
+input through the API. On resume Prefect runs the flow again from its start (every stage comes back from a cache:
+the same data, version, verdict and parent MLflow run, `flows/resume.py`) and the suspend call returns the answer;
+`tasks/approval.py` applies it. A suspended run holds no slot of its deployment's concurrency limit.
 
 Prefect suspends only top-level runs of a deployment. Anywhere else (`zero2one run` on a laptop, the pipeline
 inside a retrain) the version is tagged pending and the flow ends; a retrain's own run then suspends

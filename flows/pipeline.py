@@ -22,6 +22,7 @@ from flows.approval import await_approval, candidate
 from flows.config import PipelineConfig
 from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
+from flows.resume import THIS_RUN, pipeline_run, stage_task_for
 from tasks import reporting
 from tasks.artifacts import (
     DecoderArtifact,
@@ -53,7 +54,7 @@ from tasks.loaders import load_splits
 from tasks.model_card import write_model_card
 from tasks.optimize import optimize
 from tasks.optimize_generation import OptimizedGenerator, optimize_generation
-from tasks.orchestration import RetryPolicy, stage_task
+from tasks.orchestration import RetryPolicy
 from tasks.pretrain import pretrain
 from tasks.promotion import candidate_reasons, promote, promote_baseline
 from tasks.register import register
@@ -62,7 +63,7 @@ from tasks.report_rows import evaluation_rows, generation_rows
 from tasks.run_context import flow_run_id
 from tasks.sft import sft
 from tasks.tokenizer import train_tokenizer
-from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run, prefect_run_url
+from tasks.tracking import Tracking, close_pipeline_run, prefect_run_url
 from tasks.tune import tune
 
 
@@ -206,11 +207,11 @@ class _Stages:
         self.run_id: str | None = None  # the pipeline's MLflow run, once open
         self.reused: list[str] = []
 
-    def __call__(self, fn: Callable, policy: RetryPolicy, *args, cache: bool = True, **kwargs):
+    def __call__(self, fn: Callable, policy: RetryPolicy, *args, cache: bool | str = True, **kwargs):
         if where := self.placement.where(fn.__name__):  # its own flow run on another work pool
-            result, cached = run_placed(fn, policy, where, self.ws, cache, *args, **kwargs)
+            result, cached = run_placed(fn, policy, where, self.ws, cache is True, *args, **kwargs)
         else:
-            state = stage_task(fn, fn.__name__, policy, cache=cache)(*args, return_state=True, **kwargs)
+            state = stage_task_for(fn, policy, cache)(*args, return_state=True, **kwargs)
             result, cached = state.result(), state.name == "Cached"
         if cached:
             self.reused.append(fn.__name__)
@@ -221,14 +222,14 @@ class _Stages:
         return self(fn, policy, *args, self.tracking, self.ws, cache=cache, parent_run_id=self.run_id, **kwargs)
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, persist_result=True)  # a resumed retrain reuses it (flows/resume.py)
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     """Train, evaluate and register a text classifier or generator from `config` (see configs/*.yaml)."""
     stage = _Stages(config)
     ws, tracking = stage.ws, stage.tracking
     track, cfgs = TRACKS[config.task], config.stages()
     lineage = Lineage(config_hash=hash_json(config), code_version=code_version(), config=config.model_dump(mode="json"))
-    stage.run_id = run_id = open_pipeline_run(
+    stage.run_id, resumed = pipeline_run(  # resumed after approval: this flow run's parent run (flows/resume.py)
         tracking,
         config.registry.model_name,  # renamed to "NAME vN" once the version exists
         {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
@@ -237,7 +238,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     ok = False
     try:
         # Data is re-read every run (cheap) so that a changed file is noticed; later stages key on its fingerprint.
-        data = stage(track.prepare, cfgs.data.retry, cfgs.data, ws, cache=False)
+        data = stage(track.prepare, cfgs.data.retry, cfgs.data, ws, cache=THIS_RUN)
         tokenizer = stage(track.tokenizer, cfgs.tokenizer.retry, cfgs.tokenizer, data, ws)
         encoder = None
         if cfgs.pretrain.enabled:
@@ -255,20 +256,22 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         registered = stage.tracked(
             register, config.registry.retry, config.registry, data, model, report, lineage, optimized=optimized
         )
-        # Gate, card and promotion read the registry as it is now: never reuse them from a cache.
+        # Gate, card and promotion read the registry as it is now: reused only by this flow run once resumed.
         gate_kwargs = _gate_kwargs(config, optimized)
         verdict = stage.tracked(
-            gate, config.gate.retry, config.gate, data, registered, report, cache=False, **gate_kwargs
+            gate, config.gate.retry, config.gate, data, registered, report, cache=THIS_RUN, **gate_kwargs
         )
         if track.model_card:
             as_run = {"finetune": finetune_cfg} if tuned else {}  # the tuned settings, as it ran
             other = OTHER_TRACK_SECTIONS[config.task]  # the card shows the sections this run read
             card_config = config.model_copy(update=as_run).model_dump(mode="json", exclude=other)
             card_args = (card_config, data, registered, report, verdict, tracking)
-            stage(write_model_card, config.gate.retry, *card_args, cache=False)
+            stage(write_model_card, config.gate.retry, *card_args, cache=THIS_RUN)
         ok = True
     finally:
-        close_pipeline_run(tracking, run_id, ok, **(_parent_run(registered, report, verdict, tracking) if ok else {}))
+        if not (resumed and ok):  # a resumed run's parent run was closed before it suspended
+            done = _parent_run(registered, report, verdict, tracking) if ok else {}
+            close_pipeline_run(tracking, stage.run_id, ok, **done)
     # After the parent run is closed: with gate.approval=required the flow run may suspend here.
     promotion, approval = _promotion(config, stage, registered, verdict)
     return _finish(

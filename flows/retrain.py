@@ -25,6 +25,7 @@ from flows.approval import await_approval, suspendable_run_id
 from flows.config import PipelineConfig, validate
 from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
+from flows.resume import THIS_RUN, stage_task_for
 from flows.retrain_generation import generation_retrain_config
 from tasks import reporting
 from tasks.approval import pending
@@ -149,7 +150,8 @@ def retrain(
     generator = champion.task == "generation"  # new prompt/answer pairs and instruction tuning (retrain_generation)
     split = (base.generation_data if generator else base.data).split
     writer = write_generation_retrain_data if generator else write_retrain_data
-    data = stage_task(writer, writer.__name__, RetryPolicy(retries=0), cache=False)(
+    # Resumed after approval, this run reuses the data it wrote and the pipeline it ran (flows/resume.py).
+    data = stage_task_for(writer, RetryPolicy(retries=0), THIS_RUN)(
         champion, new_data, ws, split.validation, split.test, split.seed
     )
     print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")

@@ -156,6 +156,115 @@ def test_a_suspended_retrain_frees_its_deployment_slot_and_its_resume_queues_for
         assert start(first.id) == "AwaitingConcurrencySlot"  # resumed, it queues behind the running one
 
 
+def _engine(flow_run_id, flow=pipeline):
+    """Execute a deployment's flow run in this process, as a process worker's `python -m prefect.engine` does;
+    True when the run suspended."""
+    from prefect import get_client
+    from prefect.exceptions import Pause
+    from prefect.flow_engine import run_flow
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+    try:
+        run_flow(flow, flow_run=run)
+    except Pause:
+        return True
+    return False
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_resumed_pipeline_run_reuses_its_data_verdict_version_and_mlflow_run(tmp_path):
+    """On resume Prefect runs the flow again from its start. The run must answer for what the person saw: the data
+    it read (the file changed while it waited), the version it registered and its one parent MLflow run."""
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    from tasks.demo_data import write_demo_data
+
+    demo, ws = write_demo_data(tmp_path / "data", n_labeled=600, n_corpus=600, n_shifted=10), tmp_path / "ws"
+    config = _config(ws, f"data.source={demo.reviews}", f"data.corpus={demo.corpus}")
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name("pipeline"),
+            name="resume-test",
+            entrypoint="flows/pipeline.py:pipeline",
+        )
+        run = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"config": config.model_dump(mode="json")}
+        )
+        assert _engine(run.id) and client.read_flow_run(run.id).state.name == "Suspended"
+        assert _tags(config, "2")["zero2one.approval.flow_run_id"] == str(run.id)
+        lines = demo.reviews.read_text().splitlines()
+        demo.reviews.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")  # new rows come in meanwhile
+        resume_flow_run(run.id, run_input={"approve": True, "reason": "read the card", "by": "eve"})
+        assert not _engine(run.id), "the resumed run suspended again: it asked about another version"
+        final = client.read_flow_run(run.id)
+    assert final.state.is_completed(), final.state
+    assert _champion(config) == "2" and _tags(config, "2")["zero2one.approval.by"] == "eve"
+    client = Tracking.resolve(config.tracking, config.workspace.resolved()).client()
+    assert sorted(str(v.version) for v in client.search_model_versions("name='zero2one-classifier'")) == ["1", "2"]
+    parents = client.search_runs(
+        [client.get_experiment_by_name(config.tracking.experiment).experiment_id],
+        filter_string=f"tags.`prefect.flow_run_id` = '{run.id}' and tags.`zero2one.stage` = 'pipeline'",
+    )
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED", [r.info.run_name for r in parents]
+
+
+def _pipeline_runs(config) -> list:
+    client = Tracking.resolve(config.tracking, config.workspace.resolved()).client()
+    experiment = client.get_experiment_by_name(config.tracking.experiment).experiment_id
+    return client.search_runs([experiment], filter_string="tags.`zero2one.stage` = 'pipeline'")
+
+
+@pytest.mark.ops  # 840 s on the loaded machine (two pipelines): `make test-ops`
+@pytest.mark.usefixtures("prefect_server")
+def test_a_retrain_run_suspends_itself_and_resumed_reuses_its_pipeline_and_version(tmp_path):
+    """The pipeline inside a retrain cannot suspend (a subflow); the retrain's own run does, and once resumed it
+    takes the finished pipeline's result back (no second pipeline run, MLflow run or version) and promotes."""
+    import pandas as pd
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.retrain import retrain
+
+    ws = tmp_path / "ws"
+    trains = [f"workspace.root={ws}", *FAST, "optimize.enabled=false"]  # beats the majority class (a gate rule)
+    first = pipeline(load_config(ROOT / "configs" / "tiny.yaml", trains))
+    name, tracking = first.registered.name, Tracking.resolve(_config(ws).tracking, _config(ws).workspace.resolved())
+    tracking.client().set_registered_model_alias(name, "champion", first.registered.version)  # a champion to retrain
+    window = tmp_path / "labeled.csv"
+    shifted = pd.read_csv(ws / "demo" / "reviews_shifted.csv").head(40)
+    shifted.rename(columns={"review": "text", "sentiment": "true_label"}).to_csv(window, index=False)
+    lenient = ["gate.compare=not_worse", "gate.margin=1", "gate.newest_margin=1", "gate.baseline_rule=false"]
+    lenient += ["gate.baseline_rule_off_reason=a tiny test model", "gate.approval=required", "finetune.epochs=3"]
+    given = load_config(ROOT / "configs" / "tiny.yaml", [*trains, *lenient])
+    parameters = {"model_name": name, "new_data": {"uri": str(window)}, "settings": "given"}
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name("retrain"), name="retrain-test", entrypoint="flows/retrain.py:retrain"
+        )
+        run = client.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters | {"pipeline_config": given.model_dump(mode="json")}
+        )
+        assert _engine(run.id, retrain) and client.read_flow_run(run.id).state.name == "Suspended"
+        waiting = tracking.client().search_model_versions(f"name='{name}' and tags.`zero2one.approval` = 'pending'")
+        assert len(waiting) == 1 and waiting[0].tags["zero2one.approval.flow_run_id"] == str(run.id)
+        version, mlflow_runs = str(waiting[0].version), len(_pipeline_runs(given))
+        versions = len(tracking.client().search_model_versions(f"name='{name}'"))
+        assert _champion(given) == first.registered.version
+
+        resume_flow_run(run.id, run_input={"approve": True, "reason": "retrained on the window", "by": "flo"})
+        assert not _engine(run.id, retrain)
+        final = client.read_flow_run(run.id)
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": [run.id]}))
+    assert final.state.is_completed(), final.state
+    assert len(children) == 1, [c.name for c in children]  # the pipeline ran once
+    assert _champion(given) == version and _tags(given, version)["zero2one.approval.by"] == "flo"
+    assert len(_pipeline_runs(given)) == mlflow_runs == 2  # the first pipeline's and the retrain's
+    assert len(tracking.client().search_model_versions(f"name='{name}'")) == versions
+
+
 def _suspended(client, deployment_id, config, worker):
     """Start a run of the deployment; return it once suspended, with its form's description and schema."""
     import json
