@@ -131,8 +131,10 @@ def test_refusal_descriptor_fires_on_a_window_of_refusals(setup, tmp_path):
 
 
 def _log(setup: Setup, window: pd.DataFrame, start: datetime) -> pd.DataFrame:
-    """What serving journals for chat completions, with the reference answers someone added as `true_label`."""
-    answers = TextGenerator(setup.model_dir).generate(window["text"].tolist(), max_new_tokens=16)
+    """What serving journals for chat completions, with the reference answers someone added as `true_label`. The
+    served answers are the references themselves: this random champion answers "" to every prompt (chrF 0 whatever
+    is compared), so only known, different scores on the two sides show which answers the monitor scores."""
+    answers = window["true_label"].tolist()
     messages = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": t}] for t in window["text"]]
     rows = pd.DataFrame(
         {
@@ -166,10 +168,11 @@ def test_monitor_flow_on_a_generator_flags_shifted_traffic_and_emits_the_event(s
     result = monitor(model_name=NAME, window=window, config=every_row, pipeline_config=setup.config)
     report = result.report
     assert report.status == "drift" and report.labeled_rows == N, report.reasons
-    # chrF of the answers served in the window, and of the champion's greedy answers to its held-out prompts, each
-    # against their references (sacrebleu's corpus chrF): swapped sides or a wrong split change them. (Answers
-    # re-generated where served ones exist do not, tried: here they come out the same as the served ones.)
+    # chrF of the answers served in the window (the references: 100) and of the champion's greedy answers to its
+    # held-out prompts, each against their references (sacrebleu's corpus chrF): swapped sides, or answers
+    # re-generated where served ones exist (""), change them.
     served = sacrebleu.corpus_chrf(logged["response"].tolist(), [logged["true_label"].tolist()]).score
+    assert served == 100.0
     greedy = TextGenerator(setup.model_dir).generate(held_out["chat"].tolist(), MAX_NEW_TOKENS)
     held_out_chrf = sacrebleu.corpus_chrf(greedy, [held_out["true_label"].tolist()]).score
     assert report.quality == pytest.approx({"chrf": served, "reference_chrf": held_out_chrf})
