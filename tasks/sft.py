@@ -77,7 +77,7 @@ class SftConfig(TrainingConfig):
     epochs: float | None = Field(None, gt=0, description="Passes over the training chats; unset: the recipe's.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (wins over epochs).")
     max_steps_cpu: int | None = Field(
-        None, gt=0, description="Step cap without a GPU (unset: the recipe's; pretrained: 60)."
+        None, gt=0, description="Step cap without a GPU (unset: the recipe's; pretrained: 40)."
     )
     max_length: int | None = Field(
         None, gt=8, description="Tokens per chat (unset: the model's context, or the data's p99 when pretrained)."

@@ -7,7 +7,7 @@ on every linear layer of the blocks (attention and MLP, as QLoRA found best), le
 3% of the steps, one epoch, and `max_length` the 99th percentile of the training chats' token lengths (capped by
 the model's context) with the longer 1% truncated, so a few long answers do not set every batch's width.
 On a machine without a GPU the pretrained recipe stops after `max_steps_cpu` optimizer steps (the log says so):
-a 135M model takes ~10-30 s per step on 2 cores, so a full epoch of thousands of chats would take hours.
+a 135M model took 60-90 s a step of 8 chats on 2 cores at load ~10, so an epoch of thousands would take hours.
 
 The rule (as in `tasks/recipes.py` for classifiers): a value set in a preset or with `--set` always wins.
 """
@@ -76,7 +76,7 @@ SFT_RECIPES: dict[str, SftRecipe] = {
         warmup_ratio=0.03,
         on_too_long="truncate",
         length_from_data=True,
-        max_steps_cpu=60,
+        max_steps_cpu=40,
     ),
 }
 

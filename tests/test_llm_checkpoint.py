@@ -88,8 +88,8 @@ def test_the_pretrained_recipe_fills_every_unset_setting_and_caps_cpu_steps() ->
     assert plan.recipe == "pretrained" and plan.method == "lora" and plan.lora.target_modules == ALL_LINEAR
     assert (plan.lora.r, plan.lora.alpha, plan.optim.learning_rate) == (16, 32, 2e-4)
     assert plan.max_length == 300 and plan.on_too_long == "truncate"  # the data's p99, the longer 1% cut
-    assert plan.max_steps == 60 and plan.optim.warmup_steps == 2  # 3% of the 60 steps it will take
-    assert "capped at 60 steps on CPU" in plan.describe()
+    assert plan.max_steps == 40 and plan.optim.warmup_steps == 2  # 3% of the 40 steps it will take
+    assert "capped at 40 steps on CPU" in plan.describe()
     gpu = plan_sft(cfg, n_train=3200, context=8192, p99=300, on_gpu=True)
     assert gpu.max_steps == -1 and gpu.optim.warmup_steps == 12  # one epoch: 400 steps
     mine = SftConfig(
