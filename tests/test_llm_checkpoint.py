@@ -102,6 +102,7 @@ def test_the_pretrained_recipe_fills_every_unset_setting_and_caps_cpu_steps() ->
     assert (scratch.max_length, scratch.on_too_long, scratch.optim.learning_rate) == (256, "error", 1e-3)
 
 
+@pytest.mark.llm  # converts the real 98 MB GGUF (~1-3 min): `make test-llm`
 def test_smollm2_converts_once_per_workspace_with_its_own_template(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

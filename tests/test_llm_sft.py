@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tasks.causal_tokenizer import CausalTokenizerConfig, train_causal_tokenizer
 from tasks.evaluate_generation import evaluate_generation
 from tasks.instruction_data import InstructionDataConfig, prepare_instructions
@@ -27,6 +29,7 @@ def _alpaca(path: Path, n: int) -> Path:
     return path
 
 
+@pytest.mark.llm  # ~9 min under load: `make test-llm`
 def test_smollm2_lora_sft_is_merged_keeps_its_adapter_and_is_compared_with_itself_untuned(tmp_path: Path) -> None:
     ws = Workspace(root=str(tmp_path / "ws")).resolved()
     tracking = Tracking.resolve(TrackingConfig(experiment="llm-test"), ws)

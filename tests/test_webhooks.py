@@ -87,7 +87,7 @@ def _move(remote, url: str, name: str, version: str) -> tuple[float, float | Non
     return round(returned, 2), received and round(received, 2), round(time.monotonic() - moved, 2)
 
 
-@pytest.mark.slow
+@pytest.mark.ops  # a real mlflow server and zero2one serve process (~6 min under load): `make test-ops`
 def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
     prefect_server, make_config, workspace, tmp_path
 ):
