@@ -27,9 +27,9 @@ import random
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.training import OptimConfig
+from tasks.training import OptimConfig, RecipeOptim
 
 if TYPE_CHECKING:
     from tasks.finetune import FinetuneConfig
@@ -85,7 +85,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-class FinetuneOptim(OptimConfig):
+class FinetuneOptim(RecipeOptim):
     """The optimiser settings of fine-tuning; those left unset (null) come from the recipe."""
 
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; unset: the recipe's.")
@@ -102,14 +102,6 @@ class FinetuneOptim(OptimConfig):
         description="Learning rate of the new classification head (and pooler); unset: the recipe's "
         f"({HEAD_LEARNING_RATE:g} for a pretrained checkpoint on {MULTI_CLASS}+ classes, else learning_rate).",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_shared_optim(cls, data):
-        """Code that passes the shared `OptimConfig` keeps only what it set: the rest stays with the recipe."""
-        if isinstance(data, OptimConfig) and not isinstance(data, FinetuneOptim):
-            return data.model_dump(exclude_unset=True)
-        return data
 
 
 class FinetunePlan(BaseModel):

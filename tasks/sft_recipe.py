@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from models.lora import LoraSettings
 from tasks.errors import PipelineInputError
-from tasks.training import OptimConfig
+from tasks.training import OptimConfig, RecipeOptim
 
 if TYPE_CHECKING:
     from tasks.sft import SftConfig
@@ -30,20 +30,12 @@ SftRecipeName = Literal["pretrained", "from-scratch"]
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class SftOptim(OptimConfig):
+class SftOptim(RecipeOptim):
     """The optimiser settings of instruction tuning; learning rate and warmup left unset come from the recipe."""
 
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; unset: the recipe's.")
     warmup_steps: int | None = Field(None, ge=0, description="Linear warmup steps; wins over warmup_ratio.")
     warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Warmup as a share of all steps.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_shared_optim(cls, data):
-        """Code that passes the shared `OptimConfig` keeps only what it set: the rest stays with the recipe."""
-        if isinstance(data, OptimConfig) and not isinstance(data, SftOptim):
-            return data.model_dump(exclude_unset=True)
-        return data
 
 
 class SftRecipe(BaseModel):

@@ -41,6 +41,18 @@ class OptimConfig(BaseModel):
     seed: int = 0
 
 
+class RecipeOptim(OptimConfig):
+    """Optimiser settings whose unset (null) values come from a recipe (fine-tuning, instruction tuning)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shared_optim(cls, data):
+        """Code that passes the shared `OptimConfig` keeps only what it set: the rest stays with the recipe."""
+        if isinstance(data, OptimConfig) and not isinstance(data, cls):
+            return data.model_dump(exclude_unset=True)
+        return data
+
+
 def last_checkpoint(folder: Path) -> tuple[str | None, int]:
     """The newest `checkpoint-<step>` in `folder` and its step, for resuming after a failure."""
     steps = [
