@@ -23,8 +23,8 @@ SMS = ROOT.parent / "shared" / "data" / "sms_spam.csv"
 
 def _splits(data: Path):
     from flows.config import load_config
-    from tasks.data import prepare_data
-    from tasks.loaders import load_splits
+    from tasks.data.loaders import load_splits
+    from tasks.data.prepare import prepare_data
 
     overrides = [f"data.source={data}", "data.text_column=message", "data.label_column=class"]
     config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={SCRATCH / 'ws'}", *overrides])

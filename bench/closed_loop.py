@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import ROOT, SCRATCH  # noqa: E402  (sets the environment before Prefect loads)
-from tasks.registry_names import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
+from core.registry_names import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
 
 DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
 WINDOW = 500
@@ -37,7 +37,7 @@ def serve(ws, texts, labels, start: datetime) -> None:
     import mlflow
     import pandas as pd
 
-    from tasks.prediction_log import append_predictions, log_uri, rows_from_predictions
+    from core.prediction_log import append_predictions, log_uri, rows_from_predictions
 
     version = mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
@@ -66,7 +66,7 @@ def drift_events(since: datetime, wait_for: str | None, timeout: float = 60) -> 
 
 def scores(model_dir: str, frame) -> tuple[float, float]:
     from models.classifier import TextClassifier
-    from tasks.scoring import score
+    from tasks.judging.scoring import score
 
     clf = TextClassifier(model_dir)
     labels = clf.labels
@@ -83,13 +83,13 @@ def main() -> None:
 
     import pandas as pd
 
+    from core.tracking import Tracking
     from flows.config import load_config
     from flows.monitor import monitor
     from flows.pipeline import pipeline
-    from tasks.demo_data import write_demo_data
+    from tasks.data.demo import write_demo_data
     from tasks.monitoring.champion import find_champion, load_reference
     from tasks.monitoring.windows import WindowSource
-    from tasks.tracking import Tracking
 
     config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={args.workspace}", *args.set])
     ws = config.workspace.resolved()

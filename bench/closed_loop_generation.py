@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import ROOT, SCRATCH  # noqa: E402  (sets the environment before Prefect loads)
 from bench.closed_loop import drift_events  # noqa: E402
-from tasks.registry_names import DEFAULT_MODEL_NAMES  # noqa: E402
+from core.registry_names import DEFAULT_MODEL_NAMES  # noqa: E402
 
 MODEL = DEFAULT_MODEL_NAMES["generation"]
 DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -41,7 +41,7 @@ def serve(ws, frame, start: datetime, with_references: bool) -> None:
     import mlflow
     import pandas as pd
 
-    from tasks.prediction_log import append_predictions, log_uri
+    from core.prediction_log import append_predictions, log_uri
 
     version = str(mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
@@ -68,7 +68,7 @@ def serve(ws, frame, start: datetime, with_references: bool) -> None:
 def scores(model_dir: str, frame) -> tuple[float, float]:
     """chrF and exact match of greedy answers, as the evaluation and the gate score them."""
     from models.generator import TextGenerator
-    from tasks.scoring import score_answers
+    from tasks.judging.scoring import score_answers
 
     answers = TextGenerator(model_dir).generate(frame["text"].tolist(), MAX_TOKENS)
     s = score_answers(answers, frame["true_label"].tolist())
@@ -86,7 +86,7 @@ def _data(ws, reference):
     """Fresh reference-like prompts (another seed of the same grammar) and shifted ones, none in the reference."""
     import pandas as pd
 
-    from tasks.demo_instructions import write_demo_instructions
+    from tasks.kinds.generation.demo import write_demo_instructions
 
     seen = set(pd.concat(reference.values())["text"])
     paths = write_demo_instructions(Path(ws.root, "bench-fresh"), {"train": 3000}, n_corpus=10, n_shifted=760, seed=1)
@@ -132,13 +132,13 @@ def main() -> None:
 
     import pandas as pd
 
+    from core.tracking import Tracking
     from flows.config import load_config
     from flows.monitor import monitor
     from flows.pipeline import pipeline
     from tasks.monitoring.champion import find_champion
     from tasks.monitoring.generation_detect import load_chat_reference
     from tasks.monitoring.windows import WindowSource
-    from tasks.tracking import Tracking
 
     config = load_config(ROOT / "configs" / "tiny-generation.yaml", [f"workspace.root={args.workspace}", *args.set])
     ws = config.workspace.resolved()

@@ -34,9 +34,9 @@ def tiny_classifier(ws, labels: list[str]):
 
     from models.classifier import TextClassifier
     from models.encoder import EncoderShape
-    from tasks.data import DataConfig, prepare_data
-    from tasks.loaders import load_tokenizer
-    from tasks.tokenizer import TokenizerConfig, train_tokenizer
+    from tasks.data.loaders import load_tokenizer
+    from tasks.data.prepare import DataConfig, prepare_data
+    from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
 
     data = prepare_data(DataConfig(), ws)
     tokenizer = load_tokenizer(train_tokenizer(TokenizerConfig(vocab_size=3000), data, ws))
@@ -61,11 +61,11 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from tasks.demo_data import write_demo_data
+    from core.prediction_log import append_predictions, read_window
+    from core.workspace import Workspace
+    from tasks.data.demo import write_demo_data
     from tasks.monitoring.config import MonitorConfig
     from tasks.monitoring.detect import detect_drift
-    from tasks.prediction_log import append_predictions, read_window
-    from tasks.workspace import Workspace
 
     ws = Workspace(root=str(SCRATCH / "drift")).resolved()
     paths = write_demo_data(ws.uri("demo"))

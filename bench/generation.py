@@ -33,13 +33,13 @@ from bench._common import ROOT, SCRATCH, alternating_rounds, load_text, median, 
 
 def _tiny_model(args):
     """The tiny preset's data and instruction-tuned model (trained unless --model-dir is given)."""
+    from core.tracking import Tracking
     from flows.config import load_config
-    from tasks.artifacts import InstructionTunedModel
-    from tasks.causal_pretrain import causal_pretrain
-    from tasks.causal_tokenizer import train_causal_tokenizer
-    from tasks.instruction_data import prepare_instructions
-    from tasks.sft import sft
-    from tasks.tracking import Tracking
+    from tasks.kinds.generation.data import prepare_instructions
+    from tasks.kinds.generation.pretrain import causal_pretrain
+    from tasks.kinds.generation.sft import sft
+    from tasks.kinds.generation.tokenizer import train_causal_tokenizer
+    from tasks.results import InstructionTunedModel
 
     overrides = [f"workspace.root={SCRATCH / 'ws'}", *args.set]  # --set: e.g. shorter training for a quick run
     config = load_config(ROOT / "configs" / "tiny-generation.yaml", overrides)
@@ -83,7 +83,7 @@ def _speed(model_dir: Path, graphs: dict[str, Path], args, batches: list[int], i
 
     from models.generator import TextGenerator
     from models.onnx_decoder import OrtDecoder
-    from tasks.optimize_generation import latency_row, torch_timed
+    from tasks.kinds.generation.optimize import latency_row, torch_timed
 
     model, new = TextGenerator(model_dir).model, args.new
     runners = {"pytorch": lambda r: torch_timed(model, r, new)}
@@ -135,8 +135,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from models.onnx_decoder import graph_size_mb
-    from tasks.artifacts import Variant  # noqa: F401  (the stage's import graph, loaded before timing)
-    from tasks.optimize_generation import OptimizeGenerationConfig, build_variants, optimize_generation
+    from tasks.kinds.generation.optimize import OptimizeGenerationConfig, build_variants, optimize_generation
+    from tasks.results import Variant  # noqa: F401  (the stage's import graph, loaded before timing)
 
     config, ws, tracking, data, model = _tiny_model(args)
     result = optimize_generation(OptimizeGenerationConfig(), data, model, tracking, ws)

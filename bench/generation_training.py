@@ -51,9 +51,9 @@ def _plain_pretrain(config, data, tok_artifact, steps: int, packed_rows: bool) -
     from transformers import DataCollatorForLanguageModeling, Trainer
 
     from models.decoder import build_causal_lm
-    from tasks.causal_pretrain import packed
-    from tasks.loaders import load_corpus as load_pretraining_corpus
-    from tasks.loaders import load_tokenizer as load_causal_tokenizer
+    from tasks.data.loaders import load_corpus as load_pretraining_corpus
+    from tasks.data.loaders import load_tokenizer as load_causal_tokenizer
+    from tasks.kinds.generation.pretrain import packed
 
     cfg = config.causal_pretrain
     tok = load_causal_tokenizer(tok_artifact)
@@ -85,8 +85,8 @@ def _padded_tokens_s(config, data, tok_artifact, steps: int) -> float:
 
 
 def _our_pretrain(config, data, tok_artifact, steps: int, tag: str) -> float:
-    from tasks.causal_pretrain import causal_pretrain
-    from tasks.tracking import Tracking
+    from core.tracking import Tracking
+    from tasks.kinds.generation.pretrain import causal_pretrain
 
     ws = config.workspace.resolved().model_copy(update={"root": str(SCRATCH / f"ours-{tag}")})
     cfg = config.causal_pretrain.model_copy(update={"max_steps": steps, "save_steps": steps})
@@ -94,8 +94,8 @@ def _our_pretrain(config, data, tok_artifact, steps: int, tag: str) -> float:
 
 
 def _sft_chats_per_s(config, data, tok_artifact, base: Path, batching: str, epochs: int, tag: str) -> float:
-    from tasks.sft import sft
-    from tasks.tracking import Tracking
+    from core.tracking import Tracking
+    from tasks.kinds.generation.sft import sft
 
     ws = config.workspace.resolved().model_copy(update={"root": str(SCRATCH / f"sft-{tag}")})
     cfg = config.sft.model_copy(update={"batching": batching, "epochs": epochs, "base_model": str(base)})
@@ -127,7 +127,7 @@ def _pretraining(config, data, tok_artifact, steps: int, repeats: int) -> None:
 
 def _instruction_tuning(config, data, tok_artifact, epochs: int, repeats: int) -> None:
     from models.decoder import build_causal_lm
-    from tasks.loaders import load_tokenizer as load_causal_tokenizer
+    from tasks.data.loaders import load_tokenizer as load_causal_tokenizer
 
     tok = load_causal_tokenizer(tok_artifact)
     base = SCRATCH / "decoder"
@@ -158,8 +158,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from flows.config import load_config
-    from tasks.causal_tokenizer import train_causal_tokenizer
-    from tasks.instruction_data import prepare_instructions
+    from tasks.kinds.generation.data import prepare_instructions
+    from tasks.kinds.generation.tokenizer import train_causal_tokenizer
 
     config = load_config(ROOT / "configs" / "tiny-generation.yaml", [f"workspace.root={SCRATCH / 'ws'}", *args.set])
     ws = config.workspace.resolved()

@@ -28,13 +28,13 @@ from bench._common import ROOT, SCRATCH, alternating_rounds, load_text, median, 
 
 def _tiny_model(args):
     """The tiny preset's data and fine-tuned model (trained unless --model-dir is given)."""
+    from core.tracking import Tracking
     from flows.config import load_config
-    from tasks.artifacts import FinetunedModel
-    from tasks.data import prepare_data
-    from tasks.finetune import finetune
-    from tasks.pretrain import pretrain
-    from tasks.tokenizer import train_tokenizer
-    from tasks.tracking import Tracking
+    from tasks.data.prepare import prepare_data
+    from tasks.kinds.classification.finetune import finetune
+    from tasks.results import FinetunedModel
+    from tasks.training.pretrain import pretrain
+    from tasks.training.tokenizer import train_tokenizer
 
     overrides = [f"workspace.root={SCRATCH / 'ws'}", f"pretrain.max_steps={args.pretrain_steps}"]
     config = load_config(ROOT / "configs" / "tiny.yaml", [*overrides, f"finetune.epochs={args.epochs}"])
@@ -143,7 +143,7 @@ def main() -> None:
 
     from models.classifier import TextClassifier
     from models.onnx_classifier import OnnxClassifier
-    from tasks.loaders import load_splits
+    from tasks.data.loaders import load_splits
     from tasks.optimize import FILES, LatencyConfig, OptimizeConfig, build_variants, check_parity, optimize
 
     # One thread by default: on a small shared machine, threads contending for busy cores make PyTorch erratic.

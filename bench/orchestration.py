@@ -27,19 +27,19 @@ DEFAULT_SET = ["pretrain.max_steps=100", "pretrain.save_steps=50", "finetune.epo
 
 def plain_run(config) -> None:
     """The pipeline without Prefect: the same stage functions as the flow, called directly, in order."""
-    from tasks.artifacts import Lineage
-    from tasks.data import prepare_data
-    from tasks.evaluate import evaluate
-    from tasks.finetune import finetune
-    from tasks.fingerprint import code_version, hash_json
-    from tasks.gate import gate
-    from tasks.model_card import write_model_card
+    from core.fingerprint import code_version, hash_json
+    from core.tracking import Tracking
+    from tasks.data.prepare import prepare_data
+    from tasks.judging.gate import gate
+    from tasks.kinds.classification.evaluate import evaluate
+    from tasks.kinds.classification.finetune import finetune
     from tasks.optimize import optimize
-    from tasks.pretrain import pretrain
-    from tasks.promotion import promote
-    from tasks.register import register
-    from tasks.tokenizer import train_tokenizer
-    from tasks.tracking import Tracking
+    from tasks.registry.model_card import write_model_card
+    from tasks.registry.promotion import promote
+    from tasks.registry.register import register
+    from tasks.results import Lineage
+    from tasks.training.pretrain import pretrain
+    from tasks.training.tokenizer import train_tokenizer
 
     ws = config.workspace.resolved()
     tracking = Tracking.resolve(config.tracking, ws)

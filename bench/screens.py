@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tasks.registry_names import DEFAULT_MODEL_NAME as MODEL
+from core.registry_names import DEFAULT_MODEL_NAME as MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screens"

@@ -189,8 +189,8 @@ class Served(BaseModel):
 
 def _champion(ws: Path, train: bool) -> Served:
     """Train and register a tiny model in `ws` (and make it champion), or take the champion already there."""
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
 
     tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
     if train:
@@ -203,10 +203,10 @@ def _champion(ws: Path, train: bool) -> Served:
         tracking.activate()
         tracking.client().set_registered_model_alias(reg.name, "champion", reg.version)
     tracking.activate()
-    from tasks.registry_names import DEFAULT_MODEL_NAME as name
+    from core.registry_names import DEFAULT_MODEL_NAME as name
 
     mv = tracking.client().get_model_version_by_alias(name, "champion")
-    from tasks.registry_names import LINEAGE_CHECKPOINT_URI, read_tag
+    from core.registry_names import LINEAGE_CHECKPOINT_URI, read_tag
 
     checkpoint = read_tag(mv.tags, LINEAGE_CHECKPOINT_URI)
     return Served(name=name, version=str(mv.version), model_dir=checkpoint, tracking_uri=tracking.uri)
@@ -311,7 +311,7 @@ def main() -> None:
     if args.naive_server:
         return naive_server(int(args.naive_server[0]), args.naive_server[1])
 
-    from tasks.prediction_log import is_prediction_log, read_window
+    from core.prediction_log import is_prediction_log, read_window
 
     ws = args.workspace or SCRATCH / "ws"
     served = _champion(ws, train=args.workspace is None)

@@ -131,13 +131,13 @@ def build_champion(ws: Path, shape_name: str) -> tuple[Path, Path]:
     """A random generator of `shape_name`, registered as `NAME@champion` in the workspace's MLflow: (model, graph)."""
     import mlflow
 
+    from core.registry_names import TASK
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
     from models.decoder import SHAPES, build_causal_lm
     from models.onnx_decoder import build_decoder
-    from tasks.causal_tokenizer import train_byte_bpe
-    from tasks.generation_registry import log_generator
-    from tasks.registry_names import TASK
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from tasks.kinds.generation.registry import log_generator
+    from tasks.kinds.generation.tokenizer import train_byte_bpe
 
     texts = ["The battery of this phone is great.", "Verdict: positive. Aspects: battery (positive)."] * 50
     tok = train_byte_bpe(texts + PROMPTS, vocab_size=800)
@@ -316,7 +316,7 @@ def main() -> None:
     p.add_argument("--shape", default="tiny", help="A models/decoder.py SHAPES name: tiny (CPU) or 100m.")
     args = p.parse_args()
 
-    from tasks.prediction_log import read_window
+    from core.prediction_log import read_window
 
     ws = SCRATCH / "ws"
     procs = _servers(ws, args.shape)

@@ -44,7 +44,7 @@ def _plain_pretrain(config, data, tok_artifact, steps: int) -> float:
     from transformers import DataCollatorForLanguageModeling, Trainer
 
     from models.encoder import build_masked_lm
-    from tasks.loaders import load_corpus, load_tokenizer
+    from tasks.data.loaders import load_corpus, load_tokenizer
 
     tok = load_tokenizer(tok_artifact)
     model = build_masked_lm(config.pretrain.shape, len(tok), tok.pad_token_id)
@@ -57,8 +57,8 @@ def _plain_pretrain(config, data, tok_artifact, steps: int) -> float:
 
 
 def _our_pretrain(config, data, tok_artifact, steps: int, tag: str) -> float:
-    from tasks.pretrain import pretrain
-    from tasks.tracking import Tracking
+    from core.tracking import Tracking
+    from tasks.training.pretrain import pretrain
 
     ws = config.workspace.resolved().model_copy(update={"root": str(SCRATCH / f"ours-{tag}")})
     cfg = config.pretrain.model_copy(update={"max_steps": steps, "save_steps": steps})
@@ -69,8 +69,8 @@ def _finetune_samples_per_s(encoder_dir: str, data, tok_artifact, pad_to_max: bo
     from transformers import DataCollatorWithPadding, Trainer
 
     from models.encoder import build_classifier
-    from tasks.finetune import _tokenize
-    from tasks.loaders import load_splits, load_tokenizer
+    from tasks.data.loaders import load_splits, load_tokenizer
+    from tasks.kinds.classification.finetune import _tokenize
 
     tok = load_tokenizer(tok_artifact)
     model = build_classifier(encoder_dir, data.labels)
@@ -101,9 +101,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from flows.config import load_config
-    from tasks.data import prepare_data
-    from tasks.loaders import load_corpus, load_tokenizer
-    from tasks.tokenizer import train_tokenizer
+    from tasks.data.loaders import load_corpus, load_tokenizer
+    from tasks.data.prepare import prepare_data
+    from tasks.training.tokenizer import train_tokenizer
 
     config = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={SCRATCH / 'ws'}"])
     ws = config.workspace.resolved()

@@ -27,7 +27,7 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models import baseline  # noqa: E402
 from models.truncation import Truncation  # noqa: E402
-from tasks.tokenizer import TokenizerConfig, _train_wordpiece, choose_cjk  # noqa: E402
+from tasks.training.tokenizer import TokenizerConfig, _train_wordpiece, choose_cjk  # noqa: E402
 
 
 def _fit_score(x_train, y_train, x_val, y_val, x_test, y_test, features) -> tuple[float, float]:

@@ -19,7 +19,7 @@ import typer
 
 from cli import approval, monitor, registry, run, serve, ui
 from cli.deploy import deploy
-from tasks.workspace import DEFAULT_ROOT
+from core.workspace import DEFAULT_ROOT
 
 app = typer.Typer(
     help="zero2one: data -> tokenizer -> pretraining -> fine-tuning -> evaluation -> MLflow registry, "

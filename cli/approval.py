@@ -3,7 +3,7 @@
 Where a suspended flow run waits for the answer (its id is on the version), the command resumes it with the
 same typed input the Prefect form sends, and waits for it to finish: the run itself promotes or tags. Where none
 waits (a run that could not suspend), the `approval` flow applies the answer. Either way the promotion is the
-serialised one of `tasks/promotion.py`, and the history says who approved and why.
+serialised one of `tasks/registry/promotion.py`, and the history says who approved and why.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def reject(
 
 
 def _answer(approve: bool, version: str, reason: str, model: str | None, by: str | None, wait: int, cfg) -> None:
-    from tasks.approval import APPROVAL, APPROVAL_REASON, expire, pending
-    from tasks.errors import PipelineInputError
-    from tasks.tracking import Tracking
+    from core.errors import PipelineInputError
+    from core.tracking import Tracking
+    from tasks.registry.approval import APPROVAL, APPROVAL_REASON, expire, pending
 
     if not reason.strip():
         fail("--reason needs a text: the history says why")

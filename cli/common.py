@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import typer
 
-from tasks.workspace import DEFAULT_ROOT
+from core.workspace import DEFAULT_ROOT
 
 # Exit codes, documented in `zero2one run --help`: a scheduler or CI step tells the outcomes apart.
 EXIT_INPUT = 2  # bad config, override, option or data: nothing was trained

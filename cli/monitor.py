@@ -67,8 +67,8 @@ def monitor(
     Prints the verdict and the signals; on drift emits the Prefect event zero2one.drift.detected.
     """
     settings = resolve(config, set_, workspace, tracking_uri, given=given, model=monitor_settings())
+    from core.errors import PipelineInputError
     from flows.monitor import monitor as monitor_flow
-    from tasks.errors import PipelineInputError
 
     start_embedded_prefect()
     try:
@@ -138,8 +138,8 @@ def retrain(
 ) -> None:
     """Fine-tune the champion again on its data plus newly labeled rows; the gate decides on promotion."""
     settings = resolve(config, set_, workspace, tracking_uri, given=given, model=monitor_settings())
+    from core.errors import PipelineInputError
     from flows.retrain import retrain as retrain_flow
-    from tasks.errors import PipelineInputError
 
     # Set, not defaulted: retraining needs labels, so a window without that column is an error, not "unlabeled".
     window = settings.window.model_copy(update={"label_column": settings.window.label_column})

@@ -8,7 +8,7 @@ import typer
 
 from cli.common import fail
 from cli.settings import ConfigOpt, ModelOpt, SetOpt, TrackingUriOpt, WorkspaceOpt, resolve
-from tasks.registry_names import CHAMPION
+from core.registry_names import CHAMPION
 
 GENERATION = "Generation (generators only)"
 MaxNewTokensOpt = Annotated[
@@ -58,7 +58,7 @@ def predict(
     import mlflow
     import pandas as pd
 
-    from tasks.tracking import Tracking
+    from core.tracking import Tracking
 
     Tracking.resolve(cfg.tracking, cfg.workspace.resolved()).activate()
     uri = f"models:/{model or cfg.registry.model_name + '@' + CHAMPION}"
@@ -80,7 +80,8 @@ def predict(
 
 
 def _is_generator(loaded) -> bool:
-    """A registered generator takes a `prompt` column (tasks/generation_registry.py); a classifier takes `text`."""
+    """A registered generator takes a `prompt` column (tasks/kinds/generation/registry.py); a classifier takes
+    `text`."""
     schema = loaded.metadata.get_input_schema()
     return schema is not None and "prompt" in schema.input_names()
 
@@ -101,8 +102,8 @@ def promote(
     if force and not (reason or "").strip():
         fail("--force needs --reason TEXT: a forced promotion skips the gate, and the history must say why")
     cfg = resolve(config, set_, workspace, tracking_uri)
+    from core.errors import PipelineInputError
     from flows.promote import promote_flow
-    from tasks.errors import PipelineInputError
 
     try:
         result = promote_flow(
@@ -128,8 +129,8 @@ def rollback(
 ) -> None:
     """Give `champion` back to the `previous-champion` (one step; the two aliases swap)."""
     cfg = resolve(config, set_, workspace, tracking_uri)
+    from core.errors import PipelineInputError
     from flows.promote import rollback_flow
-    from tasks.errors import PipelineInputError
 
     try:
         result = rollback_flow(

@@ -37,8 +37,8 @@ def run(
     """
     cfg = resolve(config, set_, workspace, tracking_uri, preflight=True)
     from cli.summary import print_outcome, print_summary
+    from core.errors import PipelineInputError
     from flows.pipeline import pipeline
-    from tasks.errors import PipelineInputError
 
     with run_log(cfg.workspace.resolved().local_dir("logs"), verbose) as log_path:
         start_embedded_prefect()
@@ -69,7 +69,7 @@ def demo_data(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the demo CSVs and corpus to.")],
 ) -> None:
     """Write the bundled synthetic review data (reviews, shifted reviews, pretraining corpus)."""
-    from tasks.demo_data import write_demo_data
+    from tasks.data.demo import write_demo_data
 
     paths = write_demo_data(out)
     for name, path in paths.model_dump().items():

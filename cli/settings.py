@@ -16,8 +16,8 @@ import typer
 from cli.common import fail
 from cli.environment import configure_environment
 from cli.model_options import Given
+from core.workspace import DEFAULT_ROOT
 from flows.raw_config import ConfigFileError, apply_overrides, load_raw
-from tasks.workspace import DEFAULT_ROOT
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -88,8 +88,8 @@ def resolve(
     configure_environment(workspace_root(raw))
     if preflight:
         _preflight_data(raw)
+    from core.errors import PipelineInputError
     from flows.config import PipelineConfig, validate
-    from tasks.errors import PipelineInputError
 
     overridden = {item.partition("=")[0].split(".")[0].strip() for item in overrides}
     for section in (from_file - overridden) & (set(COMMAND_SECTIONS) - set((model or PipelineConfig).model_fields)):
@@ -121,8 +121,8 @@ def _put(raw: dict, key: str, value) -> None:
 def _preflight_data(raw: dict) -> None:
     from pydantic import ValidationError
 
-    from tasks import data
-    from tasks.errors import PipelineInputError
+    from core.errors import PipelineInputError
+    from tasks.data import prepare as data
 
     try:
         cfg = data.DataConfig.model_validate(raw.get("data") or {})

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cli.common import EXIT_REFUSED, ui_command
 from flows.pipeline import PipelineResult
-from tasks.report_rows import evaluation_rows as comparison_rows
+from tasks.judging.report_rows import evaluation_rows as comparison_rows
 
 
 def print_summary(result: PipelineResult, console: Console | None = None) -> None:
@@ -64,7 +64,7 @@ def _classification_table(ev) -> Table:
 
 def _generation_table(ev) -> Table:
     """The instruction-tuned model beside both baselines (before SFT, retrieval) on the same held-out prompts."""
-    from tasks.report_rows import generation_rows
+    from tasks.judging.report_rows import generation_rows
 
     table = Table(title=f"Held-out prompts ({ev.test_size}; greedy answers, answer perplexity)")
     for col in ("model", "perplexity", "exact_match", "chrF"):

@@ -25,7 +25,7 @@ def ui(
     With a tracking server (--tracking-uri http://...), only Prefect's UI starts: MLflow's is that server's.
     """
     cfg = resolve(config, set_, workspace, tracking_uri)
-    from tasks.tracking import Tracking
+    from core.tracking import Tracking
 
     store = Tracking.resolve(cfg.tracking, cfg.workspace.resolved()).uri
     # The UI asks the API at port 4200 unless told otherwise: with --prefect-port it would find no server.

@@ -5,7 +5,7 @@ ApprovalInput)`): it holds no worker while it waits, the UI renders approve / re
 the gate verdict, the model card and the MLflow version, and `zero2one approve/reject` resumes it with the same
 input through the API. On resume Prefect runs the flow again from its start (every stage comes back from a cache:
 the same data, version, verdict and parent MLflow run, `flows/resume.py`) and the suspend call returns the answer;
-`tasks/approval.py` applies it. A suspended run holds no slot of its deployment's concurrency limit.
+`tasks/registry/approval.py` applies it. A suspended run holds no slot of its deployment's concurrency limit.
 
 Prefect suspends only top-level runs of a deployment. Anywhere else (`zero2one run` on a laptop, the pipeline
 inside a retrain) the version is tagged pending and the flow ends; a retrain's own run then suspends
@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 
 from prefect.input import RunInput
 
-from tasks.approval import Pending, decide, mark_pending
-from tasks.artifacts import GateVerdict, Promotion
-from tasks.orchestration import RetryPolicy, stage_task
-from tasks.tracking import Tracking, prefect_run_url
+from core.orchestration import RetryPolicy, stage_task
+from core.tracking import Tracking, prefect_run_url
+from tasks.registry.approval import Pending, decide, mark_pending
+from tasks.results import GateVerdict, Promotion
 
 _POLICY = RetryPolicy(retries=1, delay_seconds=2)
 

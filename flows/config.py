@@ -13,27 +13,27 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.errors import PipelineInputError
+from core.registry_names import DEFAULT_MODEL_NAMES
+from core.tracking import TrackingConfig
+from core.workspace import Workspace
 from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
-from tasks.causal_pretrain import CausalPretrainConfig
-from tasks.causal_tokenizer import CausalTokenizerConfig
-from tasks.data import DataConfig
-from tasks.errors import PipelineInputError
-from tasks.evaluate import EvaluateConfig
-from tasks.finetune import FinetuneConfig
-from tasks.instruction_data import InstructionDataConfig
+from tasks.data.prepare import DataConfig
+from tasks.kinds.classification.evaluate import EvaluateConfig
+from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.tune import TuneConfig
+from tasks.kinds.generation.data import InstructionDataConfig
+from tasks.kinds.generation.optimize import OptimizeGenerationConfig
+from tasks.kinds.generation.pretrain import CausalPretrainConfig
+from tasks.kinds.generation.sft import SftConfig
+from tasks.kinds.generation.tokenizer import CausalTokenizerConfig
 from tasks.optimize import OptimizeConfig
-from tasks.optimize_generation import OptimizeGenerationConfig
-from tasks.pretrain import PretrainConfig
-from tasks.register import RegisterConfig
-from tasks.registry_names import DEFAULT_MODEL_NAMES
-from tasks.sft import SftConfig
+from tasks.registry.register import RegisterConfig
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
-from tasks.tokenizer import TokenizerConfig
-from tasks.tracking import TrackingConfig
-from tasks.training import check_divisible
-from tasks.tune import TuneConfig
-from tasks.workspace import Workspace
+from tasks.training.common import check_divisible
+from tasks.training.pretrain import PretrainConfig
+from tasks.training.tokenizer import TokenizerConfig
 
 Task = Literal["classification", "generation"]
 

@@ -16,17 +16,17 @@ from prefect import flow
 from prefect.events import emit_event
 from pydantic import BaseModel
 
+from core import reporting
+from core.orchestration import stage_task
+from core.registry_names import DEFAULT_MODEL_NAME, DRIFT_EVENT, model_resource_id
 from flows.config import PipelineConfig
 from flows.outcome import mark_flow_run
 from flows.retrain import RetrainResult, Settings, resolve_champion, retrain
-from tasks import reporting
 from tasks.monitoring.check import check_drift, event_payload
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.textfile import write_textfile
 from tasks.monitoring.windows import WindowSource
-from tasks.orchestration import stage_task
-from tasks.registry_names import DEFAULT_MODEL_NAME, DRIFT_EVENT, model_resource_id
 
 
 class MonitorResult(BaseModel):

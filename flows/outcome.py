@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import reporting
+from core import reporting
 
 
 def mark_flow_run(name: str, tags: list[str]) -> None:

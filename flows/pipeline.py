@@ -18,13 +18,35 @@ from dataclasses import dataclass
 from prefect import flow
 from pydantic import BaseModel
 
+from core import reporting
+from core.fingerprint import code_version, hash_json
+from core.orchestration import RetryPolicy
+from core.registry_names import CHAMPION, GATE_VERDICT
+from core.run_context import flow_run_id
+from core.tracking import Tracking, close_pipeline_run, prefect_run_url
 from flows.approval import await_approval, candidate
 from flows.config import PipelineConfig
 from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
 from flows.resume import THIS_RUN, pipeline_run, stage_task_for
-from tasks import reporting
-from tasks.artifacts import (
+from tasks.data.loaders import load_splits
+from tasks.data.prepare import prepare_data
+from tasks.judging.gate import gate
+from tasks.judging.report_rows import evaluation_rows, generation_rows
+from tasks.kinds.classification.evaluate import evaluate
+from tasks.kinds.classification.finetune import finetune
+from tasks.kinds.classification.tune import tune
+from tasks.kinds.generation.data import prepare_instructions
+from tasks.kinds.generation.evaluate import evaluate_generation
+from tasks.kinds.generation.optimize import OptimizedGenerator, optimize_generation
+from tasks.kinds.generation.pretrain import causal_pretrain
+from tasks.kinds.generation.sft import sft
+from tasks.kinds.generation.tokenizer import train_causal_tokenizer
+from tasks.optimize import optimize
+from tasks.registry.model_card import write_model_card
+from tasks.registry.promotion import candidate_reasons, promote, promote_baseline
+from tasks.registry.register import register
+from tasks.results import (
     DecoderArtifact,
     EncoderArtifact,
     EvalReport,
@@ -41,30 +63,8 @@ from tasks.artifacts import (
     TokenizerArtifact,
     TuneResult,
 )
-from tasks.causal_pretrain import causal_pretrain
-from tasks.causal_tokenizer import train_causal_tokenizer
-from tasks.data import prepare_data
-from tasks.evaluate import evaluate
-from tasks.evaluate_generation import evaluate_generation
-from tasks.finetune import finetune
-from tasks.fingerprint import code_version, hash_json
-from tasks.gate import gate
-from tasks.instruction_data import prepare_instructions
-from tasks.loaders import load_splits
-from tasks.model_card import write_model_card
-from tasks.optimize import optimize
-from tasks.optimize_generation import OptimizedGenerator, optimize_generation
-from tasks.orchestration import RetryPolicy
-from tasks.pretrain import pretrain
-from tasks.promotion import candidate_reasons, promote, promote_baseline
-from tasks.register import register
-from tasks.registry_names import CHAMPION, GATE_VERDICT
-from tasks.report_rows import evaluation_rows, generation_rows
-from tasks.run_context import flow_run_id
-from tasks.sft import sft
-from tasks.tokenizer import train_tokenizer
-from tasks.tracking import Tracking, close_pipeline_run, prefect_run_url
-from tasks.tune import tune
+from tasks.training.pretrain import pretrain
+from tasks.training.tokenizer import train_tokenizer
 
 
 class PipelineResult(BaseModel):

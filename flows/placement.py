@@ -26,9 +26,9 @@ from typing import Any
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from tasks.errors import PipelineInputError
-from tasks.orchestration import RetryPolicy
-from tasks.workspace import Workspace
+from core.errors import PipelineInputError
+from core.orchestration import RetryPolicy
+from core.workspace import Workspace
 
 FLOW_NAME = "stage"
 # The names `_Stages` knows stages by (their functions' names), so that a typo in the config fails early.
@@ -100,7 +100,7 @@ def stage_path(fn: Callable) -> str:
 
 
 def resolve_stage(path: str) -> Callable:
-    """`tasks.pretrain:pretrain` -> the function; only stage modules (tasks.*) may be named."""
+    """`tasks.training.pretrain:pretrain` -> the function; only stage modules (tasks.*) may be named."""
     import importlib
 
     module, _, name = path.partition(":")
@@ -196,7 +196,7 @@ def run_placed(
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    from tasks.orchestration import _retry_unless_user_error
+    from core.orchestration import _retry_unless_user_error
 
     dispatch = task(
         _dispatch,

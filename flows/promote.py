@@ -1,7 +1,7 @@
 """The `promote` and `rollback` flows: move the `champion` alias from the Prefect UI or the CLI.
 
 Typed parameters render as a form in the Prefect UI. Each flow runs one task from
-`tasks/promotion.py`, which serializes moves per model, records the history and emits the
+`tasks/registry/promotion.py`, which serializes moves per model, records the history and emits the
 `zero2one.model.promoted` event.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks import approval, promotion
-from tasks.artifacts import Promotion
-from tasks.orchestration import RetryPolicy, stage_task
-from tasks.registry_names import DEFAULT_MODEL_NAME
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import DEFAULT_ROOT, Workspace
+from core.orchestration import RetryPolicy, stage_task
+from core.registry_names import DEFAULT_MODEL_NAME
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import DEFAULT_ROOT, Workspace
+from tasks.registry import approval, promotion
+from tasks.results import Promotion
 
 # A user error (unknown version, force without reason) fails at once; a flaky registry gets one more try.
 _POLICY = RetryPolicy(retries=1, delay_seconds=2)

@@ -9,7 +9,7 @@ A retrain suspends its own run, the pipeline inside it being a finished subflow:
 result, so on resume Prefect hands the finished subflow's result back instead of running it again, and the retrain
 reuses the data it wrote for it (`THIS_RUN`).
 
-A code change deployed while a run waits still misses the caches keyed on the code (tasks/orchestration.py); the
+A code change deployed while a run waits still misses the caches keyed on the code (core/orchestration.py); the
 resumed run then trains and registers again and asks about the new version.
 """
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tasks.orchestration import RetryPolicy, stage_task
-from tasks.run_context import flow_run_id
-from tasks.tracking import Tracking, open_pipeline_run
+from core.orchestration import RetryPolicy, stage_task
+from core.run_context import flow_run_id
+from core.tracking import Tracking, open_pipeline_run
 
 THIS_RUN: Literal["run"] = "run"  # `_Stages(cache=THIS_RUN)`: cached for this flow run only
 

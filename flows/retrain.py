@@ -21,24 +21,24 @@ from mlflow.exceptions import MlflowException
 from prefect import flow
 from pydantic import BaseModel
 
+from core import reporting
+from core.errors import PipelineInputError
+from core.orchestration import RetryPolicy, stage_task
+from core.registry_names import DEFAULT_MODEL_NAME
+from core.tracking import Tracking
+from core.workspace import Workspace
 from flows.approval import await_approval, suspendable_run_id
 from flows.config import PipelineConfig, validate
 from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
 from flows.resume import THIS_RUN, stage_task_for
 from flows.retrain_generation import generation_retrain_config
-from tasks import reporting
-from tasks.approval import pending
-from tasks.errors import PipelineInputError
+from tasks.kinds.classification.recipes import choose_recipe
 from tasks.monitoring.champion import Champion, find_champion, recorded_config
 from tasks.monitoring.generation_retrain_data import write_generation_retrain_data
 from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
 from tasks.monitoring.windows import WindowSource
-from tasks.orchestration import RetryPolicy, stage_task
-from tasks.recipes import choose_recipe
-from tasks.registry_names import DEFAULT_MODEL_NAME
-from tasks.tracking import Tracking
-from tasks.workspace import Workspace
+from tasks.registry.approval import pending
 
 Settings = Literal["champion", "given"]
 

@@ -11,9 +11,9 @@ gate then compares both on the same frozen prompts (the champion's test prompts 
 from __future__ import annotations
 
 from flows.config import PipelineConfig, validate
+from tasks.kinds.generation.sft_recipe import choose_sft_recipe
 from tasks.monitoring.champion import Champion
 from tasks.monitoring.retrain_data import RetrainData
-from tasks.sft_recipe import choose_sft_recipe
 
 
 def generation_retrain_config(

@@ -12,9 +12,9 @@ from typing import Any
 
 from prefect import flow
 
+from core.errors import PipelineInputError
+from core.orchestration import RetryPolicy, stage_task
 from flows.placement import Outcome, dump_result, load_arguments, resolve_stage, write_outcome
-from tasks.errors import PipelineInputError
-from tasks.orchestration import RetryPolicy, stage_task
 
 
 @flow(name="stage", log_prints=True)

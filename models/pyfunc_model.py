@@ -44,7 +44,7 @@ class TextClassifierPyfunc(PythonModel):
 
     def load_context(self, context):
         # Imported here, not at the top: the ONNX path must not load torch.
-        if "baseline" in context.artifacts:  # the TF-IDF baseline as a candidate version (tasks/register.py)
+        if "baseline" in context.artifacts:  # the TF-IDF baseline as a candidate version (tasks/registry/register.py)
             from models.baseline_onnx import BaselineClassifier
 
             self.classifier = BaselineClassifier(context.artifacts["baseline"])

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.registry_names import DEFAULT_MODEL_NAME
-from tasks.workspace import DEFAULT_ROOT
+from core.registry_names import DEFAULT_MODEL_NAME
+from core.workspace import DEFAULT_ROOT
 
 
 class ServeConfig(BaseModel):

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.prediction_log import append_predictions
+from core.prediction_log import append_predictions
 
 COLUMNS = ("timestamp", "request_id", "text", "label", "score", "probs", "model_name", "model_version")
-GENERATION_COLUMNS = ("response", "generation")  # empty on classifier rows; see tasks/prediction_log.py
+GENERATION_COLUMNS = ("response", "generation")  # empty on classifier rows; see core/prediction_log.py
 COLUMNS = COLUMNS + GENERATION_COLUMNS
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(COLUMNS)});

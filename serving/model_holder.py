@@ -17,9 +17,10 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-# tasks/promotion.py emits PROMOTED_EVENT on every move of `champion`; the names module is light (no torch).
+from core.registry_names import PROMOTED_EVENT, TASK, model_resource_id
+
+# tasks/registry/promotion.py emits PROMOTED_EVENT on every move of `champion`; the names module is light (no torch).
 from serving.kv_batches import runtime_for
-from tasks.registry_names import PROMOTED_EVENT, TASK, model_resource_id
 
 log = logging.getLogger("zero2one.serving")
 

@@ -20,6 +20,9 @@ from prefect.settings import PREFECT_API_URL
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.prediction_log import log_uri
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
 from serving.classifier_api import ClassifierAPI, PredictResponse
 from serving.config import ServeConfig
 from serving.journal import PredictionJournal, flush_until_stopped
@@ -28,9 +31,6 @@ from serving.metrics import RequestMetrics, ServiceMetrics
 from serving.model_holder import ModelHolder
 from serving.openai_api import OpenAIAPI
 from serving.webhooks import RegistryWebhooks
-from tasks.prediction_log import log_uri
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
 
 log = logging.getLogger("zero2one.serving")
 PREDICTION_PATHS = ("/predict", "/v1/completions", "/v1/chat/completions")  # counted and timed in /metrics

@@ -1,6 +1,6 @@
 """MLflow registry webhooks received by the service: the alias it serves moved, so it reloads now, not at its next
 poll, whoever moved it (zero2one's promotion, the MLflow UI, a script with MlflowClient). A `champion` move that
-zero2one did not make joins the promotion history as "moved outside zero2one" (tasks/outside_moves.py).
+zero2one did not make joins the promotion history as "moved outside zero2one" (tasks/registry/outside_moves.py).
 
 Received by `zero2one serve` itself rather than a separate receiver: the service is the one that must reload, it
 already runs an HTTP server, and every replica gets its own webhook (MLflow calls each URL registered). MLflow
@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from tasks.outside_moves import OUTSIDE, record_outside_move
-from tasks.registry_names import CHAMPION
+from core.registry_names import CHAMPION
+from tasks.registry.outside_moves import OUTSIDE, record_outside_move
 
 log = logging.getLogger("zero2one.serving")
 ALIAS_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")  # what `create_webhook` subscribes

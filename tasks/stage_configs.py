@@ -1,9 +1,11 @@
 """Configs that more than one stage reads, kept out of the stages so that no stage imports another for its config.
 
-- `SplitConfig`: how `tasks/data.py` and `tasks/instruction_data.py` carve the splits a source lacks.
-- `EvaluateGenerationConfig`: how `tasks/evaluate_generation.py` scores a generator; the gate generates the same way.
-- `QualityBar`: the absolute rules the evaluate stage and the gate both apply (`tasks/quality.py`).
-- `GateConfig`: read by `tasks/gate.py`, `tasks/gate_generation.py` and the rules in `tasks/gate_rules.py`.
+- `SplitConfig`: how `tasks/data/prepare.py` and `tasks/kinds/generation/data.py` carve the splits a source lacks.
+- `EvaluateGenerationConfig`: how `tasks/kinds/generation/evaluate.py` scores a generator; the gate generates the
+same way.
+- `QualityBar`: the absolute rules the evaluate stage and the gate both apply (`tasks/judging/quality.py`).
+- `GateConfig`: read by `tasks/judging/gate.py`, `tasks/kinds/generation/gate.py` and the rules in
+`tasks/judging/gate_rules.py`.
 
 Every other stage config stays with its stage. Pydantic only (plus the light `RetryPolicy`).
 """
@@ -14,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.orchestration import RetryPolicy
+from core.orchestration import RetryPolicy
 
 Metric = Literal["macro_f1", "accuracy"]
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}

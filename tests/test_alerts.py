@@ -159,9 +159,9 @@ class Fault:
 
 @pytest.mark.alerts
 def test_faults_fire_their_alerts_on_a_live_prometheus(prefect_server, make_config, workspace, tmp_path):
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
     from flows.pipeline import pipeline
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
 
     began = time.monotonic()
     small = ["data.max_rows=300", "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"]
@@ -281,8 +281,8 @@ def test_deploy_applies_the_alerts_once_and_a_failed_monitor_run_triggers_its_al
     from prefect import get_client
 
     from cli.automations import ensure_automations
+    from core.errors import PipelineInputError
     from flows.monitor import monitor
-    from tasks.errors import PipelineInputError
 
     assert set(ensure_automations().values()) == {"created"}
     assert set(ensure_automations().values()) == {"unchanged"}

@@ -16,13 +16,13 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from cli.app import app
+from core.registry_names import GATE_VERDICT
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
 from flows.config import load_config
 from flows.pipeline import pipeline
-from tasks.approval import mark_pending
-from tasks.promotion import history
-from tasks.registry_names import GATE_VERDICT
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
+from tasks.registry.approval import mark_pending
+from tasks.registry.promotion import history
 from tests.conftest import FAST, ROOT
 from tests.test_deployments import Server, _wait, server  # noqa: F401 (the module's real Prefect server fixture)
 from tests.test_pipeline import LOSES_TO_TFIDF
@@ -179,7 +179,7 @@ def test_a_resumed_pipeline_run_reuses_its_data_verdict_version_and_mlflow_run(t
     from prefect import get_client
     from prefect.flow_runs import resume_flow_run
 
-    from tasks.demo_data import write_demo_data
+    from tasks.data.demo import write_demo_data
 
     demo, ws = write_demo_data(tmp_path / "data", n_labeled=600, n_corpus=600, n_shifted=10), tmp_path / "ws"
     config = _config(ws, f"data.source={demo.reviews}", f"data.corpus={demo.corpus}")

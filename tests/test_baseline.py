@@ -11,11 +11,11 @@ from mlflow.exceptions import MlflowException
 
 from models import baseline
 from models.baseline_onnx import BaselineClassifier
-from tasks.artifacts import Scores
-from tasks.evaluate import EvaluateConfig, verdict_rules
-from tasks.gate_rules import newest_rule
-from tasks.quality import baseline_rule
-from tasks.registry_models import champion_version
+from tasks.judging.gate_rules import newest_rule
+from tasks.judging.quality import baseline_rule
+from tasks.kinds.classification.evaluate import EvaluateConfig, verdict_rules
+from tasks.registry.versions import champion_version
+from tasks.results import Scores
 from tasks.stage_configs import GateConfig, QualityBar
 
 POS = ["great phone, love it", "excellent battery and screen", "works perfectly, very happy", "best purchase"]

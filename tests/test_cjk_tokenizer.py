@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from tasks.text_script import cjk_share
-from tasks.tokenizer import TokenizerConfig, _train_wordpiece, choose_cjk
+from tasks.data.text_script import cjk_share
+from tasks.training.tokenizer import TokenizerConfig, _train_wordpiece, choose_cjk
 
 CHINESE = [
     "质量很好，物流也快，非常满意",

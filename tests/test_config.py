@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import PipelineInputError
 from flows.config import PipelineConfig, load_config
-from tasks.errors import PipelineInputError
 
 PRESETS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -63,8 +63,8 @@ def test_malformed_override_and_missing_file():
 
 
 def test_pretrained_presets_fine_tune_the_packaged_checkpoint_with_its_recipe():
-    from tasks.checkpoints import packaged_checkpoint
-    from tasks.recipes import choose_recipe
+    from core.checkpoints import packaged_checkpoint
+    from tasks.kinds.classification.recipes import choose_recipe
 
     for name in ("finetune-pretrained.yaml", "finetune-pretrained-gpu.yaml"):
         cfg = load_config(PRESETS[0].parent / name)
@@ -77,7 +77,7 @@ def test_pretrained_presets_fine_tune_the_packaged_checkpoint_with_its_recipe():
 
 def test_the_tiny_preset_leaves_fine_tuning_to_the_recipe():
     """So `--set pretrain.enabled=false --set finetune.base_model=...` on it gets the pretrained recipe."""
-    from tasks.recipes import choose_recipe
+    from tasks.kinds.classification.recipes import choose_recipe
 
     tiny = load_config(PRESETS[0].parent / "tiny.yaml")
     assert choose_recipe(tiny.finetune)[0] == "from-scratch" and tiny.finetune.epochs is None
@@ -145,9 +145,9 @@ def test_a_user_source_pretrains_on_its_own_train_texts(preset, tmp_path):
     """Issue 22: a copied preset with `data.source` changed must not pretrain on the synthetic demo corpus."""
     import pandas as pd
 
-    from tasks.data import prepare_data
-    from tasks.loaders import load_corpus, load_splits
-    from tasks.workspace import Workspace
+    from core.workspace import Workspace
+    from tasks.data.loaders import load_corpus, load_splits
+    from tasks.data.prepare import prepare_data
 
     rows = [{"msg": f"user message {i} about {'cats' if i % 2 else 'dogs'}", "y": "ab"[i % 2]} for i in range(60)]
     pd.DataFrame(rows).to_csv(tmp_path / "mine.csv", index=False)

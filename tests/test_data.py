@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from tasks.data import DataConfig, prepare_data
-from tasks.errors import PipelineInputError
-from tasks.loaders import load_corpus, load_splits
-from tasks.workspace import Workspace
+from core.errors import PipelineInputError
+from core.workspace import Workspace
+from tasks.data.loaders import load_corpus, load_splits
+from tasks.data.prepare import DataConfig, prepare_data
 
 LABELS = ["neg", "pos"]
 

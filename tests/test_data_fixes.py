@@ -9,10 +9,10 @@ import sys
 import pandas as pd
 import pytest
 
-from tasks.data import DataConfig, preflight_data, prepare_data
-from tasks.errors import PipelineInputError
-from tasks.loaders import load_splits
-from tasks.workspace import Workspace
+from core.errors import PipelineInputError
+from core.workspace import Workspace
+from tasks.data.loaders import load_splits
+from tasks.data.prepare import DataConfig, preflight_data, prepare_data
 
 LABELS = ["neg", "pos"]
 
@@ -272,7 +272,7 @@ def test_preflight_catches_what_the_cli_should_stop_on(tmp_path):
 def test_preflight_imports_no_heavy_library(tmp_path):
     src = _csv(tmp_path / "d.csv", _rows(60))
     code = (
-        "import sys; from tasks.data import DataConfig, preflight_data; "
+        "import sys; from tasks.data.prepare import DataConfig, preflight_data; "
         f"preflight_data(DataConfig(source={src!r}, text_column='body', label_column='tag', corpus=None), None); "
         "print(sorted(m for m in ('datasets', 'torch', 'sklearn', 'transformers') if m in sys.modules))"
     )

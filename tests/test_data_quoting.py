@@ -9,10 +9,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.data import DataConfig, prepare_data
-from tasks.errors import PipelineInputError
-from tasks.loaders import load_splits
-from tasks.workspace import Workspace
+from core.errors import PipelineInputError
+from core.workspace import Workspace
+from tasks.data.loaders import load_splits
+from tasks.data.prepare import DataConfig, prepare_data
 
 LABELS = ["neg", "pos"]
 QUOTED = [
@@ -164,8 +164,8 @@ def test_real_files_read_whole_and_pass_the_merge_check(source, columns, sizes):
     """The shared public files (README counts) read to their published sizes and are not flagged."""
     from pathlib import Path
 
-    from tasks.data_integrity import check_merged_rows
-    from tasks.data_read import read_files
+    from tasks.data.integrity import check_merged_rows
+    from tasks.data.read import read_files
 
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / source
     if not path.exists():
@@ -193,7 +193,7 @@ def test_tsv_blank_lines_count_as_pandas_counts_them(tmp_path, ws):
 
 def test_a_reader_that_loses_a_tsv_row_is_caught(tmp_path):
     """The guard itself: read without quoting, records must equal the non-empty lines after the header."""
-    from tasks.data_read import _check_record_count, read_file
+    from tasks.data.read import _check_record_count, read_file
 
     src = _write(tmp_path / "c.tsv", ["text\tlabel", "", *(f"{t}\t{y}" for t, y in _rows(10))])
     df = read_file(src)

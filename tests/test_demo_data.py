@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from tasks.demo_data import BASE, LABELS, SHIFTED, DemoDataPaths, write_demo_data
+from tasks.data.demo import BASE, LABELS, SHIFTED, DemoDataPaths, write_demo_data
 
 Data = tuple[DemoDataPaths, pd.DataFrame, pd.DataFrame, list[str]]
 NEGATION = re.compile(r"\b(?:not|never|hardly)\b")

@@ -197,8 +197,9 @@ def test_pipeline_runs_from_the_ui_api_on_a_process_worker(server, applied, tmp_
     versions = MlflowClient(tracking_uri, registry_uri=tracking_uri).search_model_versions(
         f"name='{config.registry.model_name}'"
     )
-    # The fine-tuned model is version 1; a gate that finds the TF-IDF baseline better registers it too (tasks/gate.py).
-    # (Compared by value: the tag names are being renamed into tasks/registry_names.py.)
+    # The fine-tuned model is version 1; a gate that finds the TF-IDF baseline better registers it too
+    # (tasks/judging/gate.py).
+    # (Compared by value: the tag names are being renamed into core/registry_names.py.)
     kinds = {str(v.version): {"finetuned", "baseline"} & set(v.tags.values()) for v in versions}
     assert kinds in ({"1": {"finetuned"}}, {"1": {"finetuned"}, "2": {"baseline"}}), kinds
     assert all(str(run.id) in v.tags.values() for v in versions)  # registered by this flow run

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from core.errors import PipelineInputError
+from core.tracking import Tracking
 from flows.config import load_config
-from tasks import distributed
-from tasks.data import prepare_data
-from tasks.errors import PipelineInputError
-from tasks.finetune import FinetuneJob, finetune, train_classifier
-from tasks.pretrain import pretrain
-from tasks.tokenizer import train_tokenizer
-from tasks.tracking import Tracking
+from tasks.data.prepare import prepare_data
+from tasks.kinds.classification.finetune import FinetuneJob, finetune, train_classifier
+from tasks.training import distributed
+from tasks.training.pretrain import pretrain
+from tasks.training.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Just enough to run both Trainer loops: a handful of steps each.

@@ -16,20 +16,20 @@ import pandas as pd
 import pytest
 from transformers import BertConfig, BertForSequenceClassification
 
-from tasks.artifacts import FinetunedModel, Lineage
-from tasks.data import DataConfig, prepare_data
-from tasks.evaluate import EvaluateConfig, evaluate
-from tasks.gate import gate
-from tasks.loaders import load_tokenizer
-from tasks.model_card import write_model_card
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
+from tasks.data.loaders import load_tokenizer
+from tasks.data.prepare import DataConfig, prepare_data
+from tasks.judging.gate import gate
+from tasks.judging.quality import min_rule
+from tasks.judging.report_rows import rule_rows
+from tasks.kinds.classification.evaluate import EvaluateConfig, evaluate
 from tasks.optimize import LatencyConfig, OptimizeConfig, optimize
-from tasks.quality import min_rule
-from tasks.register import RegisterConfig, register
-from tasks.report_rows import rule_rows
+from tasks.registry.model_card import write_model_card
+from tasks.registry.register import RegisterConfig, register
+from tasks.results import FinetunedModel, Lineage
 from tasks.stage_configs import GateConfig, QualityBar
-from tasks.tokenizer import TokenizerConfig, train_tokenizer
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
+from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
 
 SMS = Path("/work/shared/data/sms_spam.csv")
 if not SMS.exists():  # CI keeps the same copy beside the checkout

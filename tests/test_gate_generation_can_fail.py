@@ -16,24 +16,24 @@ import pandas as pd
 import pytest
 import torch
 
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
 from models.decoder import DecoderShape, build_causal_lm
 from models.generator import TextGenerator
-from tasks.artifacts import GenerationReport, GenerationScores, InstructionTunedModel, Lineage
-from tasks.causal_tokenizer import train_byte_bpe
-from tasks.chats import prompt_key
-from tasks.gate import gate
-from tasks.instruction_data import InstructionDataConfig, prepare_instructions
-from tasks.optimize_generation import (
+from tasks.judging.gate import gate
+from tasks.kinds.generation.chats import prompt_key
+from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
+from tasks.kinds.generation.optimize import (
     OptimizedGenerator,
     OptimizeGenerationConfig,
     build_variants,
     choose,
     gate_variants,
 )
-from tasks.register import RegisterConfig, register
+from tasks.kinds.generation.tokenizer import train_byte_bpe
+from tasks.registry.register import RegisterConfig, register
+from tasks.results import GenerationReport, GenerationScores, InstructionTunedModel, Lineage
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
 
 SHAPE = DecoderShape(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128, max_length=128)
 OFF = {"baseline_rule": False, "baseline_rule_off_reason": "random tiny decoders: these tests are about rows"}

@@ -15,22 +15,27 @@ import yaml
 from transformers import AutoTokenizer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as TrlCollator
 
-from tasks.artifacts import GenerationScores
-from tasks.causal_pretrain import CausalPretrainConfig, causal_pretrain, pack
-from tasks.causal_tokenizer import CHAT_TEMPLATE, CausalTokenizerConfig, train_byte_bpe, train_causal_tokenizer
-from tasks.chats import IGNORE, encode_chat, fit_to_context
-from tasks.demo_instructions import write_demo_instructions
-from tasks.errors import PipelineInputError
-from tasks.evaluate_generation import _verdict, evaluate_generation
-from tasks.gate_generation import _retrieval_rule
-from tasks.generation_registry import log_generator
-from tasks.instruction_data import InstructionDataConfig, prepare_instructions
-from tasks.orchestration import InjectedFault
-from tasks.sft import SftConfig, sft
+from core.errors import PipelineInputError
+from core.orchestration import InjectedFault
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
+from tasks.kinds.generation.chats import IGNORE, encode_chat, fit_to_context
+from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
+from tasks.kinds.generation.demo import write_demo_instructions
+from tasks.kinds.generation.evaluate import _verdict, evaluate_generation
+from tasks.kinds.generation.gate import _retrieval_rule
+from tasks.kinds.generation.pretrain import CausalPretrainConfig, causal_pretrain, pack
+from tasks.kinds.generation.registry import log_generator
+from tasks.kinds.generation.sft import SftConfig, sft
+from tasks.kinds.generation.tokenizer import (
+    CHAT_TEMPLATE,
+    CausalTokenizerConfig,
+    train_byte_bpe,
+    train_causal_tokenizer,
+)
+from tasks.results import GenerationScores
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig, QualityBar
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.training import OptimConfig
-from tasks.workspace import Workspace
+from tasks.training.common import OptimConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = [
@@ -196,7 +201,7 @@ def test_lora_adapts_attention_only_and_merges_to_a_plain_decoder(tok) -> None:
 
     from models.decoder import DecoderShape, build_causal_lm
     from models.lora import merge_lora
-    from tasks.sft import _lora
+    from tasks.kinds.generation.sft import _lora
 
     model = build_causal_lm(DecoderShape(num_layers=2), len(tok), tok.pad_token_id, tok.eos_token_id)
     peft_model = _lora(model, SftConfig().lora)

@@ -13,21 +13,21 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tasks.registry_models import champion_version
+from tasks.registry.versions import champion_version
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "mlflow", "datasets", "pandas", "sklearn", "onnxruntime", "prefect")
-MOD = "tasks.artifacts"  # the contract
+MOD = "tasks.results"  # the contract
 MAX_FLOORS = 7  # was 16 (with a gate <-> gate_generation cycle) before the contract module
 
 
 def test_the_contract_module_imports_no_heavy_library_and_loads_fast():
     """Measured 0.09 s with pydantic (-X importtime, idle machine); the bound leaves room for a loaded CI runner."""
-    code = "import json, sys, tasks.artifacts; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    code = "import json, sys, tasks.results; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     heavy = sorted(set(json.loads(out.stdout.strip().splitlines()[-1])) & set(HEAVY))
-    assert heavy == [], f"importing tasks.artifacts loaded {heavy}"
+    assert heavy == [], f"importing tasks.results loaded {heavy}"
     # `import time: self | cumulative | name`, microseconds; top-level imports are not indented
     cumulative = {
         line.split("|")[2].strip(): int(line.split("|")[1])
@@ -36,8 +36,8 @@ def test_the_contract_module_imports_no_heavy_library_and_loads_fast():
         and line.split("|")[1].strip().isdigit()
         and not line.split("|")[2].startswith("  ")
     }
-    seconds = (cumulative.get("pydantic", 0) + cumulative["tasks.artifacts"]) / 1e6
-    assert seconds < 0.5, f"importing tasks.artifacts (with pydantic) took {seconds:.3f} s"
+    seconds = (cumulative.get("pydantic", 0) + cumulative["tasks.results"]) / 1e6
+    assert seconds < 0.5, f"importing tasks.results (with pydantic) took {seconds:.3f} s"
 
 
 def _imports(path: Path, module: str, modules: set[str]) -> set[str]:
@@ -85,16 +85,16 @@ def test_the_import_graph_of_tasks_is_shallow_and_has_no_cycle():
 
 
 def test_stages_import_results_from_the_contract_not_from_each_other():
-    """No stage module imports another stage for a result type: they all come from tasks.artifacts."""
+    """No stage module imports another stage for a result type: they all come from tasks.results."""
     graph = _graph()
-    results = set(ast.parse((ROOT / "tasks" / "artifacts.py").read_text()).body)
+    results = set(ast.parse((ROOT / "tasks" / "results.py").read_text()).body)
     names = {n.name for n in results if isinstance(n, ast.ClassDef)}
     for path in (ROOT / "tasks").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tasks.") and node.module != MOD:
                 wrong = names & {a.name for a in node.names}
                 assert not wrong, f"{path.relative_to(ROOT)} imports {wrong} from {node.module}"
-    assert graph["tasks.artifacts"] <= {"tasks.registry_names", "tasks.workspace"}
+    assert graph["tasks.results"] == set()  # it imports core only
 
 
 def test_a_missing_model_or_alias_is_no_champion(tmp_path):
@@ -118,8 +118,8 @@ def test_a_broken_registry_fails_the_gate_instead_of_meaning_no_champion(monkeyp
 
 def test_a_stage_start_fault_is_injected_by_the_wrapper_once_per_run(tmp_path, monkeypatch):
     """`ZERO2ONE_FAULTS=stage` fails the stage once at its start, from the one wrapper; the retry goes through."""
-    from tasks.orchestration import InjectedFault, with_faults
-    from tasks.workspace import Workspace
+    from core.orchestration import InjectedFault, with_faults
+    from core.workspace import Workspace
 
     ws = Workspace(root=str(tmp_path)).resolved()
     calls = []
@@ -139,4 +139,4 @@ def test_stage_bodies_inject_no_faults_but_the_one_between_registering_and_alias
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "maybe_fail"
     ]
-    assert calls == [("tasks/register.py", "'register-aliases'")]
+    assert calls == [("tasks/registry/register.py", "'register-aliases'")]

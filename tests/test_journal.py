@@ -9,8 +9,8 @@ import fsspec
 import pytest
 
 import serving.journal
+from core.prediction_log import read_window
 from serving.journal import PredictionJournal
-from tasks.prediction_log import read_window
 
 T0 = datetime(2026, 11, 29, 23, 59, 58, tzinfo=UTC)
 
@@ -131,7 +131,7 @@ def test_a_journal_and_a_log_from_before_generation_rows_keep_working(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.prediction_log import SCHEMA, append_predictions
+    from core.prediction_log import SCHEMA, append_predictions
 
     log = str(tmp_path / "log")
     append_predictions(log, pd.DataFrame(_rows(0, 1), columns=list(serving.journal.COLUMNS[:8])))  # makes the log

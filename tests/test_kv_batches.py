@@ -17,7 +17,7 @@ from models.generator import TextGenerator
 from models.onnx_decoder import build_decoder
 from serving.generation_engine import GenerationEngine, Sampling
 from serving.kv_batches import OrtRuntime, TorchRuntime, runtime_for
-from tasks.causal_tokenizer import train_byte_bpe
+from tasks.kinds.generation.tokenizer import train_byte_bpe
 
 TEXTS = ["The battery of this phone is great.", "Verdict: positive. Aspects: battery (positive).", "Hi there"]
 SHAPE = DecoderShape(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128, max_length=128)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from mlflow.utils.validation import _validate_metric_name
 
-from tasks.label_names import metric_names
+from tasks.data.label_names import metric_names
 from tests.conftest import FAST, ROOT
 
 LABELS = ["reverted_card_payment?", "card/atm", "don't know", "two words", "great 👍", "差评"]
@@ -40,8 +40,8 @@ def test_metric_names_are_storable_and_distinct():
 def test_the_data_stage_says_how_labels_will_be_named_before_any_compute(tmp_path, caplog):
     import logging
 
-    from tasks.data import DataConfig, prepare_data
-    from tasks.workspace import Workspace
+    from core.workspace import Workspace
+    from tasks.data.prepare import DataConfig, prepare_data
 
     caplog.set_level(logging.INFO, logger="zero2one")
     cfg = DataConfig(source=_write(tmp_path / "intents.csv"), text_column="msg", label_column="intent")
@@ -56,7 +56,7 @@ def test_the_confusion_figure_draws_any_label():
     """matplotlib reads '$...$' as math: before, a label pair like '$x^$' crashed evaluate's figure."""
     import io
 
-    from tasks.scoring import confusion_figure
+    from tasks.judging.scoring import confusion_figure
 
     labels = ["$x^$", "a_{b}$", *LABELS]
     counts = [[int(i == j) for j in range(len(labels))] for i in range(len(labels))]
@@ -110,11 +110,11 @@ def _serve(ws: Path, texts: list[str]) -> list[dict]:
 def test_unusual_label_names_run_end_to_end(prefect_server, tmp_path):
     import mlflow
 
+    from core.tracking import Tracking
     from flows.config import load_config
     from flows.monitor import monitor
     from flows.pipeline import pipeline
     from tasks.monitoring.windows import WindowSource
-    from tasks.tracking import Tracking
 
     ws = tmp_path / "ws"
     source = _write(tmp_path / "intents.csv")
@@ -158,7 +158,7 @@ def test_unusual_label_names_run_end_to_end(prefect_server, tmp_path):
 
 def test_the_confusion_figure_of_77_classes_stays_drawable():
     """BANKING77: a 95-inch figure with 5,929 cell texts took 100 s and 4 GB to save (measured); now capped."""
-    from tasks.scoring import confusion_figure
+    from tasks.judging.scoring import confusion_figure
 
     labels = [f"intent {i}?" for i in range(77)]
     fig = confusion_figure([[int(i == j) for j in range(77)] for i in range(77)], labels, "test")
@@ -171,7 +171,7 @@ def test_markdown_tables_keep_their_columns_whatever_the_labels():
     """The per-class tables of the evaluation summary and the data report put labels in cells and headers."""
     import re
 
-    from tasks.reporting import md_table
+    from core.reporting import md_table
 
     table = md_table([{"class": "refund|billing", "line\nbreak": 1, "差评 👍": 0.5}])
     for line in table.splitlines():

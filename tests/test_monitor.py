@@ -15,14 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.errors import PipelineInputError
+from core.prediction_log import append_predictions, log_uri, read_window, rows_from_predictions
+from core.tracking import Tracking
+from core.workspace import Workspace
 from flows.config import PipelineConfig, load_config
-from tasks.errors import PipelineInputError
 from tasks.monitoring.champion import load_reference
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.windows import WindowSource, load_window
-from tasks.prediction_log import append_predictions, log_uri, read_window, rows_from_predictions
-from tasks.tracking import Tracking
-from tasks.workspace import Workspace
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,11 +116,11 @@ def test_unseen_reference_like_text_does_not_fire_the_tokenizer_signal(tmp_path)
     the same distribution fired `oov_words_pct` (KS p 0.0001-0.003 over 5 windows, measured); against the
     held-out rows it is now compared with, p 0.96-1.
     """
-    from tasks.data import DataConfig, prepare_data
-    from tasks.loaders import load_tokenizer
+    from tasks.data.loaders import load_tokenizer
+    from tasks.data.prepare import DataConfig, prepare_data
     from tasks.monitoring.detect import detect_drift
     from tasks.monitoring.reports import ReportAbout
-    from tasks.tokenizer import TokenizerConfig, train_tokenizer
+    from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
 
     ws = Workspace(root=str(tmp_path / "ws")).resolved()
     data = prepare_data(DataConfig(corpus=None, max_rows=100, text_column="review", label_column="sentiment"), ws)

@@ -19,20 +19,20 @@ import pandas as pd
 import pytest
 import sacrebleu
 
+from core.prediction_log import append_predictions, log_uri
+from core.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, TASK
+from core.tracking import Tracking
 from flows.config import PipelineConfig, load_config
 from models.decoder import DecoderShape, build_causal_lm
 from models.generator import TextGenerator
-from tasks.causal_tokenizer import train_byte_bpe
-from tasks.demo_instructions import write_demo_instructions
-from tasks.generation_registry import log_generator
-from tasks.instruction_data import InstructionDataConfig, prepare_instructions
+from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
+from tasks.kinds.generation.demo import write_demo_instructions
+from tasks.kinds.generation.registry import log_generator
+from tasks.kinds.generation.tokenizer import train_byte_bpe
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.generation_detect import MAX_NEW_TOKENS, detect_generation_drift, load_chat_reference
 from tasks.monitoring.policy import DriftPolicy
 from tasks.monitoring.windows import WindowSource
-from tasks.prediction_log import append_predictions, log_uri
-from tasks.registry_names import LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_FINGERPRINT, LINEAGE_DATA_URI, TASK
-from tasks.tracking import Tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "generator-monitor-test"

@@ -21,16 +21,16 @@ import openai
 import pytest
 import uvicorn
 
+from core.prediction_log import read_window
+from core.registry_names import TASK
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
 from models.decoder import DecoderShape, build_causal_lm
 from models.generator import TextGenerator
 from serving.config import ServeConfig
 from serving.service import Service
-from tasks.causal_tokenizer import train_byte_bpe
-from tasks.generation_registry import log_generator
-from tasks.prediction_log import read_window
-from tasks.registry_names import TASK
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
+from tasks.kinds.generation.registry import log_generator
+from tasks.kinds.generation.tokenizer import train_byte_bpe
 from tests.servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

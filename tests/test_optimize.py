@@ -16,20 +16,20 @@ import torch
 from datasets import DatasetDict
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+from core.errors import PipelineInputError
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
 from models.classifier import TextClassifier
 from models.encoder import EncoderShape, build_masked_lm
 from models.onnx_classifier import OnnxClassifier
-from tasks.artifacts import FinetunedModel
-from tasks.classifier_registry import PYFUNC_CODE, signature
-from tasks.data import DataConfig, prepare_data
-from tasks.errors import PipelineInputError
-from tasks.finetune import FinetuneConfig, finetune
-from tasks.loaders import load_splits, load_tokenizer
+from tasks.data.loaders import load_splits, load_tokenizer
+from tasks.data.prepare import DataConfig, prepare_data
+from tasks.kinds.classification.finetune import FinetuneConfig, finetune
+from tasks.kinds.classification.registry import PYFUNC_CODE, signature
 from tasks.optimize import LatencyConfig, OptimizeConfig, optimize
-from tasks.tokenizer import TokenizerConfig, train_tokenizer
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.training import OptimConfig
-from tasks.workspace import Workspace
+from tasks.results import FinetunedModel
+from tasks.training.common import OptimConfig
+from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
 
 QUICK_LATENCY = LatencyConfig(sequence_lengths=[16, 64], warmup=1, iterations=2)
 SHAPE = EncoderShape(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_length=64)

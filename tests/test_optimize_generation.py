@@ -9,13 +9,14 @@ import mlflow
 import pytest
 import torch
 
+from core.tracking import Tracking, TrackingConfig
+from core.workspace import Workspace
 from models.decoder import DecoderShape, build_causal_lm
 from models.generator import TextGenerator
 from models.onnx_decoder import OrtDecoder, OrtTextGenerator, kv_cache_io
-from tasks.causal_tokenizer import train_byte_bpe
-from tasks.instruction_data import InstructionDataConfig, prepare_instructions
-from tasks.loaders import load_splits
-from tasks.optimize_generation import (
+from tasks.data.loaders import load_splits
+from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
+from tasks.kinds.generation.optimize import (
     GenerationLatencyConfig,
     OptimizeGenerationConfig,
     build_variants,
@@ -24,8 +25,7 @@ from tasks.optimize_generation import (
     latency_row,
     optimize_generation,
 )
-from tasks.tracking import Tracking, TrackingConfig
-from tasks.workspace import Workspace
+from tasks.kinds.generation.tokenizer import train_byte_bpe
 
 SHAPE = DecoderShape(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128, max_length=128)
 CFG = OptimizeGenerationConfig(
@@ -48,7 +48,7 @@ def _decoder(folder: Path, tok, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
     """Demo chats, a tokenizer trained on them, a random decoder, and the stage run once on it (real MLflow)."""
-    from tasks.artifacts import InstructionTunedModel
+    from tasks.results import InstructionTunedModel
 
     root = tmp_path_factory.mktemp("optgen")
     ws = Workspace(root=str(root / "ws")).resolved()

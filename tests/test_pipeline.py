@@ -12,12 +12,12 @@ from mlflow import MlflowClient
 from rich.console import Console
 
 from cli.summary import print_outcome, print_summary
+from core.errors import PipelineInputError
+from core.orchestration import InjectedFault
+from core.tracking import Tracking
 from flows.pipeline import pipeline
-from tasks.errors import PipelineInputError
-from tasks.loaders import load_splits
-from tasks.orchestration import InjectedFault
-from tasks.promotion import history
-from tasks.tracking import Tracking
+from tasks.data.loaders import load_splits
+from tasks.registry.promotion import history
 from tests.conftest import QUALITY
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+from core.errors import PipelineInputError
+from core.tracking import Tracking
+from core.workspace import Workspace
 from flows.config import PipelineConfig, load_config
 from flows.placement import dump_arguments, dump_result, load_arguments, load_result, resolve_stage, stage_path
-from tasks.artifacts import EncoderArtifact, PreparedData, TokenizerArtifact
-from tasks.errors import PipelineInputError
-from tasks.pretrain import pretrain
-from tasks.tracking import Tracking
-from tasks.workspace import Workspace
+from tasks.results import EncoderArtifact, PreparedData, TokenizerArtifact
+from tasks.training.pretrain import pretrain
 from tests.conftest import ROOT
 
 

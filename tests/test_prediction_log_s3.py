@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from tasks.prediction_log import append_predictions, read_window
+from core.prediction_log import append_predictions, read_window
 from tests.conftest import ROOT
 from tests.servers import SeaweedS3
 
@@ -38,7 +38,7 @@ def _rows(*texts: str) -> pd.DataFrame:
 def _append_elsewhere(uri: str, text: str, when: pd.Timestamp) -> None:
     """append_predictions in another process (a serving replica): its own S3 client, its own listings."""
     code = (
-        "import sys, pandas as pd; from tasks.prediction_log import append_predictions; "
+        "import sys, pandas as pd; from core.prediction_log import append_predictions; "
         "append_predictions(sys.argv[1], [dict(text=sys.argv[2], timestamp=sys.argv[3], label='ham', score=0.9, "
         "probs='{}', model_name='m', model_version='1')])"
     )

@@ -28,24 +28,24 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
 from cli.app import app
+from core.errors import PipelineInputError
+from core.fingerprint import code_version
+from core.registry_names import PREVIOUS_CHAMPION, PROMOTED_EVENT, failed_reasons
+from core.tracking import Tracking
+from core.workspace import Workspace
 from flows.config import PipelineConfig, load_config
 from flows.pipeline import PipelineResult, pipeline
 from flows.promote import promote_flow, rollback_flow
 from models.baseline_onnx import BaselineClassifier
-from tasks.artifacts import EvalReport, FinetunedModel, Lineage, PreparedData, RegisteredModel
-from tasks.data import prepare_data
-from tasks.errors import PipelineInputError
-from tasks.evaluate import evaluate
-from tasks.fingerprint import code_version
-from tasks.gate import gate
-from tasks.loaders import load_splits
-from tasks.model_card import CARD_PATH, write_model_card
-from tasks.promotion import history, promote
-from tasks.register import register
-from tasks.registry_names import PREVIOUS_CHAMPION, PROMOTED_EVENT, failed_reasons
+from tasks.data.loaders import load_splits
+from tasks.data.prepare import prepare_data
+from tasks.judging.gate import gate
+from tasks.kinds.classification.evaluate import evaluate
+from tasks.registry.model_card import CARD_PATH, write_model_card
+from tasks.registry.promotion import history, promote
+from tasks.registry.register import register
+from tasks.results import EvalReport, FinetunedModel, Lineage, PreparedData, RegisteredModel
 from tasks.stage_configs import GateConfig, QualityBar
-from tasks.tracking import Tracking
-from tasks.workspace import Workspace
 from tests.conftest import FAST
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]

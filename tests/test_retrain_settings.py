@@ -16,14 +16,14 @@ import mlflow
 import pandas as pd
 import pytest
 
+from core.errors import PipelineInputError
+from core.fingerprint import hash_json
+from core.registry_names import LINEAGE_CONFIG_HASH, LINEAGE_CONFIG_URI
+from core.tracking import Tracking
+from core.workspace import Workspace
 from flows.config import PipelineConfig, load_config
-from tasks.errors import PipelineInputError
-from tasks.fingerprint import hash_json
 from tasks.monitoring.champion import Champion
 from tasks.monitoring.retrain_data import RetrainData
-from tasks.registry_names import LINEAGE_CONFIG_HASH, LINEAGE_CONFIG_URI
-from tasks.tracking import Tracking
-from tasks.workspace import Workspace
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +187,7 @@ GENERATOR = [
 def test_generator_retrain_with_default_config_instruction_tunes_with_the_champions_sft_settings(tmp_path):
     from flows.pipeline import pipeline
     from flows.retrain import retrain
-    from tasks.demo_instructions import write_demo_instructions
+    from tasks.kinds.generation.demo import write_demo_instructions
     from tasks.monitoring.windows import WindowSource
 
     root = tmp_path / "ws"

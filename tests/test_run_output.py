@@ -17,9 +17,9 @@ def test_prepare_data_logs_no_bytecode(prefect_server, workspace):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    from core.orchestration import stage_task
     from flows.config import load_config
-    from tasks.data import prepare_data
-    from tasks.orchestration import stage_task
+    from tasks.data.prepare import prepare_data
 
     cfg = load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={workspace}", *FAST])
 

@@ -378,7 +378,7 @@ def _logged_texts(topology: Topology, seen: list[list[str]]) -> list[str]:
     caches listings per client); appended to `seen` so a timeout can say what was there."""
     import s3fs
 
-    from tasks.prediction_log import is_prediction_log, read_window
+    from core.prediction_log import is_prediction_log, read_window
 
     uri = f"{WORKSPACE}/predictions"
     with pytest.MonkeyPatch.context() as mp:

@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 import uvicorn
 
+from core.prediction_log import is_prediction_log, read_window
 from flows.config import load_config
 from flows.pipeline import pipeline
 from serving.app import create_app
 from serving.config import ServeConfig
 from tasks.monitoring.windows import WindowSource
-from tasks.prediction_log import is_prediction_log, read_window
 from tests.conftest import FAST, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
@@ -36,8 +36,8 @@ def registered(prefect_server, tmp_path_factory):
     ws = tmp_path_factory.mktemp("serving") / "ws"
     result = pipeline(load_config(ROOT / "configs" / "tiny.yaml", [f"workspace.root={ws}", *FAST]))
     client = result.registered
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
 
     tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
     mlflow_client = tracking.client()
@@ -242,9 +242,9 @@ def test_monitor_flow_reads_what_the_server_logged(registered):
 
 
 def test_promotion_event_reloads_without_waiting_for_the_poll(registered):
-    from tasks.promotion import promote
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
+    from tasks.registry.promotion import promote
 
     ws, reg, client = registered
     source = client.get_model_version(reg.name, reg.version)
@@ -340,8 +340,8 @@ def test_mlflow_models_predict_on_the_champion_with_the_readme_input(registered,
     """Issue 12, item 15: the exact command and sample input the README gives, and plain lists in the pyfunc."""
     import mlflow
 
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
 
     ws, reg, _ = registered
     tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))

@@ -16,9 +16,9 @@ from models.classifier import TextClassifier
 from models.onnx_classifier import OnnxClassifier
 from models.onnx_export import export_onnx
 from models.truncation import Truncation
-from tasks.finetune import _tokenize
+from tasks.kinds.classification.finetune import _tokenize
 from tasks.monitoring.model_view import model_outputs
-from tasks.tokenizer import TokenizerConfig, _train_wordpiece
+from tasks.training.tokenizer import TokenizerConfig, _train_wordpiece
 
 WORDS = [f"w{i}" for i in range(40)]
 LONG = " ".join(WORDS)  # 40 words, each its own token: 42 ids with [CLS] and [SEP]
@@ -82,11 +82,11 @@ def test_evaluation_reports_the_share_of_cut_texts(model_dir, tmp_path):
     """The evaluate stage's scoring counts the test texts longer than the window; the summary and card say so."""
     import datasets
 
-    from tasks.artifacts import EvalReport, FinetunedModel
-    from tasks.baseline import train_baseline
-    from tasks.evaluate import EvaluateConfig, _score_all
-    from tasks.truncation_report import truncation_line
-    from tasks.workspace import Workspace
+    from core.workspace import Workspace
+    from tasks.kinds.classification.baseline import train_baseline
+    from tasks.kinds.classification.evaluate import EvaluateConfig, _score_all
+    from tasks.kinds.classification.truncation_report import truncation_line
+    from tasks.results import EvalReport, FinetunedModel
 
     path, _ = model_dir
     rows = {"text": [LONG, "short text", "w1 w2", " ".join(reversed(WORDS))] * 3, "label": [0, 1, 1, 0] * 3}

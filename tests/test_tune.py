@@ -19,13 +19,13 @@ from prefect.client.schemas.filters import (
     TaskRunFilterName,
 )
 
+from core.errors import PipelineInputError
 from flows.config import PipelineConfig, load_config
 from flows.pipeline import pipeline, summary_markdown
-from tasks.artifacts import TuneResult
-from tasks.errors import PipelineInputError
-from tasks.finetune import FinetuneConfig
-from tasks.recipes import plan_finetune
-from tasks.tune import SearchSpace
+from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.recipes import plan_finetune
+from tasks.kinds.classification.tune import SearchSpace
+from tasks.results import TuneResult
 from tests.conftest import ROOT
 
 # Three trials of one epoch each on the FAST tiny pipeline (shorter pretraining, no ONNX stage: neither is tested

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from core import registry_names as names
+from core.tracking import Tracking
 from flows.config import PipelineConfig, load_config
 from flows.pipeline import PipelineResult, pipeline
-from tasks import registry_names as names
-from tasks.tracking import Tracking
 from tests.conftest import FAST, ROOT
 
 pytestmark = pytest.mark.slow  # all but the last test share the module's runs (the `runs` fixture needs the server)
@@ -120,7 +120,7 @@ def test_registry_tags_are_grouped_and_descriptions_say_the_verdict(runs):
     assert model.description.startswith(f"**Champion: v{won}** (test macro-F1 0.")
     assert model.tags[names.CHAMPION_TAG].startswith(f"v{won} (test macro-F1 ")
     assert not [k for k in model.tags if k.startswith(names.HISTORY_PREFIX)]  # the history lives on its own run
-    from tasks.promotion import history
+    from tasks.registry.promotion import history
 
     assert [(h.version, h.action) for h in history(name, runs.tracking)] == [(won, "promote")]
 
@@ -163,7 +163,7 @@ def test_names_module_is_light_and_reads_tags_registered_before_the_grouping():
     import subprocess
     import sys
 
-    code = "import sys, tasks.registry_names; print(sorted({'torch', 'mlflow', 'prefect'} & set(sys.modules)))"
+    code = "import sys, core.registry_names; print(sorted({'torch', 'mlflow', 'prefect'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout == "[]\n"
     old = {"zero2one.data_uri": "/ws/data/1", "zero2one.gate.verdict": "failed", "zero2one.gate.champion": "failed"}
     old["zero2one.gate.champion.reason"] = "macro_f1 0.4 vs champion v1 0.8"

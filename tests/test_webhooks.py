@@ -93,11 +93,11 @@ def test_an_alias_moved_with_mlflowclient_reloads_the_service_within_2_s(
 ):
     from mlflow import MlflowClient
 
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
     from flows.pipeline import pipeline
-    from tasks.outside_moves import OUTSIDE, record_outside_move
-    from tasks.promotion import history, promote
-    from tasks.tracking import Tracking, TrackingConfig
-    from tasks.workspace import Workspace
+    from tasks.registry.outside_moves import OUTSIDE, record_outside_move
+    from tasks.registry.promotion import history, promote
 
     small = ["data.max_rows=300", "pretrain.max_steps=10", "pretrain.save_steps=10", "finetune.epochs=1"]
     v1 = pipeline(make_config(*small, "optimize.enabled=false")).registered

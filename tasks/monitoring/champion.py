@@ -2,7 +2,7 @@
 
 Its lineage tags lead to the prepared data, the checkpoint and the pipeline config it was trained with, so there is
 no reference path to type and a retrain can train with the same settings. The weights are found as the gate finds
-them (`tasks/registry_models.py`).
+them (`tasks/registry/versions.py`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
-from tasks.errors import PipelineInputError
-from tasks.registry_models import NOT_FOUND, champion_version, model_dir
-from tasks.registry_names import (
+from core.errors import PipelineInputError
+from core.registry_names import (
     LINEAGE_CHECKPOINT_URI,
     LINEAGE_CONFIG_URI,
     LINEAGE_DATA_FINGERPRINT,
@@ -26,8 +25,9 @@ from tasks.registry_names import (
     TASK,
     read_tag,
 )
-from tasks.tracking import Tracking
-from tasks.workspace import exists, join
+from core.tracking import Tracking
+from core.workspace import exists, join
+from tasks.registry.versions import NOT_FOUND, champion_version, model_dir
 
 
 class Champion(BaseModel):

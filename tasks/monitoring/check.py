@@ -14,17 +14,17 @@ from pathlib import Path
 
 import mlflow
 
+from core import reporting
+from core.storage import publish_dir
+from core.tracking import Tracking, stage_run
+from core.workspace import Workspace
 from models.classifier import TextClassifier
-from tasks import reporting
 from tasks.monitoring.champion import Champion, load_reference
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.detect import detect_drift
 from tasks.monitoring.reports import ReportAbout
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.windows import WindowSource, describe_window, load_window
-from tasks.storage import publish_dir
-from tasks.tracking import Tracking, stage_run
-from tasks.workspace import Workspace
 
 
 def _series_run(tracking: Tracking, experiment_id: str, model_name: str) -> str:

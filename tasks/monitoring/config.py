@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.orchestration import RetryPolicy
 from tasks.monitoring.policy import DriftPolicy
-from tasks.orchestration import RetryPolicy
 
 
 class MonitorConfig(BaseModel):

@@ -1,7 +1,7 @@
 """`detect_generation_drift`: the drift computation on one window of a generator's traffic, like `detect.py`.
 
 Signals are in `generation_signals.py`; the verdict is the classifier's (`policy.decide`): the share of fired
-signals, or a quality drop alone. Quality is chrF (sacrebleu, `tasks/scoring.py`) of the champion's answers on
+signals, or a quality drop alone. Quality is chrF (sacrebleu, `tasks/judging/scoring.py`) of the champion's answers on
 the window's rows that carry a reference answer (the log's `true_label`, or a `reference` column of a window
 file) against its chrF on held-out reference prompts; exact match is reported beside it. The champion's view of
 its held-out prompts (answers, embeddings) is the same for every window, so it is computed once per version and
@@ -16,8 +16,10 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
+from core.fingerprint import hash_json
+from core.workspace import Workspace, join
 from models.generator import TextGenerator
-from tasks.fingerprint import hash_json
+from tasks.judging.scoring import score_answers
 from tasks.monitoring.champion import Champion
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.detect import _sample
@@ -27,8 +29,6 @@ from tasks.monitoring.policy import Accuracy, DriftPolicy, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import signals_from
-from tasks.scoring import score_answers
-from tasks.workspace import Workspace, join
 
 MAX_NEW_TOKENS = 48  # answers generated for reference prompts, as `evaluate_generation.max_new_tokens` defaults
 

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.chats import prompt_key
-from tasks.errors import PipelineInputError
-from tasks.fingerprint import hash_json
+from core.errors import PipelineInputError
+from core.fingerprint import hash_json
+from core.prediction_log import log_uri
+from core.storage import publish_dir
+from core.workspace import Workspace
+from tasks.data.seeded_split import three_way_split
+from tasks.kinds.generation.chats import prompt_key
 from tasks.monitoring.champion import Champion
 from tasks.monitoring.generation_detect import load_chat_reference, with_references
 from tasks.monitoring.retrain_data import RetrainData
 from tasks.monitoring.windows import WindowSource, load_window
-from tasks.prediction_log import log_uri
-from tasks.splitting import three_way_split
-from tasks.storage import publish_dir
-from tasks.workspace import Workspace
 
 
 def _prompt_chat(row: pd.Series) -> list[dict[str, str]]:

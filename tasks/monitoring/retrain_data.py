@@ -8,14 +8,14 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from tasks.errors import PipelineInputError
-from tasks.fingerprint import hash_json
+from core.errors import PipelineInputError
+from core.fingerprint import hash_json
+from core.prediction_log import log_uri
+from core.storage import publish_dir
+from core.workspace import Workspace
+from tasks.data.seeded_split import three_way_split
 from tasks.monitoring.champion import Champion, load_reference
 from tasks.monitoring.windows import WindowSource, load_window
-from tasks.prediction_log import log_uri
-from tasks.splitting import three_way_split
-from tasks.storage import publish_dir
-from tasks.workspace import Workspace
 
 
 class RetrainData(BaseModel):

@@ -9,10 +9,10 @@ import datasets
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.data_read import read_source
-from tasks.errors import PipelineInputError
-from tasks.prediction_log import is_prediction_log, log_uri, read_window, to_utc
-from tasks.workspace import Workspace, exists, join
+from core.errors import PipelineInputError
+from core.prediction_log import is_prediction_log, log_uri, read_window, to_utc
+from core.workspace import Workspace, exists, join
+from tasks.data.read import read_source
 
 
 class WindowSource(BaseModel):

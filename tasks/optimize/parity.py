@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.artifacts import Parity
+from tasks.judging.scoring import score
 from tasks.optimize.config import OptimizeConfig
-from tasks.scoring import score
+from tasks.results import Parity
 
 
 def check_parity(

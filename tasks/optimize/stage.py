@@ -10,22 +10,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core import reporting
+from core.errors import PipelineInputError
+from core.fingerprint import code_fingerprint, hash_json
+from core.storage import materialize, publish_dir
+from core.tracking import Tracking, stage_run
+from core.workspace import Workspace
 from models.classifier import TextClassifier
 from models.onnx_classifier import OnnxClassifier, load_tokenizer
 from models.onnx_export import ExportError
-from tasks import reporting
-from tasks.artifacts import FinetunedModel, OptimizedModel, Parity, PreparedData, Variant
-from tasks.errors import PipelineInputError
-from tasks.fingerprint import code_fingerprint, hash_json
-from tasks.loaders import load_splits
+from tasks.data.loaders import load_splits
+from tasks.judging.scoring import score
 from tasks.optimize.config import OptimizeConfig
 from tasks.optimize.latency import latency_rows, torch_runner
 from tasks.optimize.parity import check_parity
 from tasks.optimize.variants import build_variants
-from tasks.scoring import score
-from tasks.storage import materialize, publish_dir
-from tasks.tracking import Tracking, stage_run
-from tasks.workspace import Workspace
+from tasks.results import FinetunedModel, OptimizedModel, Parity, PreparedData, Variant
 
 
 def _check_model(model_dir: Path, data: PreparedData) -> dict:

@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+from core import reporting
 from models.onnx_classifier import OnnxClassifier
 from models.onnx_export import export_onnx, optimize_graph
-from tasks import reporting
 from tasks.optimize.config import FILES, OptimizeConfig
 
 
