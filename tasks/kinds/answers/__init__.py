@@ -1,0 +1,1 @@
+"""Extractive question answering: read SQuAD/JSONL data, train and decode span models, score, export, monitor."""

@@ -1,0 +1,79 @@
+"""ONNX export of a span reader, dynamic int8 quantisation, and the parity that gates it (span agreement).
+
+Parity is judged on decoded answers, not logits: int8 may move logits a little, and what matters to a user is
+whether the same span comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from tasks.kinds.answers.decode import Span
+from tasks.kinds.answers.predict import INPUT_KEYS, Runner
+
+
+def export_onnx(model, tokenizer, path: str | Path) -> Path:
+    """fp32 ONNX with dynamic batch and sequence axes (legacy exporter: the dynamo one specialises sizes here)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample = tokenizer(["who is it?", "what is it?"], ["it is a reader model.", "a model."], padding=True)
+    names = [k for k in INPUT_KEYS if k in sample]
+    inputs = tuple(torch.tensor(sample[k]) for k in names)
+    axes = {k: {0: "batch", 1: "sequence"} for k in [*names, "start_logits", "end_logits"]}
+
+    class _Logits(torch.nn.Module):  # a plain (start, end) tuple: ONNX needs positional outputs
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            out = self.inner(**dict(zip(names, args, strict=True)))
+            return out.start_logits, out.end_logits
+
+    torch.onnx.export(
+        _Logits(model.eval()), inputs, str(path), input_names=names, output_names=["start_logits", "end_logits"],
+        dynamic_axes=axes, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    return path
+
+
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, num_heads: int, hidden_size: int) -> dict:
+    """Fuse BERT attention (onnxruntime's transformer optimizer), then dynamic int8 weights; returns fusion counts."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused_path = Path(int8_path).with_suffix(".fused.onnx")
+    optimized = optimize_model(str(fp32_path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+    optimized.save_model_to_file(str(fused_path))
+    fusions = optimized.get_fused_operator_statistics()
+    quantize_dynamic(str(fused_path), str(int8_path), weight_type=QuantType.QInt8)
+    return {k: v for k, v in fusions.items() if v}
+
+
+def onnx_runner(path: str | Path, threads: int = 2) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+
+    def run(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        start, end = session.run(["start_logits", "end_logits"], {k: v for k, v in batch.items() if k in wanted})
+        return start, end
+
+    return run
+
+
+def span_agreement(reference: Mapping[str, Span], candidate: Mapping[str, Span]) -> float:
+    """Share of questions where both readers return the same character span (or both say "no answer")."""
+    if not reference:
+        raise ValueError("span_agreement: no reference answers")
+    same = sum((reference[q].start, reference[q].end) == (candidate[q].start, candidate[q].end) for q in reference)
+    return same / len(reference)
