@@ -1,0 +1,1 @@
+"""Named entities (token classification): reader, baselines, metrics, training, prediction, ONNX, monitoring."""
