@@ -137,3 +137,22 @@ def test_the_floor_rule_refuses_a_bad_student():
 def test_a_policy_without_its_settings_is_refused():
     with pytest.raises(ValueError, match="heads_kept or neurons_kept"):
         CompressionPolicy(method="prune")
+
+
+def test_a_head_pruned_model_exports_to_a_fused_graph_that_matches_pytorch(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from models.compression.export import export_graphs
+
+    model, tok = tiny_teacher()
+    heads, ffn = importance(model, [_batch(tok)])
+    prune(model, heads, ffn, heads=2, neurons=16)
+    fp32, int8, fused = export_graphs(model, tok, tmp_path)
+    assert fused.get("Attention") == 4 and int8.stat().st_size < fp32.stat().st_size
+    enc = tok(TEXTS, padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    feed = {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}
+    with torch.no_grad():
+        expected = model(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+    assert np.allclose(session.run(None, feed)[0], expected, atol=1e-4)
