@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -23,7 +24,8 @@ class TrainConfig(BaseModel):
 
 
 def resolve_checkpoint(name: str) -> str:
-    """A local path for `name`: pkg: names through the platform resolver (core/ now, tasks/ before the move)."""
+    """A local path for `name`: pkg: names through the platform resolver (core/ now, tasks/ before the move), or,
+    where neither is importable (a bench run outside the repo root), the one config.json folder in the package."""
     if not name.startswith("pkg:"):
         return name
     for module in ("core.checkpoints", "tasks.checkpoints"):
@@ -31,7 +33,16 @@ def resolve_checkpoint(name: str) -> str:
             return importlib.import_module(module).local_checkpoint(name)
         except ModuleNotFoundError:
             continue
-    raise ModuleNotFoundError(f"checkpoint {name!r}: no core.checkpoints or tasks.checkpoints to resolve pkg: names")
+    package, _, sub = name.removeprefix("pkg:").partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"checkpoint {name!r}: no installed package {package!r}")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    found = [root / sub] if sub else [c.parent for c in [root / "config.json", *root.glob("*/config.json")]]
+    found = [f for f in found if (f / "config.json").exists()]
+    if len(found) != 1:
+        raise ValueError(f"checkpoint {name!r}: expected one folder with config.json under {root}, found {found}")
+    return str(found[0])
 
 
 def load_reader(checkpoint: str):
@@ -63,7 +74,7 @@ def fine_tune(model, features: dict[str, list], cfg: TrainConfig, out_dir: str |
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
         seed=cfg.seed,
         save_strategy="no",
         logging_steps=50,
