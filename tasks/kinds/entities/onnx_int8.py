@@ -1,0 +1,86 @@
+"""The token classifier as ONNX (fp32, BERT-fused) and dynamic int8, and the parity measure that gates the int8 graph.
+
+Parity is token-label agreement: the share of words whose tag the int8 graph predicts the same as PyTorch fp32, over
+the same words read through the same windows (predict.Tagger). The classifier's exporter is reused for its wrapper
+and fusions; only the model class and the per-token output axis differ here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from pydantic import BaseModel
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from models.onnx_export import LogitsOnly, _sample_inputs, optimize_graph
+from tasks.kinds.entities.predict import Tagger
+
+
+class OnnxFiles(BaseModel):
+    fp32: str  # fused fp32 graph
+    int8: str  # dynamic int8 weights of the fused graph
+    fused_ops: dict[str, int]  # ORT fusions found (Attention should be one per layer)
+
+
+def export_token_classifier(model_dir: str | Path, out_dir: str | Path, opset: int = 17) -> OnnxFiles:
+    """Export `model_dir` (train.py's output) with dynamic batch and sequence axes, fuse, then quantize to int8."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForTokenClassification.from_pretrained(str(model_dir), attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    wrapper = LogitsOnly(model, names).eval()
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
+    plain = out / "model.onnx"
+    torch.onnx.export(
+        wrapper,
+        _sample_inputs(names, model.config.vocab_size),
+        str(plain),
+        dynamo=False,
+        opset_version=opset,
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes={**dynamic, "logits": {0: "batch", 1: "sequence"}},
+    )
+    fused = out / "model.fused.onnx"
+    ops = optimize_graph(plain, fused, model_dir)
+    int8 = out / "model.int8.onnx"
+    # Shape inference cannot type the outputs of ORT's fused contrib ops; the quantizer asks to declare them float.
+    options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(str(fused), str(int8), weight_type=QuantType.QInt8, extra_options=options)
+    return OnnxFiles(fp32=str(fused), int8=str(int8), fused_ops=ops)
+
+
+def agreement(reference: Tagger, candidate: Tagger, sentences: list[list[str]]) -> float:
+    """Share of words tagged the same by both taggers."""
+    same = total = 0
+    for (a, _), (b, _) in zip(reference.tag(sentences), candidate.tag(sentences), strict=True):
+        same += sum(x == y for x, y in zip(a, b, strict=True))
+        total += len(a)
+    return same / max(total, 1)
+
+
+def latency(taggers: dict[str, Tagger], sentences: list[list[str]], batch: int, rounds: int = 5) -> dict[str, float]:
+    """Median seconds per batch of `batch` sentences; the taggers take turns each round, so load hits all alike."""
+    batches = [sentences[i : i + batch] for i in range(0, len(sentences) - batch + 1, batch)]
+    times: dict[str, list[float]] = {name: [] for name in taggers}
+    for tagger in taggers.values():  # warm-up
+        tagger.tag(batches[0])
+    for r in range(rounds):
+        order = list(taggers) if r % 2 == 0 else list(reversed(taggers))
+        for name in order:
+            for b in batches:
+                start = time.perf_counter()
+                taggers[name].tag(b)
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def write_manifest(files: OnnxFiles, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(files.model_dump(), indent=1))
