@@ -144,7 +144,7 @@ def compress_students(teacher: Path, splits, names: list[str], seed: int, out: P
     for name in names:
         started = time.perf_counter()
         policy = CompressionPolicy(seed=seed, **STUDENTS[name])
-        result = compress(teacher, splits, out / name, policy, baseline_metric=baseline)
+        result = compress(teacher, splits, out / name, policy, baseline_metric=baseline, logits_dir=out / "logits")
         results[name] = (result, time.perf_counter() - started)
         print(
             f"{name}: {result.student_metric:.4f} vs teacher {result.teacher_metric:.4f}, {result.reason}, "

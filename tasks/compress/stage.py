@@ -63,10 +63,11 @@ def _window(tokenizer, texts: Sequence[str], policy: CompressionPolicy) -> int:
 
 def _cached_logits(workdir: Path, name: str, model, tok, texts: Sequence[str], max_length: int) -> np.ndarray:
     """The teacher's logits on `texts`, computed once per (texts, window) and kept in the work folder."""
-    digest = hashlib.sha256(json.dumps([list(texts), max_length]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([list(texts), max_length, str(model.name_or_path)]).encode()).hexdigest()[:16]
     path = workdir / f"teacher-{name}-{digest}.npy"
     if path.exists():
         return np.load(path)
+    workdir.mkdir(parents=True, exist_ok=True)
     logits = teacher_logits(model, tok, texts, max_length)
     np.save(path, logits)
     return logits
@@ -123,11 +124,13 @@ def compress(
     policy: CompressionPolicy | None = None,
     baseline_metric: float | None = None,
     unlabelled: Sequence[str] = (),
+    logits_dir: str | Path | None = None,
 ) -> CompressResult:
     """Distil and/or prune the classifier in `teacher_dir`; the student is saved in `workdir/student`.
 
     `baseline_metric`: the strong baseline's test macro-F1 the student must beat (the gate's rule); `unlabelled`:
-    extra texts the student learns the teacher's logits on.
+    extra texts the student learns the teacher's logits on; `logits_dir`: where the teacher's logits are cached
+    (default `workdir`; share one folder between candidates of the same teacher).
     """
     policy = policy or CompressionPolicy()
     teacher_dir, workdir = Path(teacher_dir), Path(workdir)
@@ -141,7 +144,7 @@ def compress(
     teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
     max_length = _window(tok, splits["train"]["text"], policy)
     texts = list(splits["train"]["text"]) + list(unlabelled)
-    logits = _cached_logits(workdir, "train", teacher, tok, texts, max_length)
+    logits = _cached_logits(Path(logits_dir or workdir), "train", teacher, tok, texts, max_length)
     teacher_metric = _macro_f1(teacher, tok, splits["test"], max_length)
     student, facts = build_student(teacher, tok, policy, splits["train"], max_length)
     tokens_removed = 0
