@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import shlex
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cli.common import EXIT_REFUSED, ui_command
 from flows.pipeline import PipelineResult
-from tasks.judging.report_rows import evaluation_rows as comparison_rows
+from tasks.kinds.registry import kind
 
 
 def print_summary(result: PipelineResult, console: Console | None = None) -> None:
     console = console or Console()
     reg, ev = result.registered, result.evaluation
-    console.print(_generation_table(ev) if result.task == "generation" else _classification_table(ev))
+    console.print(_table(kind(result.task).comparison_rows(ev), ev.test_size))
     verdict = "[green]passed[/]" if ev.passed else "[red]failed[/]: " + "; ".join(ev.reasons)
     console.print(f"Evaluation {verdict}")
     gate_reasons = escape("; ".join(result.verdict.reasons))
@@ -42,36 +40,28 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     console.print(
         f'  load it:     mlflow.pyfunc.load_model("{reg.model_uri}")  (MLFLOW_TRACKING_URI={result.tracking_uri})'
     )
-    if result.task == "classification":
-        text = shlex.quote(result.sample_text or "a text like your training data")
-        which = f"{reg.name}@champion" if result.baseline_promoted else f"{reg.name}/{reg.version}"
-        console.print(f"  try it:      zero2one predict --workspace {result.workspace} --model {which} " + escape(text))
-    else:
-        console.print('  try it:      .predict(pandas.DataFrame({"prompt": ["..."]}), params={"max_new_tokens": 48})')
+    which = f"{reg.name}@champion" if result.baseline_promoted else f"{reg.name}/{reg.version}"
+    try_it = kind(result.task).try_it(result.workspace, which, result.sample_text)
+    console.print("  try it:      " + escape(try_it))
     console.print(
         f"  look at it:  {ui_command(result.workspace)}   -> Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000"
     )
 
 
-def _classification_table(ev) -> Table:
-    table = Table(title=f"Test split ({ev.test_size} texts)")
-    for col in ("model", "accuracy", "macro_f1"):
+def _table(rows: list[dict], test_size: int) -> Table:
+    """The model beside its kind's baselines on the held-out test split (`ModelKind.comparison_rows`)."""
+    table = Table(title=f"Held-out test split ({test_size})")
+    for col in rows[0]:
         table.add_column(col)
-    for row in comparison_rows(ev):
-        table.add_row(row["model"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}")
+    for row in rows:
+        table.add_row(*(_cell(col, value) for col, value in row.items()))
     return table
 
 
-def _generation_table(ev) -> Table:
-    """The instruction-tuned model beside both baselines (before SFT, retrieval) on the same held-out prompts."""
-    from tasks.judging.report_rows import generation_rows
-
-    table = Table(title=f"Held-out prompts ({ev.test_size}; greedy answers, answer perplexity)")
-    for col in ("model", "perplexity", "exact_match", "chrF"):
-        table.add_column(col)
-    for row in generation_rows(ev):
-        table.add_row(row["model"], str(row["perplexity"]), f"{row['exact_match']:.4f}", f"{row['chrF']:.2f}")
-    return table
+def _cell(column: str, value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if column == "chrF" else f"{value:.4f}"
+    return str(value)
 
 
 def ship_baseline_command(result: PipelineResult) -> str | None:

@@ -1,8 +1,8 @@
 """`PipelineConfig`: every setting of a run, one typed tree with defaults that work.
 
-Each stage owns its section (`tasks/<stage>.py`); this module composes them, loads YAML
-presets from `configs/`, and applies `--set a.b.c=value` overrides. Unknown keys and wrong
-types fail with the full dotted name of the key.
+Each section is defined beside the stage that reads it (in `tasks/`); this module composes them, loads YAML
+presets from `configs/`, and applies `--set a.b.c=value` overrides. Unknown keys and wrong types fail with the full
+dotted name of the key. Which sections a run reads is its model kind's (`ModelKind.sections`).
 """
 
 from __future__ import annotations
@@ -20,26 +20,26 @@ from core.workspace import Workspace
 from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
 from tasks.data.prepare import DataConfig
+from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.evaluate import EvaluateConfig
-from tasks.kinds.classification.finetune import FinetuneConfig
 from tasks.kinds.classification.tune import TuneConfig
 from tasks.kinds.generation.data import InstructionDataConfig
 from tasks.kinds.generation.optimize import OptimizeGenerationConfig
 from tasks.kinds.generation.pretrain import CausalPretrainConfig
-from tasks.kinds.generation.sft import SftConfig
+from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.tokenizer import CausalTokenizerConfig
+from tasks.kinds.registry import KINDS, kind
 from tasks.optimize import OptimizeConfig
-from tasks.registry.register import RegisterConfig
-from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
+from tasks.stage_configs import EvaluateGenerationConfig, GateConfig, RegisterConfig
 from tasks.training.common import check_divisible
 from tasks.training.pretrain import PretrainConfig
 from tasks.training.tokenizer import TokenizerConfig
 
-Task = Literal["classification", "generation"]
+Task = Literal[tuple(KINDS)]  # the model kinds of tasks/kinds/registry.py
 
 
 class StageConfigs(NamedTuple):
-    """The config sections the task-specific stages of one track read, in the flow's order."""
+    """The config sections the kind-specific stages of one run read, in the flow's order."""
 
     data: Any
     tokenizer: Any
@@ -71,7 +71,7 @@ class PipelineConfig(BaseModel):
     registry: RegisterConfig = RegisterConfig()
     gate: GateConfig = GateConfig()
     placement: PlacementConfig = PlacementConfig()
-    # The generation track's own stages (task: generation); read only there.
+    # The generation kind's own sections (task: generation); read only there.
     generation_data: InstructionDataConfig = InstructionDataConfig()
     generation_tokenizer: CausalTokenizerConfig = CausalTokenizerConfig()
     causal_pretrain: CausalPretrainConfig = CausalPretrainConfig()
@@ -92,12 +92,15 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _encoder_source(self) -> PipelineConfig:
-        if not self.pretrain.enabled and not self.finetune.base_model:
-            raise ValueError("pretrain.enabled=false needs finetune.base_model (a checkpoint to fine-tune)")
-        if self.task == "generation" and not self.causal_pretrain.enabled and not self.sft.base_model:
-            raise ValueError("causal_pretrain.enabled=false needs sft.base_model (a causal-LM checkpoint to tune)")
-        if self.task == "generation" and self.tune.enabled:
-            raise ValueError("tune.enabled=true: the hyperparameter search exists for classification only")
+        sections = kind(self.task).sections
+        pretrain, tuning = getattr(self, sections.pretrain), getattr(self, sections.finetune)
+        if not pretrain.enabled and not tuning.base_model:
+            raise ValueError(
+                f"{sections.pretrain}.enabled=false needs {sections.finetune}.base_model (a checkpoint to fine-tune)"
+            )
+        if self.tune.enabled and kind(self.task).tune is None:
+            searched = ", ".join(name for name, k in KINDS.items() if k.tune)
+            raise ValueError(f"tune.enabled=true: the hyperparameter search exists for {searched} only")
         return self
 
     @model_validator(mode="after")
@@ -111,28 +114,22 @@ class PipelineConfig(BaseModel):
 
     def tokenizer_for_run(self) -> TokenizerConfig | CausalTokenizerConfig:
         """Fine-tuning an existing checkpoint without pretraining: use that checkpoint's tokenizer."""
-        if self.task == "generation":
-            tok, pretrained, base = self.generation_tokenizer, self.causal_pretrain.enabled, self.sft.base_model
-        else:
-            tok, pretrained, base = self.tokenizer, self.pretrain.enabled, self.finetune.base_model
-        if not pretrained and tok.pretrained is None:
+        sections = kind(self.task).sections
+        tok, base = getattr(self, sections.tokenizer), getattr(self, sections.finetune).base_model
+        if not getattr(self, sections.pretrain).enabled and tok.pretrained is None:
             return tok.model_copy(update={"pretrained": base})
         return tok
 
     def stages(self) -> StageConfigs:
-        """The sections the track of `task` reads for data, tokenizer, pretraining, fine-tuning and evaluation."""
-        if self.task == "generation":
-            return StageConfigs(
-                self.generation_data,
-                self.tokenizer_for_run(),
-                self.causal_pretrain,
-                self.sft,
-                self.evaluate_generation,
-                self.optimize_generation,
-            )
-        return StageConfigs(
-            self.data, self.tokenizer_for_run(), self.pretrain, self.finetune, self.evaluate, self.optimize
-        )
+        """The sections this run's model kind reads for data, tokenizer, pretraining, fine-tuning, evaluation and
+        optimization."""
+        sections = kind(self.task).sections
+        return StageConfigs(*(getattr(self, name) for name in sections))._replace(tokenizer=self.tokenizer_for_run())
+
+    def other_kinds_sections(self) -> set[str]:
+        """Sections only other model kinds read: left off this run's model card."""
+        mine = set(kind(self.task).sections) | ({"tune"} if kind(self.task).tune else set())
+        return {name for k in KINDS.values() for name in k.sections} | {"tune"} - mine
 
 
 def _dotted(loc: tuple) -> str:

@@ -1,8 +1,8 @@
 """The `pipeline` flow: data, tokenizer, pretrain, (tune), finetune, evaluate, optimize, register, gate, promote.
 
-Thin on purpose: it only wires stages. `config.task` picks a track (`TRACKS`): which stage functions fill the
-task-specific boxes (classification: encoder and classifier; generation: decoder, instruction tuning and
-generation scoring); registry, gate, promotion and the wiring are the same for both.
+Thin on purpose: it only wires stages. `config.task` names the model kind (`tasks/kinds/registry.py`), which
+says which stage functions fill the kind-specific boxes (classification: encoder and classifier; generation:
+decoder, instruction tuning and generation scoring); registry, gate, promotion and the wiring are the same for all.
 
 Each stage is a plain function in `tasks/`, wrapped as
 a retryable, cached Prefect task; stages hand each other URIs and small typed results, so each
@@ -13,7 +13,6 @@ model card records the verdict; only a version that passes is promoted to `champ
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prefect import flow
 from pydantic import BaseModel
@@ -29,20 +28,8 @@ from flows.config import PipelineConfig
 from flows.outcome import completed, mark_flow_run
 from flows.placement import run_placed
 from flows.resume import THIS_RUN, pipeline_run, stage_task_for
-from tasks.data.loaders import load_splits
-from tasks.data.prepare import prepare_data
 from tasks.judging.gate import gate
-from tasks.judging.report_rows import evaluation_rows, generation_rows
-from tasks.kinds.classification.evaluate import evaluate
-from tasks.kinds.classification.finetune import finetune
-from tasks.kinds.classification.tune import tune
-from tasks.kinds.generation.data import prepare_instructions
-from tasks.kinds.generation.evaluate import evaluate_generation
-from tasks.kinds.generation.optimize import OptimizedGenerator, optimize_generation
-from tasks.kinds.generation.pretrain import causal_pretrain
-from tasks.kinds.generation.sft import sft
-from tasks.kinds.generation.tokenizer import train_causal_tokenizer
-from tasks.optimize import optimize
+from tasks.kinds.registry import kind, kind_of
 from tasks.registry.model_card import write_model_card
 from tasks.registry.promotion import candidate_reasons, promote, promote_baseline
 from tasks.registry.register import register
@@ -55,6 +42,7 @@ from tasks.results import (
     GenerationReport,
     InstructionTunedModel,
     Lineage,
+    OptimizedGenerator,
     OptimizedModel,
     PreparedData,
     PreparedInstructions,
@@ -63,8 +51,6 @@ from tasks.results import (
     TokenizerArtifact,
     TuneResult,
 )
-from tasks.training.pretrain import pretrain
-from tasks.training.tokenizer import train_tokenizer
 
 
 class PipelineResult(BaseModel):
@@ -126,77 +112,6 @@ class PipelineResult(BaseModel):
         return "failed: " + "; ".join(self.verdict.reasons)
 
 
-@dataclass(frozen=True)
-class Track:
-    """The stage functions that differ between tasks; the flow calls them in the same order for every task."""
-
-    prepare: Callable
-    tokenizer: Callable
-    pretrain: Callable
-    finetune: Callable
-    evaluate: Callable
-    evaluate_kwargs: Callable[[PipelineConfig], dict]  # extra settings the track's evaluate stage reads
-    comparison_rows: Callable  # model vs baselines, for the summary
-    headline: Callable[[object], dict[str, float]]  # the parent run's metrics
-    optimize: Callable  # ONNX graphs of the model, gated on parity with PyTorch
-    model_card: bool
-
-
-def _classification_headline(report: EvalReport) -> dict[str, float]:
-    return {
-        "test_macro_f1": report.model.macro_f1,
-        "test_accuracy": report.model.accuracy,
-        "tfidf_macro_f1": report.tfidf_logreg.macro_f1,
-    }
-
-
-def _generation_headline(report: GenerationReport) -> dict[str, float]:
-    metrics = {"test_chrf": report.model.chrf, "test_exact_match": report.model.exact_match}
-    metrics |= {"retrieval_chrf": report.retrieval.chrf, "test_perplexity": report.model.perplexity or 0.0}
-    return metrics | ({"before_sft_chrf": report.before_sft.chrf} if report.before_sft else {})
-
-
-TRACKS = {
-    "classification": Track(
-        prepare_data,
-        train_tokenizer,
-        pretrain,
-        finetune,
-        evaluate,
-        # The verdict applies the gate's rules (a rule switched off is off here).
-        evaluate_kwargs=lambda config: {"quality": config.gate.quality()},
-        comparison_rows=evaluation_rows,
-        headline=_classification_headline,
-        optimize=optimize,
-        model_card=True,
-    ),
-    "generation": Track(
-        prepare_instructions,
-        train_causal_tokenizer,
-        causal_pretrain,
-        sft,
-        evaluate_generation,
-        evaluate_kwargs=lambda config: {"quality": config.gate.quality()},  # its retrieval rule follows the gate's
-        comparison_rows=generation_rows,
-        headline=_generation_headline,
-        optimize=optimize_generation,
-        model_card=True,
-    ),
-}
-
-
-_CLASSIFICATION_SECTIONS = {"data", "tokenizer", "pretrain", "tune", "finetune", "evaluate", "optimize"}
-_GENERATION_SECTIONS = {
-    "generation_data",
-    "generation_tokenizer",
-    "causal_pretrain",
-    "sft",
-    "evaluate_generation",
-    "optimize_generation",
-}
-OTHER_TRACK_SECTIONS = {"classification": _GENERATION_SECTIONS, "generation": _CLASSIFICATION_SECTIONS}
-
-
 class _Stages:
     """Runs stage functions as Prefect tasks and remembers which ones came from the cache."""
 
@@ -227,46 +142,39 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     """Train, evaluate and register a text classifier or generator from `config` (see configs/*.yaml)."""
     stage = _Stages(config)
     ws, tracking = stage.ws, stage.tracking
-    track, cfgs = TRACKS[config.task], config.stages()
+    model_kind, cfgs = kind(config.task), config.stages()
     lineage = Lineage(config_hash=hash_json(config), code_version=code_version(), config=config.model_dump(mode="json"))
-    stage.run_id, resumed = pipeline_run(  # resumed after approval: this flow run's parent run (flows/resume.py)
-        tracking,
-        config.registry.model_name,  # renamed to "NAME vN" once the version exists
-        {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
-        {"zero2one.config_hash": lineage.config_hash},
-    )
+    stage.run_id, resumed = _open_parent_run(config, lineage, tracking)
     ok = False
     try:
         # Data is re-read every run (cheap) so that a changed file is noticed; later stages key on its fingerprint.
-        data = stage(track.prepare, cfgs.data.retry, cfgs.data, ws, cache=THIS_RUN)
-        tokenizer = stage(track.tokenizer, cfgs.tokenizer.retry, cfgs.tokenizer, data, ws)
+        data = stage(model_kind.prepare, cfgs.data.retry, cfgs.data, ws, cache=THIS_RUN)
+        tokenizer = stage(model_kind.tokenizer, cfgs.tokenizer.retry, cfgs.tokenizer, data, ws)
         encoder = None
         if cfgs.pretrain.enabled:
-            encoder = stage.tracked(track.pretrain, cfgs.pretrain.retry, cfgs.pretrain, data, tokenizer)
+            encoder = stage.tracked(model_kind.pretrain, cfgs.pretrain.retry, cfgs.pretrain, data, tokenizer)
         finetune_cfg, tuned = cfgs.finetune, None
-        if config.tune.enabled:  # classification only (the config refuses it for generation)
-            tuned = stage.tracked(tune, config.tune.retry, config.tune, finetune_cfg, data, tokenizer, encoder)
+        if config.tune.enabled:  # kinds with a search only (the config refuses it for the others)
+            tuned = stage.tracked(
+                model_kind.tune, config.tune.retry, config.tune, finetune_cfg, data, tokenizer, encoder
+            )
             finetune_cfg = tuned.apply(finetune_cfg)
-        model = stage.tracked(track.finetune, finetune_cfg.retry, finetune_cfg, data, tokenizer, encoder)
-        evaluate_kwargs = track.evaluate_kwargs(config)
-        report = stage.tracked(track.evaluate, cfgs.evaluate.retry, cfgs.evaluate, data, model, **evaluate_kwargs)
+        model = stage.tracked(model_kind.finetune, finetune_cfg.retry, finetune_cfg, data, tokenizer, encoder)
+        quality = config.gate.quality()  # the evaluate verdict applies the gate's rules (one switched off is off)
+        report = stage.tracked(model_kind.evaluate, cfgs.evaluate.retry, cfgs.evaluate, data, model, quality=quality)
         optimized = None
         if cfgs.optimize.enabled:
-            optimized = stage.tracked(track.optimize, cfgs.optimize.retry, cfgs.optimize, data, model)
+            optimized = stage.tracked(model_kind.optimize, cfgs.optimize.retry, cfgs.optimize, data, model)
         registered = stage.tracked(
             register, config.registry.retry, config.registry, data, model, report, lineage, optimized=optimized
         )
         # Gate, card and promotion read the registry as it is now: reused only by this flow run once resumed.
-        gate_kwargs = _gate_kwargs(config, optimized)
-        verdict = stage.tracked(
-            gate, config.gate.retry, config.gate, data, registered, report, cache=THIS_RUN, **gate_kwargs
-        )
-        if track.model_card:
-            as_run = {"finetune": finetune_cfg} if tuned else {}  # the tuned settings, as it ran
-            other = OTHER_TRACK_SECTIONS[config.task]  # the card shows the sections this run read
-            card_config = config.model_copy(update=as_run).model_dump(mode="json", exclude=other)
-            card_args = (card_config, data, registered, report, verdict, tracking)
-            stage(write_model_card, config.gate.retry, *card_args, cache=THIS_RUN)
+        gate_args = (config.gate, data, registered, report)
+        gate_kwargs = {"optimized": optimized, "generation": cfgs.evaluate}  # the parity rule; how a generator answers
+        verdict = stage.tracked(gate, config.gate.retry, *gate_args, cache=THIS_RUN, **gate_kwargs)
+        as_run = config.model_copy(update={"finetune": finetune_cfg} if tuned else {})  # tuned settings, as it ran
+        card_args = (card_config(as_run), data, registered, report, verdict, tracking)
+        stage(write_model_card, config.gate.retry, *card_args, cache=THIS_RUN)
         ok = True
     finally:
         if not (resumed and ok):  # a resumed run's parent run was closed before it suspended
@@ -289,6 +197,21 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         verdict=verdict,
         promotion=promotion,
     )
+
+
+def _open_parent_run(config: PipelineConfig, lineage: Lineage, tracking: Tracking) -> tuple[str, bool]:
+    """The pipeline's MLflow run, or this flow run's own when it resumes after approval (flows/resume.py)."""
+    return pipeline_run(
+        tracking,
+        config.registry.model_name,  # renamed to "NAME vN" once the version exists
+        {"config_hash": lineage.config_hash, "code_version": lineage.code_version},
+        {"zero2one.config_hash": lineage.config_hash},
+    )
+
+
+def card_config(config: PipelineConfig) -> dict:
+    """The config as the model card shows it: the sections this run's model kind read."""
+    return config.model_dump(mode="json", exclude=config.other_kinds_sections())
 
 
 def _promotion(
@@ -320,7 +243,7 @@ def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult
     result = PipelineResult(
         task=config.task,
         baseline_reasons=candidate_reasons(verdict.model, baseline, stage.tracking) if baseline else None,
-        sample_text=sample_text(data) if config.task == "classification" else None,
+        sample_text=kind(config.task).sample_text(data),
         reused_stages=stage.reused,
         mlflow_run_id=stage.run_id,
         tracking_uri=stage.tracking.uri,
@@ -338,24 +261,9 @@ def _finish(config: PipelineConfig, stage: _Stages, **outputs) -> PipelineResult
     return completed(result, f"{result.title} {said}")
 
 
-def sample_text(data: PreparedData, longest: int = 100) -> str | None:
-    """A short text of the user's own test split: the summary's `try it` classifies something the user knows."""
-    texts = load_splits(data)["test"]["text"]
-    return next((t for t in texts if 0 < len(t.strip()) <= longest), texts[0][:longest] if texts else None)
-
-
-def _gate_kwargs(config: PipelineConfig, optimized: OptimizedModel | OptimizedGenerator | None) -> dict:
-    """What the gate needs besides the shared arguments: the optimize stage's verdict for the parity rule (both
-    tracks), generation settings (generators)."""
-    if config.task == "generation":
-        return {"generation": config.evaluate_generation, "optimized": optimized}
-    return {"optimized": optimized}
-
-
 def _parent_run(registered: RegisteredModel, report, verdict: GateVerdict, tracking: Tracking) -> dict:
     """The parent MLflow run's name, headline metrics and note: the runs table compares runs without opening them."""
-    track = TRACKS["generation" if isinstance(report, GenerationReport) else "classification"]
-    metrics = track.headline(report) | {
+    metrics = kind_of(report).headline(report) | {
         "gate_passed": float(verdict.passed),
         f"gate_{verdict.metric}": getattr(verdict.challenger, verdict.metric),
     }
@@ -375,7 +283,7 @@ def summary_markdown(result: PipelineResult) -> str:
     reg = result.registered
     return (
         f"# {reg.name} v{reg.version} ({', '.join(result.aliases)})\n\n"
-        f"{reporting.md_table(TRACKS[result.task].comparison_rows(result.evaluation))}\n\n"
+        f"{reporting.md_table(kind(result.task).comparison_rows(result.evaluation))}\n\n"
         f"Evaluation {'passed' if result.evaluation.passed else 'failed: ' + '; '.join(result.evaluation.reasons)}"
         f"  \nGate {result.gate_summary}"
         f'\n\nLoad it: `mlflow.pyfunc.load_model("{reg.model_uri}")`  \n'
@@ -387,7 +295,7 @@ def summary_markdown(result: PipelineResult) -> str:
 def _training_lines(result: PipelineResult) -> str:
     """Which fine-tune recipe ran, and what the search chose (when it ran)."""
     lines = []
-    if recipe := getattr(result.model, "recipe", None):  # FinetunedModel has `recipe` once recipes exist
+    if recipe := getattr(result.model, "recipe", None):  # a classifier's recipe (a generator's is in its plan)
         lines.append(f"Fine-tune recipe: {recipe}  ")
     if t := result.tuned:
         p = t.best_params

@@ -32,11 +32,9 @@ from flows.config import PipelineConfig, validate
 from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
 from flows.resume import THIS_RUN, stage_task_for
-from flows.retrain_generation import generation_retrain_config
-from tasks.kinds.classification.recipes import choose_recipe
+from tasks.kinds.registry import kind
 from tasks.monitoring.champion import Champion, find_champion, recorded_config
-from tasks.monitoring.generation_retrain_data import write_generation_retrain_data
-from tasks.monitoring.retrain_data import RetrainData, write_retrain_data
+from tasks.monitoring.retrain_data import RetrainData
 from tasks.monitoring.windows import WindowSource
 from tasks.registry.approval import pending
 
@@ -59,28 +57,13 @@ class RetrainResult(BaseModel):
 
 
 def retrain_config(base: PipelineConfig, champion: Champion, data: RetrainData, repretrain: bool) -> PipelineConfig:
-    """`base` (the champion's settings, or the given ones) with the merged data and, unless `repretrain`,
-    fine-tuning from the champion's checkpoint."""
+    """`base` (the champion's settings, or the given ones) with the merged data and, unless `repretrain`, training
+    from the champion's checkpoint: the champion's model kind says how (`ModelKind.retrain_settings`)."""
+    champion_kind = kind(champion.task)
     raw = base.model_dump(mode="json")
-    raw["data"] |= {
-        "source": data.uri,
-        "text_column": "text",
-        "label_column": "label",
-        "labels": data.labels,
-        "max_rows": None,
-    }
     raw["registry"]["model_name"] = champion.name
-    if repretrain:  # a new encoder, even where `base` is a retrain's config (pretraining off, an old checkpoint)
-        raw["pretrain"]["enabled"] = True
-        raw["finetune"]["base_model"] = None
-    else:
-        raw["data"]["corpus"] = None  # only pretraining reads it
-        raw["pretrain"]["enabled"] = False
-        raw["finetune"]["base_model"] = champion.checkpoint_uri or champion.model_dir
-        # The champion's checkpoint is trained further with the recipe it was made with, not the pretrained one.
-        raw["finetune"]["recipe"] = choose_recipe(base.finetune)[0]
-        raw["tokenizer"]["pretrained"] = None  # the checkpoint's own tokenizer
-    return validate(raw, source="retrain config")
+    tuning = getattr(base, champion_kind.sections.finetune)  # the typed fine-tuning section: its recipe
+    return validate(champion_kind.retrain_settings(raw, tuning, champion, data, repretrain), source="retrain config")
 
 
 def champion_settings(given: PipelineConfig, champion: Champion, recorded: dict | None) -> PipelineConfig:
@@ -147,16 +130,15 @@ def retrain(
     """
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     base, source = _base(settings, pipeline_config, tracking, champion)
-    generator = champion.task == "generation"  # new prompt/answer pairs and instruction tuning (retrain_generation)
-    split = (base.generation_data if generator else base.data).split
-    writer = write_generation_retrain_data if generator else write_retrain_data
+    champion_kind = kind(champion.task)  # new labeled rows for a classifier, prompt/answer pairs for a generator
+    split = getattr(base, champion_kind.sections.data).split
+    writer = champion_kind.retrain_data
     # Resumed after approval, this run reuses the data it wrote and the pipeline it ran (flows/resume.py).
     data = stage_task_for(writer, RetryPolicy(retries=0), THIS_RUN)(
         champion, new_data, ws, split.validation, split.test, split.seed
     )
     print(f"retraining {champion.name} v{champion.version}: added {data.added} labeled rows, dropped {data.dropped}")
-    configure = generation_retrain_config if generator else retrain_config
-    config = configure(base, champion, data, repretrain)
+    config = retrain_config(base, champion, data, repretrain)
     result = pipeline(config)
     if result.approval == "pending" and suspendable_run_id():  # the pipeline inside cannot suspend; this run can
         waiting = pending(champion.name, result.registered.version, tracking)

@@ -1,9 +1,8 @@
 """The served model, and switching to a new one when the alias moves.
 
-A version is a classifier or a generator: the register stage tags it `zero2one.task` ("generation" for the
-generation track); a version without the tag is told by what its pyfunc holds. The new version is loaded in the
-background; the swap is one reference assignment, so a batch
-that already took the old model finishes on it and no request ever sees a half-loaded model.
+A version is a classifier or a generator, told by what its pyfunc holds (the same for versions registered before
+the `zero2one.task` tag). The new version is loaded in the background; the swap is one reference assignment, so a
+batch that already took the old model finishes on it and no request ever sees a half-loaded model.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from core.registry_names import PROMOTED_EVENT, TASK, model_resource_id
+from core.registry_names import PROMOTED_EVENT, model_resource_id
 
 # tasks/registry/promotion.py emits PROMOTED_EVENT on every move of `champion`; the names module is light (no torch).
 from serving.kv_batches import runtime_for
@@ -79,9 +78,10 @@ class ModelHolder:
         # Loaded through MLflow (from the version's own artifacts and code), so the classifier's pyfunc picks the
         # ONNX graph when the optimization stage chose one and PyTorch otherwise. Serving then calls that predictor
         # directly: the pyfunc's DataFrame in / DataFrame out costs more than the forward pass of a small model.
-        task = self.client.get_model_version(self.name, version).tags.get(TASK)
+        # The pyfunc says what it is: a generator's carries `generator` (models/generator_pyfunc.py), a classifier's
+        # `classifier` (models/pyfunc_model.py); each kind's routes serve what its pyfunc carries.
         inner = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}").unwrap_python_model()
-        if task == "generation" or (task is None and hasattr(inner, "generator")):
+        if getattr(inner, "generator", None) is not None:
             onnx_dir = getattr(inner, "onnx_dir", None)  # None: no graph passed parity, or registered before one could
             runtime = runtime_for(inner.generator, onnx_dir, self.generation_runtime, f"{self.name} v{version}")
             return LoadedModel(self.name, version, None, inner.generator, runtime)

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.orchestration import RetryPolicy
+from core.registry_names import CHALLENGER, DEFAULT_MODEL_NAMES
 
 Metric = Literal["macro_f1", "accuracy"]
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
@@ -117,3 +118,15 @@ class GateConfig(QualityBar):
     def quality(self) -> QualityBar:
         """The absolute rules alone, as the evaluate stage applies them."""
         return QualityBar(**self.model_dump(include=set(QualityBar.model_fields)))
+
+
+class RegisterConfig(BaseModel):
+    """Which registered model to add a version to, and the alias new versions get."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(
+        DEFAULT_MODEL_NAMES["classification"], min_length=1, description="Default: zero2one-generator for generation."
+    )
+    challenger_alias: str = CHALLENGER
+    retry: RetryPolicy = RetryPolicy()

@@ -26,9 +26,9 @@ from tasks.judging.report_rows import rule_rows
 from tasks.kinds.classification.evaluate import EvaluateConfig, evaluate
 from tasks.optimize import LatencyConfig, OptimizeConfig, optimize
 from tasks.registry.model_card import write_model_card
-from tasks.registry.register import RegisterConfig, register
+from tasks.registry.register import register
 from tasks.results import FinetunedModel, Lineage
-from tasks.stage_configs import GateConfig, QualityBar
+from tasks.stage_configs import GateConfig, QualityBar, RegisterConfig
 from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
 
 SMS = Path("/work/shared/data/sms_spam.csv")

@@ -31,9 +31,9 @@ from tasks.kinds.generation.optimize import (
     gate_variants,
 )
 from tasks.kinds.generation.tokenizer import train_byte_bpe
-from tasks.registry.register import RegisterConfig, register
+from tasks.registry.register import register
 from tasks.results import GenerationReport, GenerationScores, InstructionTunedModel, Lineage
-from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
+from tasks.stage_configs import EvaluateGenerationConfig, GateConfig, RegisterConfig
 
 SHAPE = DecoderShape(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128, max_length=128)
 OFF = {"baseline_rule": False, "baseline_rule_off_reason": "random tiny decoders: these tests are about rows"}

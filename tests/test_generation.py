@@ -26,7 +26,8 @@ from tasks.kinds.generation.evaluate import _verdict, evaluate_generation
 from tasks.kinds.generation.gate import _retrieval_rule
 from tasks.kinds.generation.pretrain import CausalPretrainConfig, causal_pretrain, pack
 from tasks.kinds.generation.registry import log_generator
-from tasks.kinds.generation.sft import SftConfig, sft
+from tasks.kinds.generation.sft import sft
+from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.tokenizer import (
     CHAT_TEMPLATE,
     CausalTokenizerConfig,

@@ -16,7 +16,7 @@ from gguf import GGUFWriter
 from core.errors import PipelineInputError
 from core.workspace import Workspace
 from tasks.kinds.generation.llm_checkpoint import RECORD, check_gguf, gguf_source, resolve_checkpoint
-from tasks.kinds.generation.sft import SftConfig
+from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.sft_recipe import ALL_LINEAR, check_prompts_fit, plan_sft
 from tasks.kinds.generation.tokenizer import train_byte_bpe
 

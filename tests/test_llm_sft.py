@@ -14,7 +14,8 @@ from core.tracking import Tracking, TrackingConfig
 from core.workspace import Workspace
 from tasks.kinds.generation.data import InstructionDataConfig, prepare_instructions
 from tasks.kinds.generation.evaluate import evaluate_generation
-from tasks.kinds.generation.sft import SftConfig, sft
+from tasks.kinds.generation.sft import sft
+from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.tokenizer import CausalTokenizerConfig, train_causal_tokenizer
 from tasks.stage_configs import EvaluateGenerationConfig
 

@@ -24,7 +24,8 @@ from models.encoder import EncoderShape, build_masked_lm
 from models.onnx_classifier import OnnxClassifier
 from tasks.data.loaders import load_splits, load_tokenizer
 from tasks.data.prepare import DataConfig, prepare_data
-from tasks.kinds.classification.finetune import FinetuneConfig, finetune
+from tasks.kinds.classification.config import FinetuneConfig
+from tasks.kinds.classification.finetune import finetune
 from tasks.kinds.classification.registry import PYFUNC_CODE, signature
 from tasks.optimize import LatencyConfig, OptimizeConfig, optimize
 from tasks.results import FinetunedModel

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.recipe_trainer import RecipeTrainer, is_head
 from tasks.kinds.classification.recipes import HEAD_LEARNING_RATE, MAX_EPOCHS, DataShape, plan_finetune
 

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, BertConfig
 
 from core.checkpoints import local_checkpoint, packaged_checkpoint
 from core.errors import PipelineInputError
-from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.recipes import RECIPES, model_limit, plan_finetune, resolve_max_length
 from tasks.training.common import OptimConfig
 from tests.conftest import ROOT

@@ -152,17 +152,17 @@ def test_champion_settings_keep_its_training_and_take_the_callers_workspace_and_
 def test_retraining_a_retrained_champion_fine_tunes_it_or_pretrains_anew():
     """A retrained champion's recorded config is a retrain's (pretraining off, an older checkpoint as base)."""
     from flows.retrain import retrain_config
-    from flows.retrain_generation import generation_retrain_config
 
-    for preset, configure, pretrain, tune in (
-        ("tiny.yaml", retrain_config, "pretrain", "finetune"),
-        ("tiny-generation.yaml", generation_retrain_config, "causal_pretrain", "sft"),
+    for preset, task, pretrain, tune in (
+        ("tiny.yaml", "classification", "pretrain", "finetune"),
+        ("tiny-generation.yaml", "generation", "causal_pretrain", "sft"),
     ):
-        older = CHAMPION.model_copy(update={"checkpoint_uri": "/ws/finetune/v1/model"})
-        recorded = configure(load_config(ROOT / "configs" / preset), older, DATA, False)
-        again = configure(recorded, CHAMPION, DATA, False)
+        champion = CHAMPION.model_copy(update={"task": task})  # its model kind says how it retrains
+        older = champion.model_copy(update={"checkpoint_uri": "/ws/finetune/v1/model"})
+        recorded = retrain_config(load_config(ROOT / "configs" / preset), older, DATA, False)
+        again = retrain_config(recorded, champion, DATA, False)
         assert not getattr(again, pretrain).enabled and getattr(again, tune).base_model == CHAMPION.checkpoint_uri
-        fresh = configure(recorded, CHAMPION, DATA, True)
+        fresh = retrain_config(recorded, champion, DATA, True)
         assert getattr(fresh, pretrain).enabled and getattr(fresh, tune).base_model is None, preset
 
 

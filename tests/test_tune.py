@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import (
 from core.errors import PipelineInputError
 from flows.config import PipelineConfig, load_config
 from flows.pipeline import pipeline, summary_markdown
-from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.recipes import plan_finetune
 from tasks.kinds.classification.tune import SearchSpace
 from tasks.results import TuneResult

@@ -7,13 +7,8 @@ it compared.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from tasks.results import EvalReport, GenerationReport, OptimizedModel, RuleResult
+from tasks.results import EvalReport, GenerationReport, OptimizedGenerator, OptimizedModel, RuleResult
 from tasks.stage_configs import METRIC_NAMES, GateConfig
-
-if TYPE_CHECKING:  # the generator's result lives with its stage (torch, ONNX Runtime): only its fields are read
-    from tasks.kinds.generation.optimize import OptimizedGenerator
 
 
 def evaluation_rule(report: EvalReport | GenerationReport) -> RuleResult:

@@ -18,10 +18,9 @@ from core import reporting
 from core.storage import publish_dir
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
-from models.classifier import TextClassifier
-from tasks.monitoring.champion import Champion, load_reference
+from tasks.kinds.registry import kind
+from tasks.monitoring.champion import Champion
 from tasks.monitoring.config import MonitorConfig
-from tasks.monitoring.detect import detect_drift
 from tasks.monitoring.reports import ReportAbout
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.windows import WindowSource, describe_window, load_window
@@ -121,14 +120,8 @@ def check_drift(
         model_name=champion.name, model_version=champion.version, window=window_info, reference_uri=champion.data_uri
     )
     with tempfile.TemporaryDirectory() as tmp:
-        if champion.task == "generation":  # the generator's signals: tasks/monitoring/generation_detect.py
-            from tasks.monitoring.generation_detect import detect_for_champion
-
-            report = detect_for_champion(cfg, champion, window, Path(tmp), about, ws)
-        else:
-            clf = TextClassifier(champion.model_dir)
-            reference = load_reference(champion.data_uri)
-            report = detect_drift(cfg, reference, window, clf, Path(tmp), champion.version, about)
+        detect = kind(champion.task).detect_drift  # the kind's signals, e.g. tasks/monitoring/detect.py
+        report = detect(cfg, champion, window, Path(tmp), about, ws)
         report = report.model_copy(
             update={"model_name": champion.name, "model_version": champion.version, "window": window_info}
         )

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.workspace import Workspace
 from models.classifier import TextClassifier
+from tasks.monitoring.champion import Champion, load_reference
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.model_view import with_model_outputs
 from tasks.monitoring.policy import accuracy_signal, decide, too_small
@@ -104,3 +106,11 @@ def detect_drift(
         skipped=skipped,
         reports=["inputs.html", "model.html"],
     )
+
+
+def detect_for_champion(
+    cfg: MonitorConfig, champion: Champion, window: pd.DataFrame, out_dir: Path, about: ReportAbout, ws: Workspace
+) -> DriftReport:
+    """`detect_drift` for a registered classifier, against its training data (`ModelKind.detect_drift`)."""
+    reference = load_reference(champion.data_uri)
+    return detect_drift(cfg, reference, window, TextClassifier(champion.model_dir), out_dir, champion.version, about)

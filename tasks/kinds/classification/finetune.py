@@ -16,11 +16,10 @@ Its result (`FinetunedModel`) is in `tasks/results.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import mlflow
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
@@ -34,13 +33,13 @@ from core.tracking import Tracking
 from core.workspace import Workspace
 from models.device import describe_device
 from models.encoder import build_classifier, count_parameters
-from models.lora import LoraSettings, apply_lora, merge_lora
+from models.lora import apply_lora, merge_lora
 from models.truncation import Truncation
 from tasks.data.loaders import load_splits, load_tokenizer
+from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.recipe_trainer import RecipeTrainer
 from tasks.kinds.classification.recipes import (
     DataShape,
-    FinetuneOptim,
     FinetunePlan,
     model_limit,
     plan_finetune,
@@ -48,7 +47,6 @@ from tasks.kinds.classification.recipes import (
 )
 from tasks.results import EncoderArtifact, FinetunedModel, PreparedData, TokenizerArtifact
 from tasks.training.common import (
-    TrainingConfig,
     TrainingJob,
     optim_params,
     report_stage,
@@ -56,55 +54,6 @@ from tasks.training.common import (
     training_arguments,
     training_run,
 )
-
-
-class FinetuneConfig(TrainingConfig):
-    """Fine-tune a classifier. The encoder is the pretraining output unless `base_model` is set.
-
-    Settings left unset (null) come from the recipe (`tasks/kinds/classification/recipes.py`); a value set in a
-    preset or with `--set` always wins over the recipe.
-    """
-
-    base_model: str | None = Field(
-        None,
-        description="Checkpoint to fine-tune: a folder, a hub name, or pkg:<module> (one shipped in an installed "
-        "Python package); default: the pretrained encoder.",
-    )
-    recipe: Literal["auto", "pretrained", "from-scratch"] = Field(
-        "auto",
-        description="Where unset settings come from: pretrained (lr 3e-5, 6% warmup, 3 epochs; from 3 classes a "
-        "head lr of its own and 3-10 epochs sized to the classes) or from-scratch (lr 5e-4, 20 warmup steps, "
-        "6 epochs); auto: pretrained when base_model is set.",
-    )
-    method: Literal["full", "lora"] = "full"
-    epochs: float | None = Field(None, gt=0, description="Passes over the training data; unset: the recipe's.")
-    max_length: int | None = Field(
-        None,
-        gt=0,
-        description="Truncate texts to this many tokens; unset: the 99th percentile of the training texts' token "
-        "lengths. Capped by the model's limit either way.",
-    )
-    eval_steps: int | None = Field(
-        None,
-        gt=0,
-        description="Evaluate, checkpoint and check early stopping every N steps; unset: every epoch, or every "
-        "500 steps with the pretrained recipe when an epoch is longer.",
-    )
-    truncation: Literal["head", "head_tail"] = Field(
-        "head",
-        description="Texts longer than max_length: keep the first tokens (head), or the first quarter of the window "
-        "and the end of the text (head_tail, models/truncation.py); predictions cut the same way.",
-    )
-    group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
-    early_stopping_patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
-    metric: Literal["macro_f1", "accuracy"] = "macro_f1"
-    class_weights: Literal["auto", "balanced", "none"] = Field(
-        "auto",
-        description="Weight the loss per class: balanced (n / (k * count)), none, or auto: balanced where the "
-        "largest class is 10x the smallest or more.",
-    )
-    lora: LoraSettings = LoraSettings()
-    optim: FinetuneOptim = FinetuneOptim(batch_size=32)
 
 
 def classification_metrics(eval_pred) -> dict[str, float]:
@@ -175,6 +124,20 @@ def _load_model(job: FinetuneJob, tok):
     return apply_lora(model, job.cfg.lora) if job.cfg.method == "lora" else model
 
 
+def _log_start(job: FinetuneJob, plan: FinetunePlan, n_train: int, n_validation: int) -> None:
+    log = reporting.logger()
+    log.info(
+        "fine-tuning (%s) %s on %s: %d train / %d validation texts%s",
+        job.cfg.method,
+        job.base,
+        describe_device(job.cfg.nproc_per_node),
+        n_train,
+        n_validation,
+        f", resuming from step {job.resume_step}" if job.resume else "",
+    )
+    log.info("%s", plan.describe())
+
+
 def train_classifier(job: FinetuneJob) -> TrainedClassifier:
     """The Trainer loop; runs in the task's process, or in each of `nproc_per_node` processes (rank 0 saves)."""
     cfg = job.cfg
@@ -213,17 +176,7 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
         callbacks=callbacks,
     )
     if trainer.is_world_process_zero():
-        log = reporting.logger()
-        log.info(
-            "fine-tuning (%s) %s on %s: %d train / %d validation texts%s",
-            cfg.method,
-            job.base,
-            describe_device(cfg.nproc_per_node),
-            len(splits["train"]),
-            len(splits["validation"]),
-            f", resuming from step {job.resume_step}" if job.resume else "",
-        )
-        log.info("%s", plan.describe())
+        _log_start(job, plan, len(splits["train"]), len(splits["validation"]))
     trainer.train(resume_from_checkpoint=job.resume)
     best = trainer.evaluate()
     final = merge_lora(trainer.model) if cfg.method == "lora" else trainer.model

@@ -1,4 +1,4 @@
-"""The gate: may the new version (the challenger) replace the champion?
+"""The classifier's gate: may the new version (the challenger) replace the champion?
 
 Both models run side by side, in this task, on one frozen evaluation set: the champion's test
 split plus the newest test split, deduplicated by text (the newest label wins), less every text either
@@ -18,18 +18,16 @@ Where the baseline beats the challenger, it is registered as a version of its ow
 `zero2one.kind=baseline`, with its own verdict on the same rows), never promoted automatically:
 `zero2one promote` ships it in one command. The gate moves no alias: `tasks/registry/promotion.py` does.
 
-Generators (`task: generation`) get the same rules on chrF or exact match, against the retrieval baseline:
-`tasks/kinds/generation/gate.py`, reached through this one `gate()` entry.
+Generators get the same rules on chrF or exact match, against the retrieval baseline (`tasks/kinds/generation/
+gate.py`); the gate stage (`tasks/judging/gate.py`) asks the model kind which gate judges.
 
-Where things live: the config in `tasks/stage_configs.py`, the verdict type in `tasks/artifacts/`, the relative
+Where things live: the config in `tasks/stage_configs.py`, the verdict type in `tasks/results.py`, the relative
 rules in `tasks/judging/gate_rules.py`, the champion lookup and model loading in `tasks/registry/versions.py`, the
 records both gates leave in `tasks/judging/gate_records.py`, the baseline's registration in
 `tasks/kinds/classification/registry.py`.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import datasets
 import pandas as pd
@@ -50,23 +48,18 @@ from tasks.judging.quality import baseline_rule, min_rule
 from tasks.judging.report_rows import rule_rows, verdict_rows
 from tasks.judging.scoring import score
 from tasks.kinds.classification.registry import register_baseline
-from tasks.kinds.generation.gate import gate_generation
 from tasks.registry.versions import champion_to_beat, load_predictor
 from tasks.results import (
     EvalReport,
     GateVerdict,
-    GenerationReport,
+    OptimizedGenerator,
     OptimizedModel,
     PreparedData,
-    PreparedInstructions,
     RegisteredModel,
     RuleResult,
     Scores,
 )
-from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
-
-if TYPE_CHECKING:  # the generator's optimize result lives with its stage; the gate only hands it on
-    from tasks.kinds.generation.optimize import OptimizedGenerator
+from tasks.stage_configs import GateConfig
 
 
 class _Judged(BaseModel):
@@ -78,27 +71,21 @@ class _Judged(BaseModel):
     newest_rows: int
 
 
-def gate(
+def gate_classifier(
     cfg: GateConfig,
-    data: PreparedData | PreparedInstructions,
+    data: PreparedData,
     registered: RegisteredModel,
-    report: EvalReport | GenerationReport,
+    report: EvalReport,
     tracking: Tracking,
     ws: Workspace,
     parent_run_id: str | None = None,
-    optimization_passed: bool | None = None,
-    generation: EvaluateGenerationConfig | None = None,
-    optimized: OptimizedModel | OptimizedGenerator | None = None,
+    parity: OptimizedModel | bool | None = None,
+    settings: None = None,  # a classifier's gate needs no settings beyond `cfg`
 ) -> GateVerdict:
     """Run challenger, champion and TF-IDF baseline on the frozen set, apply the rules, and record the verdict.
 
-    `optimized` (the optimize stage's result, either track) is the parity rule; `optimization_passed` is the older
-    way to say only whether it passed. A generator (its evaluation is a `GenerationReport`) is judged by
-    `tasks/kinds/generation/gate.py`, which generates as `generation` (the evaluate_generation settings) says.
+    `parity` is the optimize stage's result (or only whether it passed; None when it did not run): the parity rule.
     """
-    parity = optimized if optimized is not None else optimization_passed
-    if isinstance(report, GenerationReport):
-        return gate_generation(cfg, data, registered, report, tracking, ws, parent_run_id, generation, parity)
     tracking.activate()
     client = tracking.client()
     champion = champion_to_beat(client, registered)

@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.training.common import OptimConfig, RecipeOptim
-
-if TYPE_CHECKING:
-    from tasks.kinds.classification.finetune import FinetuneConfig
+from tasks.kinds.classification.config import HEAD_LEARNING_RATE, MULTI_CLASS, FinetuneConfig
+from tasks.training.common import OptimConfig
 
 RecipeName = Literal["pretrained", "from-scratch"]
 LENGTH_SAMPLE = 20_000  # texts tokenized to find the 99th percentile (1-2 s on one core)
-MULTI_CLASS = 3  # from this many classes the pretrained recipe gives the head its own rate and sizes the epochs
-HEAD_LEARNING_RATE = 3e-3  # the new head's rate with the pretrained recipe on multi-class data
 VIEWS_PER_CLASS = 1000  # examples of the median class the schedule shows the model (examples x epochs)
 MAX_EPOCHS = 10  # the most epochs the data may ask for; early stopping usually ends sooner
 IMBALANCE_RATIO = 10.0  # largest class / smallest class from which the loss is weighted per class
@@ -83,25 +79,6 @@ RECIPES: dict[str, Recipe] = {
     "pretrained": Recipe(epochs=3, learning_rate=3e-5, weight_decay=0.01, warmup_ratio=0.06, eval_every_steps=500),
     "from-scratch": Recipe(epochs=6, learning_rate=5e-4, weight_decay=0.01, warmup_steps=20),
 }
-
-
-class FinetuneOptim(RecipeOptim):
-    """The optimiser settings of fine-tuning; those left unset (null) come from the recipe."""
-
-    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; unset: the recipe's.")
-    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay; unset: the recipe's (0.01).")
-    warmup_steps: int | None = Field(
-        None, ge=0, description="Linear warmup in optimizer steps; wins over warmup_ratio; unset: the recipe's."
-    )
-    warmup_ratio: float | None = Field(
-        None, ge=0, lt=1, description="Warmup as a share of all steps (used when warmup_steps is unset)."
-    )
-    head_learning_rate: float | None = Field(
-        None,
-        gt=0,
-        description="Learning rate of the new classification head (and pooler); unset: the recipe's "
-        f"({HEAD_LEARNING_RATE:g} for a pretrained checkpoint on {MULTI_CLASS}+ classes, else learning_rate).",
-    )
 
 
 class FinetunePlan(BaseModel):

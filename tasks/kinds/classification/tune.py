@@ -37,7 +37,8 @@ from core.orchestration import RetryPolicy, stage_task
 from core.run_context import flow_run_id
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
-from tasks.kinds.classification.finetune import FinetuneConfig, FinetuneJob, train_classifier
+from tasks.kinds.classification.config import FinetuneConfig
+from tasks.kinds.classification.finetune import FinetuneJob, train_classifier
 from tasks.kinds.classification.recipes import RECIPES, choose_recipe
 from tasks.results import EncoderArtifact, PreparedData, TokenizerArtifact, TrialResult, TuneResult, with_settings
 from tasks.training import distributed

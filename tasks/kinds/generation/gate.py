@@ -14,7 +14,6 @@ chrF point. The verdict is recorded exactly as for classifiers.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -38,14 +37,12 @@ from tasks.results import (
     GenerationReport,
     GenerationScores,
     Messages,
+    OptimizedGenerator,
     PreparedInstructions,
     RegisteredModel,
     RuleResult,
 )
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
-
-if TYPE_CHECKING:  # the stage's result type lives with the stage (torch, ONNX Runtime GenAI)
-    from tasks.kinds.generation.optimize import OptimizedGenerator
 
 SCALE = {"chrf": 100.0, "exact_match": 1.0}  # the metric's range: the gate's fractions are multiplied by it
 LABEL = {"chrf": "chrF", "exact_match": "exact match"}
@@ -59,14 +56,15 @@ def gate_generation(
     tracking: Tracking,
     ws: Workspace,
     parent_run_id: str | None = None,
-    generation: EvaluateGenerationConfig | None = None,
     parity: OptimizedGenerator | bool | None = None,
+    settings: EvaluateGenerationConfig | None = None,
 ) -> GateVerdict:
-    """Challenger, champion and retrieval on the frozen prompts; the same rules and records as `gate()`.
+    """Challenger, champion and retrieval on the frozen prompts; the same rules and records as the
+    classifier's gate (`tasks/kinds/classification/gate.py`); `settings` says how to generate.
 
     `parity` is the optimize_generation stage's result (`OptimizedGenerator`), or whether it passed, or None when
     it did not run: the parity rule fails where no ONNX graph matched PyTorch."""
-    ev, metric = generation or EvaluateGenerationConfig(), cfg.generation_metric
+    ev, metric = settings or EvaluateGenerationConfig(), cfg.generation_metric
     tracking.activate()
     client = tracking.client()
     champion = champion_to_beat(client, registered)

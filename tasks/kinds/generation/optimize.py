@@ -35,14 +35,14 @@ from core.fingerprint import code_fingerprint, hash_json
 from core.orchestration import RetryPolicy
 from core.storage import materialize, publish_dir
 from core.tracking import Tracking, stage_run
-from core.workspace import Workspace, join
+from core.workspace import Workspace
 from models.generator import TextGenerator
 from models.onnx_decoder import OrtDecoder, OrtTextGenerator, build_decoder, graph_size_mb, kv_cache_io
 from models.onnx_export import ExportError
 from tasks.data.loaders import load_splits
 from tasks.judging.scoring import score_answers
 from tasks.kinds.generation.chats import encode_chat
-from tasks.results import InstructionTunedModel, PreparedInstructions, Variant
+from tasks.results import GenerationParity, InstructionTunedModel, OptimizedGenerator, PreparedInstructions, Variant
 
 STAGE = "optimize_generation"
 Precision = Literal["fp32", "int8"]
@@ -82,41 +82,6 @@ class OptimizeGenerationConfig(BaseModel):
     batch_size: int = Field(32, gt=0, description="Batch size of the parity run's generations.")
     latency: GenerationLatencyConfig = GenerationLatencyConfig()
     retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-class GenerationParity(BaseModel):
-    """One ONNX graph against PyTorch on the test chats."""
-
-    agreement: float  # teacher-forced next-token argmax agreement
-    tokens: int  # positions compared
-    exact_match: float
-    chrf: float
-    exact_match_drop: float  # points (0-100) below PyTorch
-    chrf_drop: float
-    passed: bool
-    reason: str | None = None
-
-
-class OptimizedGenerator(BaseModel):
-    """What the stage built, which graph serves, and why (`variant` pytorch: no graph passed, see `reasons`)."""
-
-    uri: str
-    onnx_dir: str | None  # the served graph's folder under `uri` (genai_config.json, model.onnx, tokenizer)
-    variant: Variant
-    passed: bool
-    verdict: str
-    reasons: list[str]
-    parity: dict[str, GenerationParity]
-    reference: dict[str, float]  # PyTorch's exact_match and chrF
-    latency: list[dict]
-    sizes_mb: dict[str, float]
-    eval_size: int
-    mlflow_run_id: str
-
-    @property
-    def onnx_uri(self) -> str | None:
-        """The chosen graph's folder (None: PyTorch serves)."""
-        return join(self.uri, self.onnx_dir) if self.onnx_dir else None
 
 
 def check_model(model_dir: Path) -> dict:

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
 
 import mlflow
 import numpy as np
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
@@ -50,10 +49,10 @@ from models.lora import LoraSettings, merge_lora
 from tasks.data.loaders import load_splits, load_tokenizer
 from tasks.kinds.generation.chats import IGNORE, encode_chat, fit_to_context
 from tasks.kinds.generation.llm_checkpoint import conversion_record, resolve_checkpoint
-from tasks.kinds.generation.sft_recipe import SFT_RECIPES, SftOptim, SftPlan, check_prompts_fit, plan_sft
+from tasks.kinds.generation.sft_config import SftConfig
+from tasks.kinds.generation.sft_recipe import SFT_RECIPES, SftPlan, check_prompts_fit, plan_sft
 from tasks.results import DecoderArtifact, InstructionTunedModel, PreparedInstructions, TokenizerArtifact
 from tasks.training.common import (
-    TrainingConfig,
     TrainingJob,
     report_stage,
     resume_fields,
@@ -62,38 +61,6 @@ from tasks.training.common import (
 )
 
 STAGE = "sft"
-
-
-class SftConfig(TrainingConfig):
-    """Instruction tuning. The decoder is the pretraining output unless `base_model` is set. Settings left unset
-    (null) come from the recipe (`tasks/kinds/generation/sft_recipe.py`); a value given in a preset or with `--set`
-    wins."""
-
-    base_model: str | None = Field(
-        None,
-        description="Causal-LM folder, hub name, pkg:<package>, or a GGUF file / folder with one (converted once "
-        "per workspace); default: the pretrained decoder.",
-    )
-    recipe: Literal["auto", "pretrained", "from-scratch"] = Field(
-        "auto", description="Where unset settings come from; auto: pretrained when base_model is set."
-    )
-    method: Literal["full", "lora"] | None = Field(None, description="Unset: the recipe's (pretrained: lora).")
-    epochs: float | None = Field(None, gt=0, description="Passes over the training chats; unset: the recipe's.")
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (wins over epochs).")
-    max_steps_cpu: int | None = Field(
-        None, gt=0, description="Step cap without a GPU (unset: the recipe's; pretrained: 40)."
-    )
-    max_length: int | None = Field(
-        None, gt=8, description="Tokens per chat (unset: the model's context, or the data's p99 when pretrained)."
-    )
-    on_too_long: Literal["error", "truncate", "drop"] | None = Field(
-        None, description="Chats longer than max_length: stop, cut the end, or drop them (counted)."
-    )
-    batching: Literal["padding_free", "group_by_length", "pad"] = Field(
-        "padding_free", description="padding_free: chats end to end, no pad tokens; or padded batches."
-    )
-    lora: LoraSettings | None = Field(None, description="Adapters (method lora); unset: the recipe's.")
-    optim: SftOptim = SftOptim(batch_size=16)
 
 
 def _encoded(split, tok, max_length: int, policy: str, name: str):

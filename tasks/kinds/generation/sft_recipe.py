@@ -16,27 +16,17 @@ always wins.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from core.errors import PipelineInputError
 from models.lora import LoraSettings
-from tasks.training.common import OptimConfig, RecipeOptim
-
-if TYPE_CHECKING:
-    from tasks.kinds.generation.sft import SftConfig
+from tasks.kinds.generation.sft_config import SftConfig
+from tasks.training.common import OptimConfig
 
 SftRecipeName = Literal["pretrained", "from-scratch"]
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-class SftOptim(RecipeOptim):
-    """The optimiser settings of instruction tuning; learning rate and warmup left unset come from the recipe."""
-
-    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; unset: the recipe's.")
-    warmup_steps: int | None = Field(None, ge=0, description="Linear warmup steps; wins over warmup_ratio.")
-    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Warmup as a share of all steps.")
 
 
 class SftRecipe(BaseModel):
