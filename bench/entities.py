@@ -83,7 +83,7 @@ def adopt(seed_dir: Path, data, cfg: EntityTrainConfig) -> None:
 
 
 def model_rows(data, work: Path, seeds: list[int], epochs: float, take: bool) -> list[dict]:
-    from tasks.kinds.entities.predict import Tagger
+    from models.token_classifier import Tagger
     from tasks.kinds.entities.train import default_checkpoint
 
     test = data["test"].sentences
@@ -110,8 +110,8 @@ def model_rows(data, work: Path, seeds: list[int], epochs: float, take: bool) ->
 
 
 def onnx_rows(data, work: Path, threads: int) -> dict:
+    from models.token_classifier import Tagger
     from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier, latency
-    from tasks.kinds.entities.predict import Tagger
 
     seed_dir, test = work / "seed0", data["test"].sentences
     files = export_token_classifier(seed_dir, work / "onnx")

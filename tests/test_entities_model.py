@@ -11,8 +11,9 @@ pytest.importorskip("transformers")
 
 from transformers import BertConfig, BertModel, BertTokenizer  # noqa: E402
 
+from models.token_classifier import owners, plan, windows  # noqa: E402
 from tasks.kinds.entities.reader import Sentence  # noqa: E402
-from tasks.kinds.entities.windows import IGNORE, labelled, owners, plan, windows  # noqa: E402
+from tasks.kinds.entities.windows import IGNORE, labelled  # noqa: E402
 
 NAMES = ["Bob", "Alice", "Carol"]
 PLACES = ["Paris", "Berlin", "Tokyo"]
@@ -89,7 +90,7 @@ def test_fine_tuning_learns_the_entities_and_keeps_the_best_dev_epoch(trained):
 
 
 def test_entities_come_with_type_character_offsets_text_and_score_even_past_the_model_length(trained):
-    from tasks.kinds.entities.predict import Tagger
+    from models.token_classifier import Tagger
 
     tagger = Tagger.load(trained[0])
     text = "Alice met Bob in Berlin today and then we went home with Carol in Tokyo ."
@@ -101,8 +102,8 @@ def test_entities_come_with_type_character_offsets_text_and_score_even_past_the_
 
 
 def test_int8_onnx_agrees_with_pytorch_on_the_tokens(trained, tmp_path):
+    from models.token_classifier import Tagger
     from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier
-    from tasks.kinds.entities.predict import Tagger
 
     files = export_token_classifier(trained[0], tmp_path)
     rng = random.Random(1)
@@ -110,3 +111,17 @@ def test_int8_onnx_agrees_with_pytorch_on_the_tokens(trained, tmp_path):
     torch_tagger = Tagger.load(trained[0])
     assert agreement(torch_tagger, Tagger.load(trained[0], files.fp32), words) == 1.0
     assert agreement(torch_tagger, Tagger.load(trained[0], files.int8), words) >= 0.95
+
+
+def test_the_pyfunc_body_returns_one_row_of_entities_per_text(trained):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from models.token_classifier import EntityTaggerPyfunc
+
+    body = EntityTaggerPyfunc()
+    body.load_context(SimpleNamespace(artifacts={"model": str(trained[0])}))
+    out = body.predict(None, pd.DataFrame({"text": ["we met Bob in Paris .", "home"]}))
+    assert list(out.columns) == ["entities"] and len(out) == 2
+    assert set(out["entities"][0][0]) == {"type", "start", "end", "text", "score"}

@@ -1,8 +1,8 @@
 """The token classifier as ONNX (fp32, BERT-fused) and dynamic int8, and the parity measure that gates the int8 graph.
 
 Parity is token-label agreement: the share of words whose tag the int8 graph predicts the same as PyTorch fp32, over
-the same words read through the same windows (predict.Tagger). The classifier's exporter is reused for its wrapper
-and fusions; only the model class and the per-token output axis differ here.
+the same words read through the same windows (the Tagger of models/token_classifier.py). The classifier's exporter
+is reused for its wrapper and fusions; only the model class and the per-token output axis differ here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from models.onnx_export import LogitsOnly, _sample_inputs, optimize_graph
-from tasks.kinds.entities.predict import Tagger
+from models.token_classifier import Tagger
 
 
 class OnnxFiles(BaseModel):

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
-# Words: runs of word characters (joined by ' or -), or one other non-space character. WNUT-style tokens such as
-# '@user' and '#tag' come out as two words; entity spans cut words wherever they need to (see spans_to_words).
-WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
-
-
-def words_of(text: str, cuts: set[int] = frozenset()) -> list[tuple[int, int]]:
-    """Character spans of the words in `text`, split further at every offset in `cuts`."""
-    spans = []
-    for m in WORD.finditer(text):
-        start = m.start()
-        for cut in sorted(c for c in cuts if m.start() < c < m.end()):
-            spans.append((start, cut))
-            start = cut
-        spans.append((start, m.end()))
-    return spans
+from models.token_classifier import tags_to_spans, words_of
 
 
 def _check_span(text: str, span: object, types: set[str] | None) -> tuple[int, int, str]:
@@ -57,15 +42,4 @@ def spans_to_words(
     return [text[s:e] for s, e in offsets], offsets, tags
 
 
-def tags_to_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """IOB2 tags -> (first word, last word + 1, type); a stray I-X starts an entity, as seqeval reads it leniently."""
-    found: list[tuple[int, int, str]] = []
-    for i, tag in enumerate(tags):
-        if tag == "O":
-            continue
-        prefix, kind = tag[0], tag[2:]
-        if prefix == "I" and found and found[-1][1] == i and found[-1][2] == kind:
-            found[-1] = (found[-1][0], i + 1, kind)
-        else:
-            found.append((i, i + 1, kind))
-    return found
+__all__ = ["spans_to_words", "tags_to_spans", "words_of"]

@@ -23,11 +23,10 @@ from transformers import (
     TrainingArguments,
 )
 
+from models.token_classifier import META, subwords, windows
 from tasks.kinds.entities.metrics import entity_scores
 from tasks.kinds.entities.reader import Sentence
-from tasks.kinds.entities.windows import IGNORE, labelled, subwords, windows
-
-META = "entities.json"  # beside the saved model: labels, max length, overlap, source scheme
+from tasks.kinds.entities.windows import IGNORE, labelled
 
 
 def default_checkpoint() -> str:
