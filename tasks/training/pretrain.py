@@ -14,15 +14,12 @@ import math
 from pathlib import Path
 
 import mlflow
-from filelock import FileLock
 from pydantic import BaseModel, Field
 from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
 from core import reporting
 from core.errors import PipelineInputError
 from core.faults import step_fault_callback
-from core.fingerprint import code_fingerprint, hash_json
-from core.storage import publish_dir
 from core.tracking import Tracking
 from core.workspace import Workspace
 from models.device import describe_device
@@ -36,9 +33,9 @@ from tasks.training.common import (
     optim_params,
     pretraining_arguments,
     report_stage,
-    resume_fields,
     training_run,
 )
+from tasks.training.skeleton import TrainingStage
 
 
 class PretrainConfig(TrainingConfig):
@@ -169,18 +166,14 @@ def pretrain(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> EncoderArtifact:
-    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
-    workdir = ws.local_dir("pretrain", key)
-    # Runs with the same inputs (a scheduled retrain meeting a manual run) share this folder: one trains, the
-    # others wait, then resume from its last checkpoint, instead of several Trainers writing checkpoints into it.
-    with FileLock(str(workdir / ".lock")):
-        fields = resume_fields(workdir, ws)
-        resume_step = fields["resume_step"]
+    run = TrainingStage("pretrain", ws, cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri)
+    with run.locked() as resume:
+        resume_step = resume["resume_step"]
         job = PretrainJob(
             cfg=cfg,
             data=data,
             tokenizer=tokenizer,
-            **fields,
+            **resume,
         )
         tags = {"zero2one.data_fingerprint": data.fingerprint}
         with training_run("pretrain", train_encoder, job, tracking, parent_run_id, tags) as (trained, run_id):
@@ -189,7 +182,7 @@ def pretrain(
             used = {"max_steps": cfg.max_steps, "mlm_probability": cfg.mlm_probability, **optim_params(cfg.optim)}
             mlflow.log_params(used | shape | {"parameters": trained.parameters})
             mlflow.log_metrics({"eval_loss": trained.eval_loss, "perplexity": perplexity}, step=trained.global_step)
-        uri = publish_dir(workdir / "model", ws.uri("pretrain", key, "model"))
+        uri = run.publish("model")
     report_stage(
         "pretrain",
         f"# Pretraining\n\n{trained.parameters / 1e6:.2f}M parameters, {trained.global_step} steps"

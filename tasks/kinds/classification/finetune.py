@@ -27,8 +27,6 @@ from core import reporting
 from core.checkpoints import local_checkpoint
 from core.errors import PipelineInputError
 from core.faults import step_fault_callback
-from core.fingerprint import code_fingerprint, hash_json
-from core.storage import publish_dir
 from core.tracking import Tracking
 from core.workspace import Workspace
 from models.device import describe_device
@@ -50,10 +48,10 @@ from tasks.training.common import (
     TrainingJob,
     optim_params,
     report_stage,
-    resume_fields,
     training_arguments,
     training_run,
 )
+from tasks.training.skeleton import TrainingStage
 
 
 def classification_metrics(eval_pred) -> dict[str, float]:
@@ -205,27 +203,29 @@ def finetune(
     base = cfg.base_model or (encoder.uri if encoder else None)
     if base is None:
         raise PipelineInputError("finetune.base_model is required when pretrain.enabled=false")
-    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base, code_fingerprint())
-    workdir = ws.local_dir("finetune", key)
-    fields = resume_fields(workdir, ws)
-    resume_step = fields["resume_step"]
-    job = FinetuneJob(
-        cfg=cfg,
-        data=data,
-        tokenizer=tokenizer,
-        base=local_checkpoint(base),
-        **fields,
-    )
-    tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
-    params = {"method": cfg.method}
-    with training_run("finetune", train_classifier, job, tracking, parent_run_id, tags, params) as (trained, run_id):
-        plan = trained.plan
-        used = {"recipe": plan.recipe, "recipe_max_length": plan.max_length, "epochs": plan.epochs}
-        used |= {"total_steps": plan.total_steps, "eval_steps": plan.eval_steps or "epoch"}
-        used |= {"head_learning_rate": plan.head_learning_rate or "same", "class_weights": bool(plan.class_weights)}
-        mlflow.log_params(used | optim_params(plan.optim) | {"parameters": trained.parameters})
-        mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
-    uri = publish_dir(workdir / "model", ws.uri("finetune", key, "model"))
+    run = TrainingStage("finetune", ws, cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base)
+    with run.locked() as resume:
+        resume_step = resume["resume_step"]
+        job = FinetuneJob(
+            cfg=cfg,
+            data=data,
+            tokenizer=tokenizer,
+            base=local_checkpoint(base),
+            **resume,
+        )
+        tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base}
+        params = {"method": cfg.method}
+        with training_run("finetune", train_classifier, job, tracking, parent_run_id, tags, params) as (
+            trained,
+            run_id,
+        ):
+            plan = trained.plan
+            used = {"recipe": plan.recipe, "recipe_max_length": plan.max_length, "epochs": plan.epochs}
+            used |= {"total_steps": plan.total_steps, "eval_steps": plan.eval_steps or "epoch"}
+            used |= {"head_learning_rate": plan.head_learning_rate or "same", "class_weights": bool(plan.class_weights)}
+            mlflow.log_params(used | optim_params(plan.optim) | {"parameters": trained.parameters})
+            mlflow.log_metrics({f"best_{cfg.metric}": trained.best_metric}, step=trained.global_step)
+        uri = run.publish("model")
     report_stage(
         "finetune",
         f"# Fine-tuning ({cfg.method}, recipe {plan.recipe})\n\n{plan.describe()}\n\n"

@@ -23,8 +23,6 @@ from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 from core import reporting
 from core.errors import PipelineInputError
 from core.faults import step_fault_callback
-from core.fingerprint import code_fingerprint, hash_json
-from core.storage import publish_dir
 from core.tracking import Tracking
 from core.workspace import Workspace
 from models.decoder import SHAPES, DecoderShape, build_causal_lm, context_length, load_causal_lm
@@ -38,9 +36,9 @@ from tasks.training.common import (
     TrainingJob,
     pretraining_arguments,
     report_stage,
-    resume_fields,
     training_run,
 )
+from tasks.training.skeleton import TrainingStage
 
 STAGE = "causal_pretrain"
 
@@ -188,25 +186,28 @@ def causal_pretrain(
     ws: Workspace,
     parent_run_id: str | None = None,
 ) -> DecoderArtifact:
-    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, code_fingerprint())
-    workdir = ws.local_dir(STAGE, key)
-    fields = resume_fields(workdir, ws)
-    resume_step = fields["resume_step"]
-    job = CausalPretrainJob(
-        cfg=cfg,
-        data=data,
-        tokenizer=tokenizer,
-        **fields,
-    )
-    tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.task": "generation"}
-    with training_run(STAGE, train_decoder, job, tracking, parent_run_id, tags) as (trained, run_id):
-        perplexity = math.exp(min(trained.eval_loss, 50))
-        mlflow.log_params({"parameters": trained.parameters})
-        mlflow.log_metrics(
-            {"eval_loss": trained.eval_loss, "perplexity": perplexity, "tokens_per_second": trained.tokens_per_second},
-            step=trained.global_step,
+    run = TrainingStage(STAGE, ws, cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri)
+    with run.locked() as resume:
+        resume_step = resume["resume_step"]
+        job = CausalPretrainJob(
+            cfg=cfg,
+            data=data,
+            tokenizer=tokenizer,
+            **resume,
         )
-    uri = publish_dir(workdir / "model", ws.uri(STAGE, key, "model"))
+        tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.task": "generation"}
+        with training_run(STAGE, train_decoder, job, tracking, parent_run_id, tags) as (trained, run_id):
+            perplexity = math.exp(min(trained.eval_loss, 50))
+            mlflow.log_params({"parameters": trained.parameters})
+            mlflow.log_metrics(
+                {
+                    "eval_loss": trained.eval_loss,
+                    "perplexity": perplexity,
+                    "tokens_per_second": trained.tokens_per_second,
+                },
+                step=trained.global_step,
+            )
+        uri = run.publish("model")
     report_stage(
         STAGE,
         f"# Causal pretraining\n\n{trained.parameters / 1e6:.2f}M parameters, {trained.global_step} steps"

@@ -38,8 +38,6 @@ from trl import SFTConfig, SFTTrainer
 from core import reporting
 from core.errors import PipelineInputError
 from core.faults import step_fault_callback
-from core.fingerprint import code_fingerprint, hash_json
-from core.storage import publish_dir
 from core.tracking import Tracking
 from core.workspace import Workspace
 from models.decoder import context_length, load_causal_lm
@@ -55,10 +53,10 @@ from tasks.results import DecoderArtifact, InstructionTunedModel, PreparedInstru
 from tasks.training.common import (
     TrainingJob,
     report_stage,
-    resume_fields,
     training_arguments,
     training_run,
 )
+from tasks.training.skeleton import TrainingStage
 
 STAGE = "sft"
 
@@ -253,30 +251,27 @@ def sft(
     base = cfg.base_model or (decoder.uri if decoder else None)
     if base is None:
         raise PipelineInputError("sft.base_model is required when causal_pretrain.enabled=false")
-    key = hash_json(cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base, code_fingerprint())
-    workdir = ws.local_dir(STAGE, key)
-    fields = resume_fields(workdir, ws)
-    resume_step = fields["resume_step"]
-    job = SftJob(
-        cfg=cfg,
-        data=data,
-        tokenizer=tokenizer,
-        base=resolve_checkpoint(base, ws),  # a GGUF source: its converted folder (made by the tokenizer stage)
-        **fields,
-    )
-    tags = {"zero2one.data_fingerprint": data.fingerprint, "zero2one.base_model": base, "zero2one.task": "generation"}
-    with training_run(STAGE, train_instructions, job, tracking, parent_run_id, tags, {"batching": cfg.batching}) as (
-        trained,
-        run_id,
-    ):
-        plan, perplexity = trained.plan, math.exp(min(trained.eval_loss, 50))
-        _log_run(plan, trained, perplexity, job, workdir)
-    uri = publish_dir(workdir / "model", ws.uri(STAGE, key, "model"))
-    adapter = (
-        f", adapter `{publish_dir(workdir / 'adapter', ws.uri(STAGE, key, 'adapter'))}`"
-        if plan.method == "lora"
-        else ""
-    )
+    run = TrainingStage(STAGE, ws, cfg.model_dump(exclude={"retry"}), data.fingerprint, tokenizer.uri, base)
+    with run.locked() as resume:
+        resume_step = resume["resume_step"]
+        job = SftJob(
+            cfg=cfg,
+            data=data,
+            tokenizer=tokenizer,
+            base=resolve_checkpoint(base, ws),  # a GGUF source: its converted folder (made by the tokenizer stage)
+            **resume,
+        )
+        tags = {
+            "zero2one.data_fingerprint": data.fingerprint,
+            "zero2one.base_model": base,
+            "zero2one.task": "generation",
+        }
+        params = {"batching": cfg.batching}
+        with training_run(STAGE, train_instructions, job, tracking, parent_run_id, tags, params) as (trained, run_id):
+            plan, perplexity = trained.plan, math.exp(min(trained.eval_loss, 50))
+            _log_run(plan, trained, perplexity, job, run.workdir)
+        uri = run.publish("model")
+    adapter = f", adapter `{run.publish('adapter')}`" if plan.method == "lora" else ""
     report_stage(
         STAGE,
         f"# Instruction tuning ({plan.method}, {cfg.batching})\n\n{plan.describe()}\n\n"
