@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from core.workspace import is_remote
+
 # Prefect's first start on a new workspace creates its SQLite database and runs every migration: 19 s measured on an
 # idle 2-core machine (5 s for later starts) against Prefect's 20 s default, and far more under load. Override with
 # PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.
@@ -26,8 +28,8 @@ def configure_environment(workspace_root: str) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if "://" not in workspace_root and "PREFECT_API_URL" not in os.environ:
-        os.environ.setdefault("PREFECT_HOME", str(Path(workspace_root).resolve() / "prefect"))
+    if not is_remote(workspace_root) and "PREFECT_API_URL" not in os.environ:  # file:// is local, as everywhere
+        os.environ.setdefault("PREFECT_HOME", str(Path(workspace_root.removeprefix("file://")).resolve() / "prefect"))
     if home := os.environ.get("PREFECT_HOME"):
         Path(home).mkdir(parents=True, exist_ok=True)  # Prefect's SQLite cannot create its own folder
 

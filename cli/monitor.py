@@ -126,6 +126,7 @@ def retrain(
         Literal["champion", "given"],
         typer.Option(
             "--settings",
+            "--retrain-settings",  # the same choice's name on `zero2one monitor`
             help="Training settings: champion = those the champion was trained with (its recorded config; "
             "--config/--set give only workspace and tracking); given = --config/--set as they are.",
         ),

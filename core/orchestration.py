@@ -56,7 +56,7 @@ class RetryPolicy(BaseModel):
         return [self.delay_seconds * 2**i for i in range(max(self.retries, 1))]
 
 
-def _retry_unless_user_error(task, task_run, state) -> bool:
+def retry_unless_user_error(task, task_run, state) -> bool:
     """Bad input stays bad on a retry: fail at once, with the message the user needs."""
     try:
         state.result()
@@ -139,7 +139,7 @@ def stage_task(fn: Callable, name: str, policy: RetryPolicy, cache: bool = True)
         retries=policy.retries,
         retry_delay_seconds=policy.delays(),
         retry_jitter_factor=policy.jitter_factor,
-        retry_condition_fn=_retry_unless_user_error,
+        retry_condition_fn=retry_unless_user_error,
         timeout_seconds=policy.timeout_seconds,
         cache_policy=_stage_cache() if cache else None,
         persist_result=True,

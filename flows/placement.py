@@ -196,7 +196,7 @@ def run_placed(
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    from core.orchestration import _retry_unless_user_error
+    from core.orchestration import retry_unless_user_error
 
     dispatch = task(
         _dispatch,
@@ -205,7 +205,7 @@ def run_placed(
         retries=policy.retries,
         retry_delay_seconds=policy.delays(),
         retry_jitter_factor=policy.jitter_factor,
-        retry_condition_fn=_retry_unless_user_error,
+        retry_condition_fn=retry_unless_user_error,
         cache_policy=NO_CACHE,  # the child's stage task is the cached one; this only starts it
         persist_result=False,
     )

@@ -53,7 +53,7 @@ class Event:
 
 
 @dataclass
-class Sequence:
+class Decoding:
     """One request in the engine. `record` is whatever the API layer wants back in `on_finished` (for the journal)."""
 
     prompt_ids: list[int]
@@ -81,7 +81,7 @@ class Sequence:
 class _Batch:
     """The running batch: one row per sequence; `pending` are sampled tokens not yet in the cache."""
 
-    rows: list[Sequence]
+    rows: list[Decoding]
     kv: KVBatch
     pending: list[int] = field(default_factory=list)  # the next input token of each row
 
@@ -98,7 +98,7 @@ class GenerationEngine:
         runtime: Runtime,
         tokenizer,
         max_batch_size: int,
-        on_finished: Callable[[list[Sequence]], None] = lambda seqs: None,
+        on_finished: Callable[[list[Decoding]], None] = lambda seqs: None,
         metrics=None,
     ):
         self.runtime, self.tokenizer, self.max_batch_size = runtime, tokenizer, max_batch_size
@@ -109,7 +109,7 @@ class GenerationEngine:
         fast = getattr(tokenizer, "backend_tokenizer", None)
         plain = fast is not None and not getattr(tokenizer, "clean_up_tokenization_spaces", False)
         self._decode = fast.decode if plain else tokenizer.decode
-        self._waiting: list[Sequence] = []
+        self._waiting: list[Decoding] = []
         self._batch: _Batch | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -126,10 +126,10 @@ class GenerationEngine:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
-    def submit(self, prompt_ids: list[int], sampling: Sampling, record: dict | None = None) -> Sequence:
+    def submit(self, prompt_ids: list[int], sampling: Sampling, record: dict | None = None) -> Decoding:
         if self._closing:
             raise RuntimeError("this engine is stopping (the model is being replaced or the service stops)")
-        seq = Sequence(list(prompt_ids), sampling, record or {})
+        seq = Decoding(list(prompt_ids), sampling, record or {})
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(63)
         seq.generator = torch.Generator().manual_seed(seed)  # sampling runs on CPU
         self._waiting.append(seq)
@@ -137,7 +137,7 @@ class GenerationEngine:
         self._wake.set()
         return seq
 
-    def cancel(self, seq: Sequence) -> None:
+    def cancel(self, seq: Decoding) -> None:
         """The client went away: the sequence leaves the batch at the next token boundary."""
         seq.cancelled = True
         if seq in self._waiting:
@@ -179,9 +179,9 @@ class GenerationEngine:
 
     # ------------------------------------------------------------------ worker thread
 
-    def _step(self, admitted: list[Sequence]) -> list[tuple[Sequence, Event]]:
+    def _step(self, admitted: list[Decoding]) -> list[tuple[Decoding, Event]]:
         """Admit (prefill) new sequences, then one decoding step for the whole batch; returns events to deliver."""
-        events: list[tuple[Sequence, Event]] = []
+        events: list[tuple[Decoding, Event]] = []
         if self._batch is not None:
             self._batch = _keep(self._batch, [i for i, s in enumerate(self._batch.rows) if not s.cancelled])
         admitted = [s for s in admitted if not s.cancelled]
@@ -235,7 +235,7 @@ class GenerationEngine:
                 seq.sent = len(seq.text)
         return _keep(batch, [i for i, s in enumerate(batch.rows) if s.finish_reason is None])
 
-    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+    def _finish_reason(self, seq: Decoding, token: int) -> str | None:
         if token in self.eos:
             seq.generated.pop()  # the end-of-sequence token is not part of the answer
             seq.finish_reason = "stop"
@@ -251,11 +251,11 @@ class GenerationEngine:
             seq.finish_reason = "length"
         return seq.finish_reason
 
-    def _answer(self, seq: Sequence) -> str:
+    def _answer(self, seq: Decoding) -> str:
         return self._decode(seq.generated, skip_special_tokens=True)
 
     @staticmethod
-    def _safe_delta(seq: Sequence) -> str:
+    def _safe_delta(seq: Decoding) -> str:
         """New text that can be sent: held back while it ends in half a character or could begin a stop string."""
         text = seq.text.rstrip("\ufffd")  # a byte-level token may end inside a multi-byte character
         hold = max((k for s in seq.sampling.stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
@@ -265,7 +265,7 @@ class GenerationEngine:
         delta, seq.sent = text[seq.sent : end], end
         return delta
 
-    def _observe_token(self, seq: Sequence, now: float) -> None:
+    def _observe_token(self, seq: Decoding, now: float) -> None:
         if self.metrics:
             if seq.first_token_at is None:
                 self.metrics.gen_ttft.observe(now - seq.submitted)

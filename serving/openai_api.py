@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.config import ServeConfig
-from serving.generation_engine import Event, GenerationEngine, Sampling, Sequence
+from serving.generation_engine import Decoding, Event, GenerationEngine, Sampling
 from serving.journal import PredictionJournal
 from serving.metrics import ServiceMetrics
 from serving.model_holder import LoadedModel, ModelHolder
@@ -96,7 +96,7 @@ class OpenAIAPI:
         if self._draining:
             await asyncio.gather(*self._draining)
 
-    def _journal(self, seqs: list[Sequence]) -> None:
+    def _journal(self, seqs: list[Decoding]) -> None:
         """Engine callback, in its worker thread: the finished sequences' rows in one commit."""
         now = time.perf_counter()
         rows = []
@@ -208,7 +208,7 @@ class OpenAIAPI:
 
     # ------------------------------------------------------------------ answers
 
-    async def _events(self, seq: Sequence) -> AsyncIterator[Event]:
+    async def _events(self, seq: Decoding) -> AsyncIterator[Event]:
         """The sequence's events up to its last; if the consumer goes away first, the engine drops the sequence."""
         done = False
         try:
@@ -222,12 +222,12 @@ class OpenAIAPI:
             if not done:
                 self.engine_cancel(seq)
 
-    def engine_cancel(self, seq: Sequence) -> None:
+    def engine_cancel(self, seq: Decoding) -> None:
         seq.cancelled = True  # whichever engine holds it drops it at the next token boundary
         if self.engine is not None:
             self.engine.cancel(seq)
 
-    async def _collect(self, seq: Sequence, chunks: _Chunks) -> dict:
+    async def _collect(self, seq: Decoding, chunks: _Chunks) -> dict:
         finish = None
         try:
             async for event in self._events(seq):
@@ -237,7 +237,7 @@ class OpenAIAPI:
             raise HTTPException(500, f"generation failed: {type(e).__name__}") from e
         return chunks.full(seq.text, finish, _usage(seq))
 
-    async def _stream(self, seq: Sequence, chunks: _Chunks, include_usage: bool) -> AsyncIterator[str]:
+    async def _stream(self, seq: Decoding, chunks: _Chunks, include_usage: bool) -> AsyncIterator[str]:
         events = self._events(seq)
         try:
             yield _sse(chunks.delta("", None, first=True))
@@ -269,7 +269,7 @@ def _prompt_ids(generator, chat) -> list[int]:
     return generator.tokenizer(generator.render(chat), add_special_tokens=False)["input_ids"]
 
 
-def _usage(seq: Sequence) -> dict:
+def _usage(seq: Decoding) -> dict:
     prompt, completion = len(seq.prompt_ids), len(seq.generated)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

@@ -1,7 +1,7 @@
 """Reading stage results back: prepared splits and corpora of both tracks, tokenizers, the TF-IDF baseline.
 
 Several stages read what an earlier one wrote; they import these loaders (and the result types from
-`tasks/artifacts/`) instead of the stage that wrote it. Heavy libraries are imported when a loader runs.
+`tasks/results/`) instead of the stage that wrote it. Heavy libraries are imported when a loader runs.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.errors import PipelineInputError
 from tasks.data.read import physical_lines
-from tasks.data.seeded_split import three_way_split
+from tasks.data.three_way_split import three_way_split
 from tasks.results import SPLITS
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def cap_rows(
 
 def carve(pool: pd.DataFrame, missing: list[str], split: SplitConfig, source: str) -> dict[str, pd.DataFrame]:
     """The splits the source lacks, carved out of its train rows (stratified), at the sizes a single file gets:
-    `split.test` and `split.validation` of all labeled rows (`tasks/data/seeded_split.py`). Nothing else leaves
+    `split.test` and `split.validation` of all labeled rows (`tasks/data/three_way_split.py`). Nothing else leaves
     train."""
     if not missing:
         return {"train": pool}

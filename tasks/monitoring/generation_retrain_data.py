@@ -19,7 +19,7 @@ from core.fingerprint import hash_json
 from core.prediction_log import log_uri
 from core.storage import publish_dir
 from core.workspace import Workspace
-from tasks.data.seeded_split import three_way_split
+from tasks.data.three_way_split import three_way_split
 from tasks.kinds.generation.chats import prompt_key
 from tasks.monitoring.champion import Champion
 from tasks.monitoring.generation_detect import load_chat_reference, with_references

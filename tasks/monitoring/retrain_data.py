@@ -13,7 +13,7 @@ from core.fingerprint import hash_json
 from core.prediction_log import log_uri
 from core.storage import publish_dir
 from core.workspace import Workspace
-from tasks.data.seeded_split import three_way_split
+from tasks.data.three_way_split import three_way_split
 from tasks.monitoring.champion import Champion, load_reference
 from tasks.monitoring.windows import WindowSource, load_window
 

@@ -14,7 +14,7 @@ version, so `mlflow.pyfunc.load_model` serves it without PyTorch.
 
 Where things live: `config` (settings), `variants` (export, fusions, quantization), `parity` (the gate against
 PyTorch), `latency` (the timing table), `stage` (the stage function that ties them together). The result types
-`OptimizedModel` and `Parity` are in `tasks/artifacts/`.
+`OptimizedModel` and `Parity` are in `tasks/results/`.
 """
 
 from tasks.optimize.config import FILES, LatencyConfig, OptimizeConfig

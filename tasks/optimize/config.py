@@ -1,4 +1,4 @@
-"""The optimize stage's settings and the ONNX file names (its result types are in `tasks/artifacts/`)."""
+"""The optimize stage's settings and the ONNX file names (its result types are in `tasks/results/`)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import time
 
 from core.registry_names import CHAMPION, HISTORY_PREFIX, PREVIOUS_CHAMPION, PROMOTED_EVENT, model_resource_id
 from core.tracking import Tracking
-from tasks.registry.promotion import _history_run, history
+from tasks.registry.promotion import history, history_run
 from tasks.results import Promotion
 
 OUTSIDE = "moved outside zero2one"
@@ -46,7 +46,7 @@ def record_outside_move(
         seq=(past[-1].seq if past else 0) + 1,
         at=at,
     )
-    client.set_tag(_history_run(client, tracking, model), f"{HISTORY_PREFIX}{move.seq:06d}", move.record())
+    client.set_tag(history_run(client, tracking, model), f"{HISTORY_PREFIX}{move.seq:06d}", move.record())
     if previous and previous != version:
         client.set_registered_model_alias(model, PREVIOUS_CHAMPION, previous)
     _announce(move)

@@ -211,7 +211,7 @@ def _move_champion(
         at=now,
         flow_run_id=flow_run_id(),
     )
-    client.set_tag(_history_run(client, tracking, model), f"{HISTORY_PREFIX}{result.seq:06d}", result.record())
+    client.set_tag(history_run(client, tracking, model), f"{HISTORY_PREFIX}{result.seq:06d}", result.record())
     client.set_model_version_tag(model, version, PROMOTION_SINCE, now)
     client.set_model_version_tag(model, version, PROMOTION_REASON, f"{action}: {reason}")
     when = now.replace("T", " ")
@@ -284,7 +284,7 @@ def _resolve(client: MlflowClient, model: str, version: str) -> ModelVersion:
         raise PipelineInputError(f"model {model!r} has no version or alias {version!r}") from None
 
 
-def _history_run(client: MlflowClient, tracking: Tracking, model: str, create: bool = True) -> str | None:
+def history_run(client: MlflowClient, tracking: Tracking, model: str, create: bool = True) -> str | None:
     """The MLflow run that holds `model`'s history (created on the first move; call with the model's lock held)."""
     experiment_id = tracking.activate()
     found = client.search_runs(
@@ -303,7 +303,7 @@ def _history_run(client: MlflowClient, tracking: Tracking, model: str, create: b
 
 def _history(client: MlflowClient, tracking: Tracking, model: str) -> list[Promotion]:
     tags = dict(client.get_registered_model(model).tags)  # registries from before the history run
-    if run_id := _history_run(client, tracking, model, create=False):
+    if run_id := history_run(client, tracking, model, create=False):
         tags |= client.get_run(run_id).data.tags
     records = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(HISTORY_PREFIX)]
     return [Promotion(model=model, **r) for r in records]

@@ -15,7 +15,7 @@ out; the same lineage tags, the same alias and the same clean-up.
 
 The classifier pyfunc, its signature and requirements, and the TF-IDF baseline's registration (which the gate
 calls) live in `tasks/kinds/classification/registry.py`; loading a version back in `tasks/registry/versions.py`; the
-result types in `tasks/artifacts/`; the default model names in `core/registry_names.py`.
+result types in `tasks/results/`; the default model names in `core/registry_names.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the two training stages share: Trainer arguments, precision, checkpoint resume, and their MLflow run."""
+"""What the training stages share: Trainer arguments, precision, checkpoint resume, and their MLflow run."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ class OptimConfig(BaseModel):
     batch_size: int = Field(
         32, gt=0, description="Examples per forward pass; split across the processes when nproc_per_node > 1."
     )
-    learning_rate: float = Field(5e-4, gt=0)
+    learning_rate: float = Field(
+        5e-4, gt=0, description="Peak learning rate (pretraining's default; fine-tuning's comes from its recipe)."
+    )
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(0, ge=0)
     gradient_accumulation_steps: int = Field(1, ge=1)

@@ -34,7 +34,7 @@ from core.errors import PipelineInputError
 from core.orchestration import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.data.read import read_source, resolve_demo
-from tasks.data.seeded_split import three_way_split
+from tasks.data.three_way_split import three_way_split
 from tasks.kinds.generation.chats import prompt_key
 from tasks.results import SPLITS, PreparedInstructions
 from tasks.stage_configs import SplitConfig

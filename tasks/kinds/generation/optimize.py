@@ -1,4 +1,4 @@
-"""Generation stage 6, optimize_generation: the instruction-tuned decoder as ONNX graphs with a KV cache, gated.
+"""The optimize_generation stage: the instruction-tuned decoder as ONNX graphs with a KV cache, gated.
 
 Builds an fp32 and an int8 (weight-only) graph with ONNX Runtime GenAI's model builder (`models/onnx_decoder.py`
 says why the builder), checks that each really takes and returns past key/values, and gates each against PyTorch
