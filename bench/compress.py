@@ -17,7 +17,11 @@ stratified 80/10/10 split seeded with `--split-seed`. For each training seed:
 Targets (issue 27): the served student (int8) keeps >= 97% of the teacher's macro-F1 and beats TF-IDF; its int8
 graph is >= 3x faster than the teacher's int8 graph at batch 1 and <= 1/3 of its size; compress <= 10 min.
 
-    python bench/compress.py [--seeds 0,1,2] [--students s2,s2-ffn768,s3-ffn768,prune] [--threads 1] [--rounds 5]
+With `--pipeline WS` the teacher is the pipeline's own fine-tuned model and the splits its data stage's (75/10/15,
+split seed 42), as `bench/quality.py --runs pretrained --seeds 0` leaves them in its workspace.
+
+    python bench/compress.py [--pipeline WS] [--seeds 0,1,2] [--students s2,s2-ffn768,s3-ffn768,prune]
+        [--threads 1] [--rounds 5] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ def train_teacher(splits, labels: list[str], seed: int, out: Path) -> Path:
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=2,
+        logging_steps=20,  # a line every 20 steps: progress on a loaded machine
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
         train_sampling_strategy="group_by_length",
@@ -249,15 +254,30 @@ def _table(rows: dict, teacher_f1: float) -> str:
     return "\n".join(lines)
 
 
+def teacher_and_splits(args, seed: int, out: Path):
+    """(teacher folder, splits): a pipeline run's fine-tuned model and prepared splits, or trained here."""
+    import datasets
+
+    if args.pipeline:
+        # bench/quality.py --runs pretrained keeps its workspace: finetune/<key>/model and data/<key>/splits
+        ws = Path(str(args.pipeline).format(seed=seed))
+        model = next(ws.glob("finetune/*/model"), None) or ws / "teacher"
+        splits = next(ws.glob("data/*/splits"), None) or ws / "splits"
+        if not (model / "config.json").exists() or not (splits / "dataset_dict.json").exists():
+            sys.exit(f"--pipeline {ws}: no finetune/*/model or data/*/splits (or teacher/ and splits/) in it")
+        return model, datasets.load_from_disk(str(splits))
+    splits, labels = read_splits(args.data, args.split_seed)
+    return train_teacher(splits, labels, seed, out / "teacher"), splits
+
+
 def run_seed(args, seed: int) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    splits, labels = read_splits(args.data, args.split_seed)
     out = args.workdir / f"seed{seed}"
     started = time.perf_counter()
-    teacher = train_teacher(splits, labels, seed, out / "teacher")
-    print(f"seed {seed}: teacher ready in {time.perf_counter() - started:.0f} s ({load_text()})", flush=True)
+    teacher, splits = teacher_and_splits(args, seed, out)
+    print(f"seed {seed}: teacher {teacher} ready in {time.perf_counter() - started:.0f} s ({load_text()})", flush=True)
     baseline = tfidf_f1(splits)
     students = compress_students(teacher, splits, args.students, seed, out, baseline)
     first = next(iter(students.values()))[0]
@@ -284,6 +304,11 @@ def main() -> None:
     parser.add_argument("--students", default=",".join(STUDENTS), help=f"any of {', '.join(STUDENTS)}")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch and ONNX Runtime threads")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--pipeline",
+        help="a workspace of bench/quality.py --runs pretrained ({seed} is replaced): its fine-tuned teacher and the "
+        "data stage's splits are used instead of training a teacher on --data here",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/zero2one-compress-bench"))
     args = parser.parse_args()
     args.students = args.students.split(",")

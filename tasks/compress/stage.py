@@ -69,7 +69,9 @@ def _cached_logits(workdir: Path, name: str, model, tok, texts: Sequence[str], m
         return np.load(path)
     workdir.mkdir(parents=True, exist_ok=True)
     logits = teacher_logits(model, tok, texts, max_length)
-    np.save(path, logits)
+    partial = path.with_suffix(".partial.npy")
+    np.save(partial, logits)
+    partial.replace(path)  # atomic: a candidate running beside this one never reads half a file
     return logits
 
 
