@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-scale test-alerts test-llm test-ops lint format bench screens ui clean help
+.PHONY: setup demo test test-scale test-alerts test-llm test-kinds test-ops lint format bench screens ui clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ demo: setup  ## Run the whole pipeline on the demo data, then classify three tex
 test: setup  ## Lint, then run the test suite (real Prefect server, real MLflow, tiny models)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -m "not scale and not alerts and not ops and not llm"
+	$(BIN)/python -m pytest -q -m "not scale and not alerts and not ops and not llm and not kinds"
 
 test-scale: setup  ## The scaled-out topology on real servers: PostgreSQL, S3, MLflow and Prefect servers, two workers
 	$(BIN)/python -m pytest -q -m scale tests/test_scale.py
@@ -43,6 +43,9 @@ test-alerts: setup  ## The alert rules live: a real Prometheus (Debian's prometh
 
 test-llm: setup  ## The real SmolLM2-135M-Instruct checkpoint: GGUF conversion, LoRA SFT, evaluation against itself
 	$(BIN)/python -m pytest -q -m llm
+
+test-kinds: setup  ## The newer model kinds (named entities) end to end: flow, gate, registry, card, pyfunc
+	$(BIN)/python -m pytest -q -m kinds
 
 test-ops: setup  ## Approval on a real Prefect server with a worker (suspend, resume); registry webhooks via a real MLflow server
 	$(BIN)/python -m pytest -q -m ops

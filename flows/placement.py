@@ -24,33 +24,16 @@ from collections.abc import Callable
 from typing import Any
 
 import fsspec
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from core.errors import PipelineInputError
 from core.orchestration import RetryPolicy
 from core.workspace import Workspace
 
 FLOW_NAME = "stage"
+
+
 # The names `_Stages` knows stages by (their functions' names), so that a typo in the config fails early.
-STAGES = (
-    "prepare_data",
-    "train_tokenizer",
-    "pretrain",
-    "tune",
-    "finetune",
-    "evaluate",
-    "optimize",
-    "register",
-    "gate",
-    "write_model_card",
-    "promote",
-    # the generation track's own stages (task: generation)
-    "prepare_instructions",
-    "train_causal_tokenizer",
-    "causal_pretrain",
-    "sft",
-    "evaluate_generation",
-)
 
 
 class StagePlacement(BaseModel):
@@ -77,15 +60,10 @@ class PlacementConfig(BaseModel):
         None, description="Where stages not listed under `stages` run; null: in the pipeline's own process."
     )
     stages: dict[str, StagePlacement] = Field(
-        default_factory=dict, description="Per stage (prepare_data, pretrain, finetune, ...): its work pool."
+        default_factory=dict,
+        description="Per stage (prepare_data, pretrain, finetune, ...): its work pool. The names are checked against "
+        "the model kinds' stages by PipelineConfig.",
     )
-
-    @field_validator("stages")
-    @classmethod
-    def _known(cls, stages: dict[str, StagePlacement]) -> dict[str, StagePlacement]:
-        if unknown := sorted(set(stages) - set(STAGES)):
-            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGES)}")
-        return stages
 
     def where(self, stage: str) -> StagePlacement | None:
         return self.stages.get(stage, self.default)

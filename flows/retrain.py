@@ -33,10 +33,10 @@ from flows.outcome import mark_flow_run
 from flows.pipeline import PipelineResult, pipeline
 from flows.resume import THIS_RUN, stage_task_for
 from tasks.kinds.registry import kind
-from tasks.monitoring.champion import Champion, find_champion, recorded_config
-from tasks.monitoring.retrain_data import RetrainData
+from tasks.monitoring.champion import find_champion, recorded_config
 from tasks.monitoring.windows import WindowSource
 from tasks.registry.approval import pending
+from tasks.results import Champion, RetrainData
 
 Settings = Literal["champion", "given"]
 

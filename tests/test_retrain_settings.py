@@ -22,8 +22,7 @@ from core.registry_names import LINEAGE_CONFIG_HASH, LINEAGE_CONFIG_URI
 from core.tracking import Tracking
 from core.workspace import Workspace
 from flows.config import PipelineConfig, load_config
-from tasks.monitoring.champion import Champion
-from tasks.monitoring.retrain_data import RetrainData
+from tasks.results import Champion, RetrainData
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,6 @@ import datasets
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel
 
 from core.errors import PipelineInputError
 from core.registry_names import (
@@ -28,22 +27,7 @@ from core.registry_names import (
 from core.tracking import Tracking
 from core.workspace import exists, join
 from tasks.registry.versions import NOT_FOUND, champion_version, model_dir
-
-
-class Champion(BaseModel):
-    """The registered version being monitored and where its lineage points."""
-
-    name: str
-    alias: str
-    version: str
-    run_id: str
-    data_uri: str
-    checkpoint_uri: str
-    model_dir: str
-    data_fingerprint: str
-    labels: list[str]
-    task: str = "classification"  # tag `zero2one.task`: a generator ("generation") has chats, not labels
-    config_uri: str = ""  # tag `zero2one.lineage.config_uri`: its pipeline config; "" when registered before that
+from tasks.results import Champion
 
 
 def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Champion:

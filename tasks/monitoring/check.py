@@ -19,11 +19,11 @@ from core.storage import publish_dir
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
 from tasks.kinds.registry import kind
-from tasks.monitoring.champion import Champion
 from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.reports import ReportAbout
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.windows import WindowSource, describe_window, load_window
+from tasks.results import Champion
 
 
 def _series_run(tracking: Tracking, experiment_id: str, model_name: str) -> str:

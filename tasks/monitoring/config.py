@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.orchestration import RetryPolicy
@@ -51,3 +52,8 @@ class MonitorConfig(BaseModel):
     def numeric_method(self, n_ref: int, n_cur: int) -> str:
         """Evidently picks by reference size alone; a small current window is just as noisy, so both count."""
         return self.num_method or ("ks" if min(n_ref, n_cur) <= 1000 else "wasserstein")
+
+
+def sample_rows(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most `n` rows, a seeded sample: the same rows for the same window, in every signal."""
+    return df.sample(n=n, random_state=seed).reset_index(drop=True) if len(df) > n else df.reset_index(drop=True)

@@ -14,17 +14,14 @@ import pandas as pd
 
 from core.workspace import Workspace
 from models.classifier import TextClassifier
-from tasks.monitoring.champion import Champion, load_reference
-from tasks.monitoring.config import MonitorConfig
+from tasks.monitoring.champion import load_reference
+from tasks.monitoring.config import MonitorConfig, sample_rows
 from tasks.monitoring.model_view import with_model_outputs
 from tasks.monitoring.policy import accuracy_signal, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import INPUT_SIGNALS, MODEL_SIGNALS, inputs_report, model_report, signals_from
-
-
-def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    return df.sample(n=n, random_state=seed).reset_index(drop=True) if len(df) > n else df.reset_index(drop=True)
+from tasks.results import Champion
 
 
 def _input_signals(
@@ -34,8 +31,8 @@ def _input_signals(
     policy, labeled = cfg.policy, int(window["true_label"].notna().sum())
     pool = pd.concat([reference["train"], reference["validation"]], ignore_index=True)
     ref, cur = (
-        _sample(pool, cfg.sample_rows, cfg.seed),
-        _sample(window[["text", "true_label"]], cfg.sample_rows, cfg.seed),
+        sample_rows(pool, cfg.sample_rows, cfg.seed),
+        sample_rows(window[["text", "true_label"]], cfg.sample_rows, cfg.seed),
     )
     with_labels = int(cur["true_label"].notna().sum()) >= policy.min_labeled_rows
     skipped = []
@@ -55,8 +52,8 @@ def _model_frames(
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """The champion's outputs on up to `model_rows` held-out reference rows and window rows (forward passes)."""
     pool = pd.concat([reference["validation"], reference["test"]], ignore_index=True)
-    ref = with_model_outputs(clf, _sample(pool, cfg.model_rows, cfg.seed), cfg.batch_size, None)
-    cur = with_model_outputs(clf, _sample(window, cfg.model_rows, cfg.seed), cfg.batch_size, version)
+    ref = with_model_outputs(clf, sample_rows(pool, cfg.model_rows, cfg.seed), cfg.batch_size, None)
+    cur = with_model_outputs(clf, sample_rows(window, cfg.model_rows, cfg.seed), cfg.batch_size, version)
     return ref, cur, len(pool)
 
 

@@ -13,50 +13,23 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import datasets
 import pandas as pd
 
 from core.fingerprint import hash_json
-from core.workspace import Workspace, join
+from core.workspace import Workspace
 from models.generator import TextGenerator
 from tasks.judging.scoring import score_answers
-from tasks.monitoring.champion import Champion
-from tasks.monitoring.config import MonitorConfig
-from tasks.monitoring.detect import _sample
+from tasks.monitoring.config import MonitorConfig, sample_rows
+from tasks.monitoring.generation_reference import load_chat_reference, with_references
 from tasks.monitoring.generation_signals import PROMPT_SIGNALS, RESPONSE_SIGNALS, prompts_report, responses_report
 from tasks.monitoring.generation_view import model_frame
 from tasks.monitoring.policy import Accuracy, DriftPolicy, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import signals_from
+from tasks.results import Champion
 
 MAX_NEW_TOKENS = 48  # answers generated for reference prompts, as `evaluate_generation.max_new_tokens` defaults
-
-
-def load_chat_reference(data_uri: str) -> dict[str, pd.DataFrame]:
-    """The champion's instruction splits as `text` (last user message, as serving logs it), `chat` (the prompt
-    messages) and `true_label` (the reference answer)."""
-    splits = datasets.load_from_disk(join(data_uri, "splits"))
-    frames = {}
-    for name, split in splits.items():
-        chats = [list(m) for m in split["messages"]]
-        frames[name] = pd.DataFrame(
-            {
-                "text": [next(x["content"] for x in reversed(m[:-1]) if x["role"] == "user") for m in chats],
-                "chat": [m[:-1] for m in chats],
-                "true_label": [m[-1]["content"] for m in chats],
-            }
-        )
-    return frames
-
-
-def with_references(window: pd.DataFrame) -> pd.DataFrame:
-    """A window file's `reference` column is the reference answer where `true_label` (the log's) is empty."""
-    if "reference" in window.columns:
-        known = window["reference"].map(lambda v: isinstance(v, str) and v.strip() != "")
-        window = window.assign(true_label=window["true_label"].where(window["true_label"].notna(), None))
-        window.loc[known & window["true_label"].isna(), "true_label"] = window.loc[known, "reference"]
-    return window
 
 
 def _reference_view(
@@ -64,7 +37,7 @@ def _reference_view(
 ) -> tuple[pd.DataFrame, int]:
     """The champion's answers and embeddings on up to `model_rows` held-out prompts (cached per version)."""
     pool = pd.concat([reference["validation"], reference["test"]], ignore_index=True)
-    sample = _sample(pool, cfg.model_rows, cfg.seed)
+    sample = sample_rows(pool, cfg.model_rows, cfg.seed)
     path = cache / f"reference-{hash_json(sample['text'].tolist(), MAX_NEW_TOKENS)}.parquet" if cache else None
     if path is not None and path.exists():
         return pd.read_parquet(path), len(pool)
@@ -133,8 +106,8 @@ def detect_generation_drift(
         return small
     out_dir.mkdir(parents=True, exist_ok=True)
     pool = pd.concat([reference["train"], reference["validation"]], ignore_index=True)
-    ref_in = _sample(pool, cfg.sample_rows, cfg.seed).rename(columns={"text": "prompt"})
-    cur_in = _sample(window, cfg.sample_rows, cfg.seed).rename(columns={"text": "prompt"})
+    ref_in = sample_rows(pool, cfg.sample_rows, cfg.seed).rename(columns={"text": "prompt"})
+    cur_in = sample_rows(window, cfg.sample_rows, cfg.seed).rename(columns={"text": "prompt"})
     what = "the champion's train + validation prompts"
     title, text = heading(about, "Prompt drift", what, len(pool), len(ref_in), len(cur_in), len(window))
     snapshot = prompts_report(cfg, ref_in, cur_in, title, text)
@@ -142,7 +115,7 @@ def detect_generation_drift(
     signals = signals_from(snapshot, PROMPT_SIGNALS)
 
     ref_out, pool_rows = _reference_view(cfg, gen, reference, cache)
-    cur_out = model_frame(gen, _sample(window, cfg.model_rows, cfg.seed), MAX_NEW_TOKENS, version)
+    cur_out = model_frame(gen, sample_rows(window, cfg.model_rows, cfg.seed), MAX_NEW_TOKENS, version)
     what = "the champion's answers to its held-out validation + test prompts"
     title, text = heading(about, "Answer and embedding drift", what, pool_rows, len(ref_out), len(cur_out), len(window))
     snapshot = responses_report(cfg, ref_out, cur_out, title, text)

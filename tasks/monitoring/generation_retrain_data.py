@@ -21,10 +21,9 @@ from core.storage import publish_dir
 from core.workspace import Workspace
 from tasks.data.three_way_split import three_way_split
 from tasks.kinds.generation.chats import prompt_key
-from tasks.monitoring.champion import Champion
-from tasks.monitoring.generation_detect import load_chat_reference, with_references
-from tasks.monitoring.retrain_data import RetrainData
+from tasks.monitoring.generation_reference import load_chat_reference, with_references
 from tasks.monitoring.windows import WindowSource, load_window
+from tasks.results import Champion, RetrainData
 
 
 def _prompt_chat(row: pd.Series) -> list[dict[str, str]]:

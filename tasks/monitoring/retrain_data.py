@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel
 
 from core.errors import PipelineInputError
 from core.fingerprint import hash_json
@@ -14,17 +13,9 @@ from core.prediction_log import log_uri
 from core.storage import publish_dir
 from core.workspace import Workspace
 from tasks.data.three_way_split import three_way_split
-from tasks.monitoring.champion import Champion, load_reference
+from tasks.monitoring.champion import load_reference
 from tasks.monitoring.windows import WindowSource, load_window
-
-
-class RetrainData(BaseModel):
-    """The champion's splits plus newly labeled rows, as a folder `prepare_data` reads split by split."""
-
-    uri: str
-    added: dict[str, int]
-    dropped: dict[str, int]
-    labels: list[str]
+from tasks.results import Champion, RetrainData
 
 
 def _new_rows(window: pd.DataFrame, reference: dict[str, pd.DataFrame], dropped: dict[str, int]) -> pd.DataFrame:

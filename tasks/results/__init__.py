@@ -2,7 +2,8 @@
 
 A stage imports the results of the stages before it from here (`from tasks.results import ...`), never the stage
 itself, so stages do not stand on each other, and a service or a test that only reads a result loads no torch,
-MLflow or transformers. Modules: `data` (prepared splits, tokenizers), `classification`, `generation`, and
+MLflow or transformers. Modules: `common`, `data` (prepared splits, tokenizers), one per model kind
+(`classification`, `generation`, `entities`), and
 `registry` (versions, the gate's verdict, promotions). Registry tag, alias and event names live in
 `core/registry_names.py`; configs that more than one stage reads in `tasks/stage_configs.py`.
 """
@@ -14,16 +15,15 @@ from tasks.results.classification import (
     FinetunedModel,
     OptimizedModel,
     Parity,
-    PretrainedModel,
     RuleResult,
     Scores,
     TrialResult,
-    TunedModel,
     TuneResult,
     with_settings,
 )
-from tasks.results.common import METRIC_LABELS, SPLITS, C, Messages, Variant
-from tasks.results.data import ArrowSplits, PreparedData, PreparedInstructions, TokenizerArtifact
+from tasks.results.common import METRIC_LABELS, SPLITS, C, Messages, PretrainedModel, TunedModel, Variant
+from tasks.results.data import ArrowSplits, PreparedData, PreparedInstructions, RetrainData, TokenizerArtifact
+from tasks.results.entities import EntityReport, EntityScores, OptimizedTagger, PreparedEntities, TaggedModel
 from tasks.results.generation import (
     DecoderArtifact,
     GenerationParity,
@@ -32,9 +32,26 @@ from tasks.results.generation import (
     InstructionTunedModel,
     OptimizedGenerator,
 )
-from tasks.results.registry import GateVerdict, Lineage, Promotion, RegisteredModel
+from tasks.results.registry import Champion, GateVerdict, Lineage, Promotion, RegisteredModel
+
+# Any model kind's result of each box of the flow (a new kind adds its types here).
+Prepared = PreparedData | PreparedInstructions | PreparedEntities
+Trained = FinetunedModel | InstructionTunedModel | TaggedModel
+Evaluation = EvalReport | GenerationReport | EntityReport
+Optimized = OptimizedModel | OptimizedGenerator | OptimizedTagger
 
 __all__ = [
+    "Champion",
+    "RetrainData",
+    "Evaluation",
+    "Optimized",
+    "Prepared",
+    "Trained",
+    "EntityReport",
+    "OptimizedTagger",
+    "EntityScores",
+    "PreparedEntities",
+    "TaggedModel",
     "ArrowSplits",
     "BaselineModel",
     "C",

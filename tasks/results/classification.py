@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from core.workspace import join
-from tasks.results.common import C, Variant
+from tasks.results.common import C, PretrainedModel, TunedModel, Variant
 
 
 class RuleResult(BaseModel):
@@ -23,31 +23,6 @@ class RuleResult(BaseModel):
     value: str
     reason: str
     state: Literal["judged", "not judged", "not set"] = "judged"
-
-
-class PretrainedModel(BaseModel):
-    """A model a pretraining stage saved, either track: where it is, how far it trained, how well."""
-
-    uri: str
-    global_step: int
-    resumed_from_step: int
-    eval_loss: float
-    perplexity: float
-    parameters: int
-    mlflow_run_id: str
-    train_seconds: float = 0.0  # the training loop alone (this attempt), for throughput comparisons
-
-
-class TunedModel(BaseModel):
-    """A model a tuning stage saved, either track: where it is, what it started from, how far it trained."""
-
-    uri: str
-    base_model: str
-    method: str
-    global_step: int
-    resumed_from_step: int
-    mlflow_run_id: str
-    pretrain_run_id: str | None = None
 
 
 class EncoderArtifact(PretrainedModel):

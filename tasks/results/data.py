@@ -42,3 +42,12 @@ class TokenizerArtifact(BaseModel):
     uri: str
     vocab_size: int
     trained: bool
+
+
+class RetrainData(BaseModel):
+    """The champion's splits plus newly labeled rows, as a folder `prepare_data` reads split by split."""
+
+    uri: str
+    added: dict[str, int]
+    dropped: dict[str, int]
+    labels: list[str]

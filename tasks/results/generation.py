@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from core.workspace import join
-from tasks.results.classification import PretrainedModel, TunedModel
-from tasks.results.common import Variant
+from tasks.results.common import PretrainedModel, TunedModel, Variant
 
 
 class DecoderArtifact(PretrainedModel):

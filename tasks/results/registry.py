@@ -20,6 +20,7 @@ from core.registry_names import (
 )
 from tasks.results.classification import RuleResult, Scores
 from tasks.results.common import METRIC_LABELS
+from tasks.results.entities import EntityScores
 from tasks.results.generation import GenerationScores
 
 
@@ -53,9 +54,9 @@ class GateVerdict(BaseModel):
     passed: bool
     rules: list[RuleResult]
     metric: str
-    challenger: Scores | GenerationScores
-    champion: Scores | GenerationScores | None
-    baseline: Scores | GenerationScores | None = None
+    challenger: Scores | GenerationScores | EntityScores
+    champion: Scores | GenerationScores | EntityScores | None
+    baseline: Scores | GenerationScores | EntityScores | None = None
     baseline_version: str | None = None
     eval_size: int
     eval_sources: dict[str, int]
@@ -129,3 +130,19 @@ class Promotion(BaseModel):
 
     def record(self) -> str:
         return json.dumps(self.model_dump(exclude={"model", "changed", "event_id"}), sort_keys=True)
+
+
+class Champion(BaseModel):
+    """The registered version being monitored and where its lineage points."""
+
+    name: str
+    alias: str
+    version: str
+    run_id: str
+    data_uri: str
+    checkpoint_uri: str
+    model_dir: str
+    data_fingerprint: str
+    labels: list[str]
+    task: str = "classification"  # tag `zero2one.task`: a generator ("generation") has chats, not labels
+    config_uri: str = ""  # tag `zero2one.lineage.config_uri`: its pipeline config; "" when registered before that

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.recipes import choose_recipe
-from tasks.monitoring.champion import Champion
-from tasks.monitoring.retrain_data import RetrainData
+from tasks.results import Champion, RetrainData
 
 
 def retrain_settings(raw: dict, finetune: FinetuneConfig, champion: Champion, data: RetrainData, repretrain: bool):

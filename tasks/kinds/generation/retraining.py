@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.sft_recipe import choose_sft_recipe
-from tasks.monitoring.champion import Champion
-from tasks.monitoring.retrain_data import RetrainData
+from tasks.results import Champion, RetrainData
 
 
 def retrain_settings(raw: dict, sft: SftConfig, champion: Champion, data: RetrainData, repretrain: bool) -> dict:

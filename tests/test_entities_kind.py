@@ -1,0 +1,111 @@
+"""Named entities as a model kind (#24, #26): the same flow, gate, registry and card as the classifier, asked
+through `ModelKind`. Fast checks run in `make test`; the end-to-end run is marked `kinds` (`make test-kinds`)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from core.errors import PipelineInputError
+from flows.config import load_config
+from tasks.kinds.entities.prepare import EntityDataConfig, prepare_entities
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES, PLACES = ["Bob", "Alice", "Carol", "Dave"], ["Paris", "Berlin", "Tokyo", "Rome"]
+FILLER = ["we", "met", "in", "today", "and", "then", "went", "home", "with", "."]
+
+
+def _sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        words = [(w, "O") for w in rng.sample(FILLER, rng.randint(2, 6))]
+        words.insert(rng.randint(0, len(words)), (rng.choice(NAMES), "B-person"))
+        words.insert(rng.randint(0, len(words)), (rng.choice(PLACES), "B-location"))
+        out.append(words)
+    return out
+
+
+def _write(path: Path, sentences: list[list[tuple[str, str]]], separator: str = "\n") -> Path:
+    """CoNLL as WNUT-17 ships it: token TAB tag; sentences end at an empty line or a tab-only one."""
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in s) + separator for s in sentences))
+    return path
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "ner"
+    folder.mkdir()
+    _write(folder / "train.conll", _sentences(120, 0), separator="\t\n")
+    _write(folder / "dev.conll", _sentences(24, 1))
+    _write(folder / "test.conll", _sentences(24, 2))
+    return folder
+
+
+def test_the_preset_loads_and_a_from_scratch_entity_run_is_refused_before_compute():
+    assert load_config(ROOT / "configs" / "ner.yaml").task == "entities"
+    with pytest.raises(PipelineInputError, match="no from-scratch path yet: set pretrain.enabled=false"):
+        load_config(None, ["task=entities", "entity_data.source=x"])
+
+
+def test_prepare_keeps_the_folders_splits_and_refuses_a_type_training_never_shows(tmp_path):
+    from core.workspace import Workspace
+
+    ws = Workspace(root=str(tmp_path / "ws")).resolved()
+    folder = _folder(tmp_path)
+    data = prepare_entities(EntityDataConfig(source=str(folder)), ws)
+    assert data.sizes == {"train": 120, "validation": 24, "test": 24}  # tab-only separators read as ends
+    assert data.types == ["location", "person"] and data.scheme == "IOB2"
+
+    _write(folder / "test.conll", [[("Acme", "B-corporation"), ("rose", "O")]])
+    with pytest.raises(PipelineInputError, match=r"test.conll.*test has entity type\(s\) \['corporation'\]"):
+        prepare_entities(EntityDataConfig(source=str(folder)), ws)
+    with pytest.raises(PipelineInputError, match="entity_data.source is required"):
+        prepare_entities(EntityDataConfig(), ws)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT whose vocabulary holds the synthetic words (no hub download)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *{w.lower() for w in NAMES + PLACES + FILLER}]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.kinds
+def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path, tiny_encoder, prefect_server):
+    import mlflow
+    import pandas as pd
+
+    from core.registry_names import TASK
+    from flows.pipeline import pipeline
+
+    folder = _folder(tmp_path)
+    config = load_config(
+        ROOT / "configs" / "ner.yaml",
+        [
+            f"workspace.root={tmp_path / 'ws'}",
+            f"entity_data.source={folder}",
+            f"entity_finetune.base_model={tiny_encoder}",
+            "entity_finetune.epochs=8",
+            "entity_finetune.optim.learning_rate=0.005",
+        ],
+    )
+    result = pipeline(config)
+    assert result.task == "entities" and result.evaluation.model.f1 > result.evaluation.memorization.f1 - 1
+    assert result.registered.tags[TASK] == "entities" and result.verdict.metric == "f1"
+    assert {r.name for r in result.verdict.rules} >= {"evaluation", "baseline", "champion", "parity", "min_f1"}
+    assert result.optimized is not None and set(result.optimized.agreement) == {"int8", "fp32"}
+    client = mlflow.MlflowClient(result.tracking_uri)
+    card = client.download_artifacts(result.registered.run_id, "model_card.md", str(tmp_path))
+    assert "strict entity match" in Path(card).read_text() and "CRF (word features)" in Path(card).read_text()
+    mlflow.set_tracking_uri(result.tracking_uri)
+    found = mlflow.pyfunc.load_model(result.registered.model_uri).predict(pd.DataFrame({"text": ["Bob went to Paris"]}))
+    assert all({"type", "start", "end", "text", "score"} <= set(e) for e in found["entities"][0])
