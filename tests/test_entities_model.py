@@ -109,8 +109,9 @@ def test_int8_onnx_agrees_with_pytorch_on_the_tokens(trained, tmp_path):
     rng = random.Random(1)
     words = [_sentence(rng, rng.randint(2, 9)).words for _ in range(30)]
     torch_tagger = Tagger.load(trained[0])
-    assert agreement(torch_tagger, Tagger.load(trained[0], files.fp32), words) == 1.0
-    assert agreement(torch_tagger, Tagger.load(trained[0], files.int8), words) >= 0.95
+    assert agreement(torch_tagger, Tagger.load(trained[0], files.fp32), words) == {"tokens": 1.0, "entity_tokens": 1.0}
+    int8 = agreement(torch_tagger, Tagger.load(trained[0], files.int8), words)
+    assert int8["tokens"] >= 0.95 and int8["entity_tokens"] >= 0.9
 
 
 def test_the_pyfunc_body_returns_one_row_of_entities_per_text(trained):
