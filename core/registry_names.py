@@ -21,6 +21,7 @@ DEFAULT_MODEL_NAMES = {
     "classification": "zero2one-classifier",
     "generation": "zero2one-generator",
     "entities": "zero2one-entities",
+    "answers": "zero2one-answers",
 }
 DEFAULT_MODEL_NAME = DEFAULT_MODEL_NAMES["classification"]
 
@@ -75,6 +76,7 @@ METRIC_CHRF = "zero2one.metrics.test_chrf"  # generators: chrF (0-100) of greedy
 METRIC_EXACT_MATCH = "zero2one.metrics.test_exact_match"
 METRIC_PERPLEXITY = "zero2one.metrics.test_perplexity"  # of the reference answers
 METRIC_ENTITY_F1 = "zero2one.metrics.test_entity_f1"  # taggers: strict entity-level micro F1 on the test split
+METRIC_ANSWER_F1 = "zero2one.metrics.test_answer_f1"  # question answerers: SQuAD (or CMRC) F1 on the test split
 # What serves (the optimize stage's choice): its name ("onnx-int8", "onnx-fp32", "pytorch") and its test score,
 # measured by the optimize stage's parity run (the numbers above are PyTorch's)
 SERVED_RUNTIME = "zero2one.metrics.served_runtime"
@@ -82,6 +84,7 @@ SERVED_MACRO_F1 = "zero2one.metrics.served_test_macro_f1"
 SERVED_CHRF = "zero2one.metrics.served_test_chrf"
 SERVED_EXACT_MATCH = "zero2one.metrics.served_test_exact_match"
 SERVED_ENTITY_F1 = "zero2one.metrics.served_test_entity_f1"
+SERVED_ANSWER_F1 = "zero2one.metrics.served_test_answer_f1"
 TASK = "zero2one.task"  # the model kind: "classification", "generation", "entities"
 
 # Promotion: on the version that became champion, and the history of moves

@@ -20,6 +20,10 @@ from core.workspace import Workspace
 from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
 from tasks.data.prepare import DataConfig
+from tasks.kinds.answers.evaluate_stage import AnswerEvaluateConfig
+from tasks.kinds.answers.finetune_stage import AnswerFinetuneConfig
+from tasks.kinds.answers.optimize_stage import AnswerOptimizeConfig
+from tasks.kinds.answers.prepare_stage import AnswerDataConfig
 from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.evaluate import EvaluateConfig
 from tasks.kinds.classification.tune import TuneConfig
@@ -87,6 +91,11 @@ class PipelineConfig(BaseModel):
     entity_finetune: EntityFinetuneConfig = EntityFinetuneConfig()
     entity_evaluate: EntityEvaluateConfig = EntityEvaluateConfig()
     entity_optimize: EntityOptimizeConfig = EntityOptimizeConfig()
+    # The answers kind's own sections (task: answers); it shares tokenizer and pretrain with classification.
+    answer_data: AnswerDataConfig = AnswerDataConfig()
+    answer_finetune: AnswerFinetuneConfig = AnswerFinetuneConfig()
+    answer_evaluate: AnswerEvaluateConfig = AnswerEvaluateConfig()
+    answer_optimize: AnswerOptimizeConfig = AnswerOptimizeConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from core.errors import PipelineInputError
+from tasks.kinds.answers.kind import ANSWERS
 from tasks.kinds.classification.kind import CLASSIFICATION
 from tasks.kinds.entities.kind import ENTITIES
 from tasks.kinds.generation.kind import GENERATION
 from tasks.kinds.kind import ModelKind
 
-KINDS: dict[str, ModelKind] = {k.name: k for k in (CLASSIFICATION, GENERATION, ENTITIES)}
+KINDS: dict[str, ModelKind] = {k.name: k for k in (CLASSIFICATION, GENERATION, ENTITIES, ANSWERS)}
 
 
 def kind(name: str) -> ModelKind:

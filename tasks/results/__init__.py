@@ -8,6 +8,7 @@ MLflow or transformers. Modules: `common`, `data` (prepared splits, tokenizers),
 `core/registry_names.py`; configs that more than one stage reads in `tasks/stage_configs.py`.
 """
 
+from tasks.results.answers import AnsweringModel, AnswerScores, AnswersReport, OptimizedReader, PreparedQuestions
 from tasks.results.classification import (
     BaselineModel,
     EncoderArtifact,
@@ -35,10 +36,10 @@ from tasks.results.generation import (
 from tasks.results.registry import Champion, GateVerdict, Lineage, Promotion, RegisteredModel
 
 # Any model kind's result of each box of the flow (a new kind adds its types here).
-Prepared = PreparedData | PreparedInstructions | PreparedEntities
-Trained = FinetunedModel | InstructionTunedModel | TaggedModel
-Evaluation = EvalReport | GenerationReport | EntityReport
-Optimized = OptimizedModel | OptimizedGenerator | OptimizedTagger
+Prepared = PreparedData | PreparedInstructions | PreparedEntities | PreparedQuestions
+Trained = FinetunedModel | InstructionTunedModel | TaggedModel | AnsweringModel
+Evaluation = EvalReport | GenerationReport | EntityReport | AnswersReport
+Optimized = OptimizedModel | OptimizedGenerator | OptimizedTagger | OptimizedReader
 
 __all__ = [
     "Champion",
@@ -52,6 +53,11 @@ __all__ = [
     "EntityScores",
     "PreparedEntities",
     "TaggedModel",
+    "AnswerScores",
+    "AnsweringModel",
+    "AnswersReport",
+    "OptimizedReader",
+    "PreparedQuestions",
     "ArrowSplits",
     "BaselineModel",
     "C",

@@ -18,6 +18,7 @@ from core.registry_names import (
     GATE_RUN,
     GATE_VERDICT,
 )
+from tasks.results.answers import AnswerScores
 from tasks.results.classification import RuleResult, Scores
 from tasks.results.common import METRIC_LABELS
 from tasks.results.entities import EntityScores
@@ -54,9 +55,9 @@ class GateVerdict(BaseModel):
     passed: bool
     rules: list[RuleResult]
     metric: str
-    challenger: Scores | GenerationScores | EntityScores
-    champion: Scores | GenerationScores | EntityScores | None
-    baseline: Scores | GenerationScores | EntityScores | None = None
+    challenger: Scores | GenerationScores | EntityScores | AnswerScores
+    champion: Scores | GenerationScores | EntityScores | AnswerScores | None
+    baseline: Scores | GenerationScores | EntityScores | AnswerScores | None = None
     baseline_version: str | None = None
     eval_size: int
     eval_sources: dict[str, int]
