@@ -70,6 +70,16 @@ def test_prepare_splits_by_article_and_refuses_a_misplaced_answer_naming_it(tmp_
     with pytest.raises(PipelineInputError, match="answer_data.source is required"):
         prepare_questions(AnswerDataConfig(), ws)
 
+    folder = tmp_path / "folder"  # train + dev as CMRC 2018 ships them: test is cut from train, by article
+    folder.mkdir()
+    _squad(folder / "train.json", 40, seed=1)
+    (folder / "dev.json").write_text((tmp_path / "qa.json").read_text())
+    with pytest.raises(PipelineInputError, match=r"folder: question id 'a\d+-\w+' appears more than once"):
+        prepare_questions(AnswerDataConfig(source=str(folder)), ws)
+    (folder / "dev.json").write_text((tmp_path / "qa.json").read_text().replace('"id": "a', '"id": "dev-a'))
+    kept = prepare_questions(AnswerDataConfig(source=str(folder), max_train_questions=50), ws)
+    assert kept.sizes["validation"] == 180 and kept.sizes["train"] == 50 and kept.articles["test"] >= 4
+
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:

@@ -22,7 +22,7 @@ from tasks.judging.gate_rules import champion_rule, evaluation_rule, parity_rule
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.answers.evaluate_stage import AnswerEvaluateConfig
 from tasks.kinds.answers.judging_stage import answer_rules, lexical, lexical_answers, read, score, texts
-from tasks.kinds.answers.prepare_stage import questions, rows_to_questions
+from tasks.kinds.answers.prepare_stage import questions, rows_to_questions, sample
 from tasks.kinds.answers.reader import QAExample
 from tasks.registry.versions import champion_to_beat, model_dir
 from tasks.results import AnswersReport, GateVerdict, OptimizedReader, PreparedQuestions, RegisteredModel
@@ -43,7 +43,7 @@ def frozen_questions(
     seen_contexts = {ex.context for split in ("train", "validation") for ex in questions(data, split)}
     older: list[QAExample] = []
     if champion_data and exists(join(champion_data, "splits", "dataset_dict.json")):
-        older = _split(champion_data, "test")[: cfg.max_questions or None]
+        older = sample(_split(champion_data, "test"), cfg.max_questions, cfg.seed)
         seen_contexts |= {ex.context for split in ("train", "validation") for ex in _split(champion_data, split)}
     kept, frozen, excluded = set(), [], 0
     for ex in newest + older:

@@ -107,10 +107,7 @@ def carve(splits: dict[str, list[QAExample]], cfg: AnswerDataConfig) -> dict[str
                 raise PipelineInputError(f"{cfg.source}: too few articles ({len(groups)}) to cut a {split} split from")
             splits[split] = cut
         train = [ex for k in keys for ex in groups[k]]
-    if cfg.max_train_questions and len(train) > cfg.max_train_questions:
-        keep = set(random.Random(cfg.seed).sample(range(len(train)), cfg.max_train_questions))
-        train = [ex for i, ex in enumerate(train) if i in keep]
-    return {**splits, "train": train}
+    return {**splits, "train": sample(train, cfg.max_train_questions, cfg.seed)}
 
 
 def check_splits(splits: dict[str, list[QAExample]], source: str) -> None:
@@ -198,12 +195,16 @@ def rows_to_questions(rows) -> list[QAExample]:
     ]  # fmt: skip
 
 
+def sample(examples: list[QAExample], limit: int | None, seed: int) -> list[QAExample]:
+    """A seeded sample of `limit` questions, in file order (all of them when `limit` is None or not smaller)."""
+    if limit is None or len(examples) <= limit:
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), limit))
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
 def questions(data: PreparedQuestions, split: str, limit: int | None = None, seed: int = 0) -> list[QAExample]:
     """A prepared split as the reader's questions; `limit`: a seeded sample of that many, in file order."""
     from tasks.data.loaders import load_splits
 
-    found = rows_to_questions(load_splits(data)[split])
-    if limit is not None and len(found) > limit:
-        keep = set(random.Random(seed).sample(range(len(found)), limit))
-        found = [ex for i, ex in enumerate(found) if i in keep]
-    return found
+    return sample(rows_to_questions(load_splits(data)[split]), limit, seed)
