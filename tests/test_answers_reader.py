@@ -38,6 +38,13 @@ def test_jsonl_reads_hf_style_answers(tmp_path):
     assert example.answers[0].start == 49 and example.id == "line1"
 
 
+def test_jsonl_empty_answer_lists_mean_no_answer(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"context": CONTEXT, "question": "Who?", "answers": {"text": [], "answer_start": []}}))
+    (example,) = read_qa(path)
+    assert example.is_impossible
+
+
 def test_misplaced_answer_names_question_and_both_strings(tmp_path):
     with pytest.raises(QADataError) as err:
         read_qa(_squad(tmp_path, [_qa(qid="q7", start=22)]))

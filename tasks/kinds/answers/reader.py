@@ -147,6 +147,9 @@ def read_jsonl(path: str | Path, offsets: Offsets = "refuse", notes: list[str] |
         if not isinstance(row, dict):
             raise QADataError(f"{where}: expected a JSON object, got {_short(line)}")
         row.setdefault("id", f"line{n}")
+        answers = row.get("answers")
+        if isinstance(answers, dict) and not answers.get("text") and "is_impossible" not in row:
+            row["is_impossible"] = True  # the HF squad_v2 layout marks "no answer" by empty lists
         doc_id = str(row.get("doc_id", row.get("title", "")))
         out.append(_example(where, row, row.get("context"), doc_id, offsets, notes))
     if not out:
