@@ -50,8 +50,14 @@ def export_onnx(model, tokenizer, path: str | Path) -> Path:
     return path
 
 
-def quantize_int8(fp32_path: str | Path, int8_path: str | Path, num_heads: int, hidden_size: int) -> dict:
-    """Fuse BERT attention (onnxruntime's transformer optimizer), then dynamic int8 weights; returns fusion counts."""
+def quantize_int8(
+    fp32_path: str | Path, int8_path: str | Path, num_heads: int, hidden_size: int,
+    per_channel: bool = False, keep_head_fp32: bool = False,
+) -> dict:  # fmt: skip
+    """Fuse BERT attention (onnxruntime's transformer optimizer), then dynamic int8 weights; returns fusion counts.
+
+    `per_channel` scales each output channel on its own; `keep_head_fp32` leaves the span head (qa_outputs) in fp32:
+    the two knobs for a parity gate that fails where start/end logits are close between windows."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
@@ -61,8 +67,13 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, num_heads: int, 
     optimized.save_model_to_file(str(fused_path))
     fusions = optimized.get_fused_operator_statistics()
     options = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # fused ops have untyped outputs (as tasks/optimize)
-    quantize_dynamic(str(fused_path), str(int8_path), weight_type=QuantType.QInt8, extra_options=options)
-    return {k: v for k, v in fusions.items() if v}
+    model = onnx.load(str(fused_path))
+    head = [n.name for n in model.graph.node if keep_head_fp32 and "qa_outputs" in n.name]
+    quantize_dynamic(
+        str(fused_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=per_channel,
+        nodes_to_exclude=head, extra_options=options,
+    )  # fmt: skip
+    return {k: v for k, v in fusions.items() if v} | ({"fp32_head_nodes": len(head)} if head else {})
 
 
 def onnx_runner(path: str | Path, threads: int = 2) -> Runner:
