@@ -110,22 +110,23 @@ def model_rows(data, work: Path, seeds: list[int], epochs: float, take: bool) ->
 
 
 def onnx_rows(data, work: Path, threads: int) -> dict:
+    """int8 per channel (the default) and per tensor, each against PyTorch fp32 on every test word, and timed."""
     from models.token_classifier import Tagger
-    from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier, latency
+    from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier, latency, quantize_int8
 
     seed_dir, test = work / "seed0", data["test"].sentences
     files = export_token_classifier(seed_dir, work / "onnx")
-    fp32, int8 = Tagger.load(seed_dir, files.fp32, threads), Tagger.load(seed_dir, files.int8, threads)
-    words = [s.words for s in test]
-    out = {
-        "fused_ops": files.fused_ops,
-        "int8_agreement": agreement(Tagger.load(seed_dir, threads=threads), int8, words),
-    }
-    out["int8_test"] = entity_scores([s.tags for s in test], [t for t, _ in int8.tag(words)]).row("int8")
-    sample = words[:96]
+    per_tensor = quantize_int8(files.fp32, work / "onnx" / "model.int8-per-tensor.onnx", per_channel=False)
+    words, gold = [s.words for s in test], [s.tags for s in test]
+    reference = [t for t, _ in Tagger.load(seed_dir, threads=threads).tag(words)]
+    taggers = {name: Tagger.load(seed_dir, path, threads) for name, path in
+               (("fp32", files.fp32), ("int8", files.int8), ("int8_per_tensor", per_tensor))}  # fmt: skip
+    out: dict = {"fused_ops": files.fused_ops, "threads": threads}
+    for name, tagger in taggers.items():
+        tags = [t for t, _ in tagger.tag(words)]
+        out[name] = {"agreement": agreement(reference, tags), "test": entity_scores(gold, tags).row(name)}
     for batch in (1, 8):
-        out[f"latency_b{batch}_s"] = latency({"fp32": fp32, "int8": int8}, sample, batch, rounds=3) | {"load1": load()}
-    out["threads"] = threads
+        out[f"latency_b{batch}_s"] = latency(taggers, words[:96], batch, rounds=3) | {"load1": load()}
     print(json.dumps(out), flush=True)
     return out
 
