@@ -85,6 +85,7 @@ SERVED_CHRF = "zero2one.metrics.served_test_chrf"
 SERVED_EXACT_MATCH = "zero2one.metrics.served_test_exact_match"
 SERVED_ENTITY_F1 = "zero2one.metrics.served_test_entity_f1"
 SERVED_ANSWER_F1 = "zero2one.metrics.served_test_answer_f1"
+COMPRESSION = "zero2one.compression"  # a compressed student: teacher, what was removed, what it kept
 TASK = "zero2one.task"  # the model kind: "classification", "generation", "entities"
 
 # Promotion: on the version that became champion, and the history of moves

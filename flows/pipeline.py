@@ -34,6 +34,7 @@ from tasks.registry.model_card import write_model_card
 from tasks.registry.promotion import candidate_reasons, promote, promote_baseline
 from tasks.registry.register import register
 from tasks.results import (
+    Compression,
     DecoderArtifact,
     EncoderArtifact,
     Evaluation,
@@ -57,6 +58,7 @@ class PipelineResult(BaseModel):
     tokenizer: TokenizerArtifact
     encoder: EncoderArtifact | DecoderArtifact | None
     tuned: TuneResult | None = None
+    compression: Compression | None = None  # compress.enabled: the student made, and whether it serves
     model: Trained
     evaluation: Evaluation
     optimized: Optimized | None
@@ -149,13 +151,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         encoder = None
         if cfgs.pretrain.enabled:
             encoder = stage.tracked(model_kind.pretrain, cfgs.pretrain.retry, cfgs.pretrain, data, tokenizer)
-        finetune_cfg, tuned = cfgs.finetune, None
-        if config.tune.enabled:  # kinds with a search only (the config refuses it for the others)
-            tuned = stage.tracked(
-                model_kind.tune, config.tune.retry, config.tune, finetune_cfg, data, tokenizer, encoder
-            )
-            finetune_cfg = tuned.apply(finetune_cfg)
-        model = stage.tracked(model_kind.finetune, finetune_cfg.retry, finetune_cfg, data, tokenizer, encoder)
+        tuned, finetune_cfg, compression, model = _train(stage, config, cfgs.finetune, data, tokenizer, encoder)
         quality = config.gate.quality()  # the evaluate verdict applies the gate's rules (one switched off is off)
         report = stage.tracked(model_kind.evaluate, cfgs.evaluate.retry, cfgs.evaluate, data, model, quality=quality)
         optimized = None
@@ -186,6 +182,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         tokenizer=tokenizer,
         encoder=encoder,
         tuned=tuned,
+        compression=compression,
         model=model,
         evaluation=report,
         optimized=optimized,
@@ -193,6 +190,22 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         verdict=verdict,
         promotion=promotion,
     )
+
+
+def _train(stage: _Stages, config: PipelineConfig, finetune_cfg, data, tokenizer, encoder) -> tuple:
+    """The search (tune.enabled), fine-tuning, and compression (compress.enabled: the student replaces the teacher
+    only if it kept the floor). Returns the search's result, the fine-tuning settings as they ran, the compression
+    and the model the later stages take."""
+    model_kind, tuned, compression = kind(config.task), None, None
+    if config.tune.enabled:  # kinds with a search only (the config refuses it for the others)
+        search = (config.tune, finetune_cfg, data, tokenizer, encoder)
+        tuned = stage.tracked(model_kind.tune, config.tune.retry, *search)
+        finetune_cfg = tuned.apply(finetune_cfg)
+    model = stage.tracked(model_kind.finetune, finetune_cfg.retry, finetune_cfg, data, tokenizer, encoder)
+    if config.compress.enabled:
+        compression = stage.tracked(model_kind.compress, config.compress.retry, config.compress, data, model)
+        model = compression.apply(model)
+    return tuned, finetune_cfg, compression, model
 
 
 def _open_parent_run(config: PipelineConfig, lineage: Lineage, tracking: Tracking) -> tuple[str, bool]:

@@ -57,4 +57,5 @@ class ModelKind:
     retrain_data: Stage  # (champion, new_data, ws, validation, test, seed) -> RetrainData
     retrain_settings: Callable[..., dict]  # (raw config, base config, champion, data, repretrain) -> raw config
     tune: Stage | None = None  # the hyperparameter search, where the kind has one
+    compress: Stage | None = None  # distillation/pruning between fine-tuning and evaluation, where the kind has it
     from_scratch: bool = True  # whether the pretrain stage can feed it (tokenizer + pretraining on its corpus)

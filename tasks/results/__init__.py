@@ -11,6 +11,7 @@ MLflow or transformers. Modules: `common`, `data` (prepared splits, tokenizers),
 from tasks.results.answers import AnsweringModel, AnswerScores, AnswersReport, OptimizedReader, PreparedQuestions
 from tasks.results.classification import (
     BaselineModel,
+    Compression,
     EncoderArtifact,
     EvalReport,
     FinetunedModel,
@@ -42,6 +43,7 @@ Evaluation = EvalReport | GenerationReport | EntityReport | AnswersReport
 Optimized = OptimizedModel | OptimizedGenerator | OptimizedTagger | OptimizedReader
 
 __all__ = [
+    "Compression",
     "Champion",
     "RetrainData",
     "Evaluation",

@@ -38,6 +38,49 @@ class FinetunedModel(TunedModel):
     labels: list[str]
     best_metric: float
     metric: str
+    compression: str | None = None  # when this is a compressed student: teacher, what was removed, what it kept
+
+
+class Compression(BaseModel):
+    """What the compress stage made of the fine-tuned teacher, and whether the student may replace it
+    (`tasks/kinds/classification/compress.py`): the student keeps `quality_floor` of the teacher's test macro-F1."""
+
+    uri: str | None  # the student folder (None: it was refused, the teacher goes on)
+    teacher_uri: str
+    method: str
+    teacher_parameters: int
+    student_parameters: int
+    teacher_layers: int
+    student_layers: int
+    heads_removed: int
+    neurons_removed: int
+    tokens_removed: int
+    teacher_size_mb: float
+    student_size_mb: float
+    teacher_metric: float
+    student_metric: float
+    kept_ratio: float
+    passed: bool
+    reason: str
+    seconds: float
+    mlflow_run_id: str
+
+    def summary(self) -> str:
+        """One line for the version's tag and the card."""
+        return (
+            f"{self.method}: {self.teacher_layers} -> {self.student_layers} layers, "
+            f"{self.teacher_parameters / 1e6:.1f}M -> {self.student_parameters / 1e6:.1f}M parameters "
+            f"({self.heads_removed} heads, {self.neurons_removed} FFN neurons, {self.tokens_removed} tokens removed), "
+            f"{self.teacher_size_mb:.0f} -> {self.student_size_mb:.0f} MB; test macro-F1 {self.teacher_metric:.4f} -> "
+            f"{self.student_metric:.4f} ({self.kept_ratio:.1%} kept); teacher {self.teacher_uri}"
+        )
+
+    def apply(self, teacher: FinetunedModel) -> FinetunedModel:
+        """The model the later stages take: the student when it passed the floor, else the teacher as it was."""
+        if not self.passed or self.uri is None:
+            return teacher
+        update = {"uri": self.uri, "method": f"{teacher.method}+{self.method}", "compression": self.summary()}
+        return teacher.model_copy(update=update | {"mlflow_run_id": self.mlflow_run_id})
 
 
 class BaselineModel(BaseModel):

@@ -4,7 +4,7 @@ the majority class, the gate's frozen set, the confusion matrix."""
 from __future__ import annotations
 
 from core import reporting
-from core.registry_names import SERVED_MACRO_F1, SERVED_RUNTIME
+from core.registry_names import COMPRESSION, SERVED_MACRO_F1, SERVED_RUNTIME
 from core.tracking import Tracking
 from tasks.judging.report_rows import evaluation_rows, verdict_rows
 from tasks.kinds.classification.registry import CONFUSION_PNG
@@ -49,7 +49,8 @@ def served_numbers(tags: dict[str, str], report: EvalReport) -> str:
     """What the service answers with and its test macro-F1 beside PyTorch's."""
     if (runtime := tags.get(SERVED_RUNTIME)) is None:  # registered before the tag existed
         return ""
-    return where_served(runtime, f"macro-F1 {tags.get(SERVED_MACRO_F1)} (PyTorch {report.model.macro_f1:.4f})")
+    served = where_served(runtime, f"macro-F1 {tags.get(SERVED_MACRO_F1)} (PyTorch {report.model.macro_f1:.4f})")
+    return served + (f" Compressed ({tags[COMPRESSION]})." if COMPRESSION in tags else "")
 
 
 def card_figure(registered: RegisteredModel, tracking: Tracking) -> str:

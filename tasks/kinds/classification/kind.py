@@ -9,6 +9,7 @@ from tasks.data.loaders import load_splits
 from tasks.data.prepare import prepare_data
 from tasks.judging.report_rows import evaluation_rows
 from tasks.kinds.classification import card
+from tasks.kinds.classification.compress import compress_classifier
 from tasks.kinds.classification.evaluate import evaluate
 from tasks.kinds.classification.finetune import finetune
 from tasks.kinds.classification.gate import gate_classifier
@@ -69,4 +70,5 @@ CLASSIFICATION = ModelKind(
     retrain_data=write_retrain_data,
     retrain_settings=retrain_settings,
     tune=tune,
+    compress=compress_classifier,
 )

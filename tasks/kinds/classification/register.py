@@ -10,6 +10,7 @@ from __future__ import annotations
 import mlflow
 
 from core.registry_names import (
+    COMPRESSION,
     LINEAGE_OPTIMIZE_RUN,
     METRIC_ACCURACY,
     METRIC_MACRO_F1,
@@ -53,6 +54,8 @@ def register_classifier(
         METRIC_ACCURACY: f"{report.model.accuracy:.4f}",
     }
     tags |= served_tags(optimized, {SERVED_MACRO_F1: report.model.macro_f1})
+    if model.compression:  # a compressed student: what it was made from and what it kept
+        tags[COMPRESSION] = model.compression
     artifacts = {"model": str(materialize(model.uri))}
     if optimized is not None:
         # Whether its parity check passed is the gate's `parity` rule.
