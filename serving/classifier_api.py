@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from serving.batcher import MicroBatcher
 from serving.config import ServeConfig
+from serving.entities_api import EntitiesResponse, predict_entities
 from serving.journal import PredictionJournal
 from serving.metrics import ServiceMetrics
 from serving.model_holder import ModelHolder
@@ -97,15 +98,19 @@ class ClassifierAPI:
             )
         if (model := self.holder.current) is None:
             raise HTTPException(503, f"no model loaded: models:/{cfg.model_name}@{cfg.alias} does not exist yet")
-        if model.classifier is None:
+        if model.classifier is None and model.tagger is None:
             raise HTTPException(
                 400, f"{model.name} v{model.version} is a generator: use POST /v1/completions or /v1/chat/completions"
             )
 
-    async def predict(self, req: PredictRequest) -> PredictResponse:
-        """The `/predict` route."""
+    async def predict(self, req: PredictRequest) -> PredictResponse | EntitiesResponse:
+        """The `/predict` route: labels from a classifier, entities from a tagger (`serving/entities_api.py`)."""
         cfg, texts = self.cfg, req.texts
         self._check(texts)
+        if (model := self.holder.current).tagger is not None:
+            answer = await predict_entities(model, self.journal, [t[: cfg.max_text_chars] for t in texts])
+            self.metrics.texts.inc(len(texts))
+            return answer
         request_id = uuid.uuid4().hex
         try:
             results = await self.batcher.submit(

@@ -25,6 +25,7 @@ from core.tracking import Tracking, TrackingConfig
 from core.workspace import Workspace
 from serving.classifier_api import ClassifierAPI, PredictResponse
 from serving.config import ServeConfig
+from serving.entities_api import EntitiesResponse
 from serving.journal import PredictionJournal, flush_until_stopped
 from serving.limits import BodySizeLimit, error_body
 from serving.metrics import RequestMetrics, ServiceMetrics
@@ -154,7 +155,11 @@ class Service:
         app.add_exception_handler(RequestValidationError, self._invalid_request)
         auth = [Depends(self.authorize)]
         app.add_api_route(
-            "/predict", self.classifier.predict, methods=["POST"], response_model=PredictResponse, dependencies=auth
+            "/predict",
+            self.classifier.predict,
+            methods=["POST"],
+            response_model=PredictResponse | EntitiesResponse,
+            dependencies=auth,
         )
         app.add_api_route("/v1/completions", self.openai.completions, methods=["POST"], dependencies=auth)
         app.add_api_route("/v1/chat/completions", self.openai.chat_completions, methods=["POST"], dependencies=auth)

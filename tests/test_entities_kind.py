@@ -109,3 +109,17 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
     mlflow.set_tracking_uri(result.tracking_uri)
     found = mlflow.pyfunc.load_model(result.registered.model_uri).predict(pd.DataFrame({"text": ["Bob went to Paris"]}))
     assert all({"type", "start", "end", "text", "score"} <= set(e) for e in found["entities"][0])
+
+    # Served: POST /predict answers with the entities of each text, journaled like a classifier's answers.
+    import httpx
+
+    from tests.test_serving import Server, _cfg
+
+    client.set_registered_model_alias(result.registered.name, "champion", result.registered.version)
+    with Server(_cfg(tmp_path / "ws", model_name=result.registered.name)) as srv:
+        r = httpx.post(f"{srv.url}/predict", json={"texts": ["Bob went to Paris", "we met today"]}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model_version"] == result.registered.version and len(body["entities"]) == 2
+        for entity in body["entities"][0]:
+            assert "Bob went to Paris"[entity["start"] : entity["end"]] == entity["text"]

@@ -58,7 +58,7 @@ class OptimizedTagger(BaseModel):
     passed: bool
     verdict: str
     reasons: list[str]
-    agreement: dict[str, float]  # variant -> share of words tagged as PyTorch tags them
+    agreement: dict[str, float]  # variant -> share of entity words (either side not O) tagged as PyTorch tags them
     f1: dict[str, float]  # variant -> entity F1 on the parity sentences (pytorch included)
     sizes_mb: dict[str, float]
     eval_size: int

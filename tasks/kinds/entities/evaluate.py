@@ -62,7 +62,8 @@ def evaluate_entities(
     words, gold = [s.words for s in test], [s.tags for s in test]
     predicted = [tags for tags, _ in Tagger.load(materialize(model.uri)).tag(words)]
     scores = {"model": score(gold, predicted)}
-    scores |= {name: score(gold, b.predict(words)) for name, b in baselines(train).items()}
+    fitted = baselines(train, sentences(data, "validation"))
+    scores |= {name: score(gold, b.predict(words)) for name, b in fitted.items()}
     rules = entity_rules(bar, scores["model"].f1, scores["crf"].f1)
     report = EntityReport(
         model=scores["model"],

@@ -30,7 +30,9 @@ class EntityOptimizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    min_agreement: float = Field(0.99, gt=0, le=1, description="Share of words a graph must tag as PyTorch does.")
+    min_agreement: float = Field(
+        0.99, gt=0, le=1, description="Share of entity words (either side not O) a graph must tag as PyTorch does."
+    )
     max_sentences: int = Field(300, gt=0, description="Test sentences the parity check tags.")
     retry: RetryPolicy = RetryPolicy(retries=1)
 
@@ -50,10 +52,14 @@ def optimize_entities(
     files = export_token_classifier(model_dir, out / "onnx")
     test = sentences(data, "test")[: cfg.max_sentences]
     words, gold = [s.words for s in test], [s.tags for s in test]
-    reference = Tagger.load(model_dir)
-    taggers = {"pytorch": reference} | {v: Tagger.load(model_dir, getattr(files, v)) for v in ("int8", "fp32")}
-    agree = {v: agreement(reference, t, words) for v, t in taggers.items() if v != "pytorch"}
-    f1 = {v: score(gold, [tags for tags, _ in t.tag(words)]).f1 for v, t in taggers.items()}
+    taggers = {"pytorch": Tagger.load(model_dir)} | {
+        v: Tagger.load(model_dir, getattr(files, v)) for v in ("int8", "fp32")
+    }
+    tagged = {v: [tags for tags, _ in t.tag(words)] for v, t in taggers.items()}  # each tagger once
+    # Gated on the words either side tags as an entity: ~5% of WNUT-17's words, so all-word agreement of 99.7% still
+    # let per-tensor int8 lose 2.3 points of entity F1 (docs/entities.md).
+    agree = {v: agreement(tagged["pytorch"], tagged[v])["entity_tokens"] for v in taggers if v != "pytorch"}
+    f1 = {v: score(gold, tags).f1 for v, tags in tagged.items()}
     chosen = next((v for v in ("int8", "fp32") if agree[v] >= cfg.min_agreement), "pytorch")
     reasons = [
         f"{v}: {agree[v]:.4f} of words agree < {cfg.min_agreement}" for v in agree if agree[v] < cfg.min_agreement
@@ -66,7 +72,7 @@ def optimize_entities(
         onnx_file=Path(getattr(files, chosen)).name if chosen != "pytorch" else None,
         variant=chosen,
         passed=chosen != "pytorch",
-        verdict=f"{chosen} serves" + (f" ({agree[chosen]:.4f} of words agree)" if chosen != "pytorch" else ""),
+        verdict=f"{chosen} serves" + (f" ({agree[chosen]:.4f} of entity words agree)" if chosen != "pytorch" else ""),
         reasons=reasons,
         agreement=agree,
         f1=f1,
