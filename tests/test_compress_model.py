@@ -107,6 +107,7 @@ def test_vocabulary_trimming_keeps_the_corpus_tokens_and_the_logits(tmp_path):
         expected = model(**enc).logits
     trimmed, removed = trim_vocabulary(model, tok, TEXTS, tmp_path / "tok")
     assert removed > 25000 and model.config.vocab_size == len(trimmed) == 30522 - removed
+    assert trimmed.model_input_names == tok.model_input_names
     new = trimmed(TEXTS, padding=True, return_tensors="pt")
     assert trimmed.convert_ids_to_tokens(new["input_ids"][0]) == tok.convert_ids_to_tokens(enc["input_ids"][0])
     with torch.no_grad():

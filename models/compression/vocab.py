@@ -63,7 +63,8 @@ def trim_vocabulary(
     path = workdir / "tokenizer.json"
     path.write_text(json.dumps(_remap_tokenizer_json(json.loads(path.read_text()), keep), ensure_ascii=False))
     (workdir / "vocab.txt").unlink(missing_ok=True)  # the slow tokenizer's vocab would contradict tokenizer.json
-    trimmed = PreTrainedTokenizerFast.from_pretrained(str(workdir))
+    # the generic fast class would drop token_type_ids from the inputs (and so from the ONNX graph's)
+    trimmed = PreTrainedTokenizerFast.from_pretrained(str(workdir), model_input_names=list(tokenizer.model_input_names))
     old = model.get_input_embeddings()
     new = nn.Embedding(len(keep), old.embedding_dim, padding_idx=None)
     new.weight = nn.Parameter(old.weight.data[torch.tensor(keep)].clone())
