@@ -86,6 +86,7 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
 
     from core.registry_names import TASK
     from flows.pipeline import pipeline
+    from tasks.kinds.registry import kind
 
     folder = _folder(tmp_path)
     config = load_config(
@@ -123,3 +124,25 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
         assert body["model_version"] == result.registered.version and len(body["entities"]) == 2
         for entity in body["entities"][0]:
             assert "Bob went to Paris"[entity["start"] : entity["end"]] == entity["text"]
+
+    # Watched: the champion's descriptors on its held-out sentences against a window of served-like texts.
+    from core.tracking import Tracking, TrackingConfig
+    from core.workspace import Workspace
+    from tasks.monitoring.champion import find_champion
+    from tasks.monitoring.config import MonitorConfig
+    from tasks.monitoring.policy import DriftPolicy
+    from tasks.monitoring.reports import ReportAbout
+
+    ws = Workspace(root=str(tmp_path / "ws")).resolved()
+    champion = find_champion(Tracking.resolve(TrackingConfig(), ws), result.registered.name)
+    same = [" ".join(w for w, _ in s) for s in _sentences(40, 7)]
+    shifted = ["the quarterly report of the board was long and dull" for _ in range(40)]  # no names, unseen words
+    cfg = MonitorConfig(policy=DriftPolicy(min_rows=20))
+    calm = kind("entities").detect_drift(
+        cfg, champion, pd.DataFrame({"text": same}), tmp_path / "m1", ReportAbout(), ws
+    )
+    moved = kind("entities").detect_drift(
+        cfg, champion, pd.DataFrame({"text": shifted}), tmp_path / "m2", ReportAbout(), ws
+    )
+    assert {s.name for s in calm.signals} >= {"entities", "unknown_word_share", "mean_confidence"}
+    assert len(moved.fired) > len(calm.fired) and "unknown_word_share" in {s.name for s in moved.fired}

@@ -2,7 +2,7 @@
 entity-level F1 against a CRF on word features, served as ONNX int8 where its tags agree with PyTorch's.
 
 Not built yet (said where they are asked for): the from-scratch path (our tokenizer + MLM pretraining reads
-`text`/`label` splits), drift monitoring (the per-text descriptors exist: `monitor.py`) and retraining.
+`text`/`label` splits) and retraining (served texts carry no gold entities to train on).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tasks.kinds.entities.optimize import optimize_entities
 from tasks.kinds.entities.prepare import prepare_entities
 from tasks.kinds.entities.register import register_entities
 from tasks.kinds.kind import ModelKind, Sections
+from tasks.monitoring.entity_detect import detect_for_champion
 from tasks.results import EntityReport, PreparedEntities
 from tasks.training.pretrain import pretrain
 from tasks.training.tokenizer import train_tokenizer
@@ -66,7 +67,7 @@ ENTITIES = ModelKind(
     card_figure=card.card_figure,
     sample_text=sample_text,
     try_it=try_it,
-    detect_drift=_not_yet("drift monitoring"),
+    detect_drift=detect_for_champion,
     retrain_data=_not_yet("retraining"),
     retrain_settings=_not_yet("retraining"),
     from_scratch=False,
