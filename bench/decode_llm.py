@@ -247,7 +247,7 @@ def service(model_dir: Path, graph: Path, instructions: list[str], args) -> list
     cfg = ServeConfig(model_name=sg.NAME, workspace=str(ws), follow_events=False, log_flush_seconds=5)
     cfg = cfg.model_copy(update={"port": free_port(), "generation_runtime": "onnx", "journal": str(ws / "j.db")})
     servers = {sg.INT8: (["--serve-ours", cfg.model_dump_json()], cfg.port, True)}
-    for side in (sg.SERIAL_INT8, sg.SERIAL):
+    for side in (sg.SERIAL_INT8, sg.SERIAL) if args.service_eager else (sg.SERIAL_INT8,):
         port = free_port()
         servers[side] = (["--serve-naive", str(port), str(model_dir), str(graph), sg.NAIVE_MODES[side]], port, False)
     procs = {n: subprocess.Popen([sys.executable, sg.__file__, *a]) for n, (a, _, _) in servers.items()}
@@ -261,7 +261,8 @@ def service(model_dir: Path, graph: Path, instructions: list[str], args) -> list
             return asyncio.run(sg.load(url, clients, args.seconds, args.max_tokens, stream))
 
         # eager one at a time at 1 client: behind its lock 8 clients give the same tokens/s, after minutes of queue
-        plan = [(sg.INT8, 1), (sg.INT8, args.clients), (sg.SERIAL_INT8, args.clients), (sg.SERIAL, 1)]
+        plan = [(sg.INT8, 1), (sg.INT8, args.clients), (sg.SERIAL_INT8, args.clients)]
+        plan += [(sg.SERIAL, 1)] if args.service_eager else []
         sides = {f"{n} @ {c}": (lambda n=n, c=c: side(n, c)) for n, c in plan}
         rounds = alternating_rounds(sides, args.rounds)
     finally:
@@ -335,6 +336,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-parity", action="store_true")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--serve", action="store_true", help="Also the service: zero2one serve vs one at a time.")
+    p.add_argument("--service-eager", action="store_true", help="Also eager generate() one at a time (slow).")
     p.add_argument("--clients", type=int, default=8, help="Concurrent clients of the service.")
     p.add_argument("--seconds", type=float, default=20.0, help="Length of each service side's run in a round.")
     p.add_argument("--max-tokens", type=int, default=64, help="max_tokens of each service request.")
