@@ -37,6 +37,7 @@ from tasks.monitoring.champion import find_champion, recorded_config
 from tasks.monitoring.windows import WindowSource
 from tasks.registry.approval import pending
 from tasks.results import Champion, RetrainData
+from tasks.stage_configs import SplitConfig
 
 Settings = Literal["champion", "given"]
 
@@ -131,7 +132,7 @@ def retrain(
     ws, tracking, champion = resolve_champion(pipeline_config, model_name, alias)
     base, source = _base(settings, pipeline_config, tracking, champion)
     champion_kind = kind(champion.task)  # new labeled rows for a classifier, prompt/answer pairs for a generator
-    split = getattr(base, champion_kind.sections.data).split
+    split = getattr(getattr(base, champion_kind.sections.data), "split", SplitConfig())  # where the new rows go
     writer = champion_kind.retrain_data
     # Resumed after approval, this run reuses the data it wrote and the pipeline it ran (flows/resume.py).
     data = stage_task_for(writer, RetryPolicy(retries=0), THIS_RUN)(

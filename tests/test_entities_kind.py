@@ -146,3 +146,12 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
     )
     assert {s.name for s in calm.signals} >= {"entities", "unknown_word_share", "mean_confidence"}
     assert len(moved.fired) > len(calm.fired) and "unknown_word_share" in {s.name for s in moved.fired}
+
+    # Retrained on newly labelled sentences from a file: the champion's data plus them, from its checkpoint.
+    from flows.retrain import retrain
+    from tasks.monitoring.windows import WindowSource
+
+    labelled = _write(tmp_path / "new.conll", _sentences(30, 11))
+    again = retrain(result.registered.name, new_data=WindowSource(uri=str(labelled)), pipeline_config=config)
+    assert again.new_version != result.registered.version and sum(again.data.added.values()) > 0
+    assert again.pipeline.model.base_model == result.model.uri  # fine-tuned further from the champion

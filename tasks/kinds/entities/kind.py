@@ -1,13 +1,12 @@
 """Named entities as a model kind: a pretrained encoder fine-tuned into a token classifier, judged on strict
 entity-level F1 against a CRF on word features, served as ONNX int8 where its tags agree with PyTorch's.
 
-Not built yet (said where they are asked for): the from-scratch path (our tokenizer + MLM pretraining reads
-`text`/`label` splits) and retraining (served texts carry no gold entities to train on).
+Not built yet (the config says so where it is asked for): the from-scratch path (our tokenizer + MLM pretraining
+reads `text`/`label` splits). Retraining reads labelled sentences from a file: served texts carry no gold entities.
 """
 
 from __future__ import annotations
 
-from core.errors import PipelineInputError
 from tasks.kinds.entities import card
 from tasks.kinds.entities.evaluate import evaluate_entities, evaluation_rows
 from tasks.kinds.entities.finetune import finetune_entities
@@ -15,8 +14,10 @@ from tasks.kinds.entities.gate import gate_entities
 from tasks.kinds.entities.optimize import optimize_entities
 from tasks.kinds.entities.prepare import prepare_entities
 from tasks.kinds.entities.register import register_entities
+from tasks.kinds.entities.retraining import retrain_settings
 from tasks.kinds.kind import ModelKind, Sections
 from tasks.monitoring.entity_detect import detect_for_champion
+from tasks.monitoring.entity_retrain_data import write_entity_retrain_data
 from tasks.results import EntityReport, PreparedEntities
 from tasks.training.pretrain import pretrain
 from tasks.training.tokenizer import train_tokenizer
@@ -40,13 +41,6 @@ def try_it(workspace: str, model: str, sample: str | None) -> str:
     return f'mlflow.pyfunc.load_model("models:/{model}").predict(["{text}"])'
 
 
-def _not_yet(what: str):
-    def refuse(*args, **kwargs):
-        raise PipelineInputError(f"{what} is not built for entity taggers yet (tasks/kinds/entities/kind.py)")
-
-    return refuse
-
-
 ENTITIES = ModelKind(
     name="entities",
     report=EntityReport,
@@ -68,7 +62,7 @@ ENTITIES = ModelKind(
     sample_text=sample_text,
     try_it=try_it,
     detect_drift=detect_for_champion,
-    retrain_data=_not_yet("retraining"),
-    retrain_settings=_not_yet("retraining"),
+    retrain_data=write_entity_retrain_data,
+    retrain_settings=retrain_settings,
     from_scratch=False,
 )

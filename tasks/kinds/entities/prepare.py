@@ -22,6 +22,7 @@ from core.workspace import Workspace, exists
 from tasks.data.three_way_split import three_way_split
 from tasks.kinds.entities.reader import EntityDataError, ReaderConfig, Sentence, read_entities, read_folder
 from tasks.results import SPLITS, PreparedEntities
+from tasks.stage_configs import SplitConfig
 
 
 class EntityDataConfig(BaseModel):
@@ -35,9 +36,9 @@ class EntityDataConfig(BaseModel):
         "file with `text` + character `spans`, or a folder with train/dev/test files.",
     )
     reader: ReaderConfig = ReaderConfig()
-    validation: float = Field(0.1, gt=0, lt=0.5, description="Share cut for validation from a single file.")
-    test: float = Field(0.1, gt=0, lt=0.5, description="Share cut for test from a single file.")
-    seed: int = 42
+    split: SplitConfig = Field(
+        SplitConfig(validation=0.1, test=0.1), description="Shares cut for validation and test from a single file."
+    )
     max_train_sentences: int | None = Field(None, gt=0, description="Cap on training sentences (CPU budgets).")
     retry: RetryPolicy = RetryPolicy()
 
@@ -68,7 +69,9 @@ def _carve(splits: dict[str, list[Sentence]], cfg: EntityDataConfig) -> dict[str
     missing = [s for s in ("validation", "test") if s not in splits]
     if missing:
         frame = pd.DataFrame({"i": range(len(splits["train"]))})
-        cut = three_way_split(frame, cfg.validation, cfg.test, cfg.seed, stratify=None, missing=missing)
+        cut = three_way_split(
+            frame, cfg.split.validation, cfg.split.test, cfg.split.seed, stratify=None, missing=missing
+        )
         splits = {**splits, **{s: [splits["train"][i] for i in f["i"]] for s, f in cut.items()}}
     if cfg.max_train_sentences:
         splits["train"] = splits["train"][: cfg.max_train_sentences]
