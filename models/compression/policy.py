@@ -18,7 +18,9 @@ class CompressionPolicy(BaseModel):
         "FFN neurons by gradient importance, then a short recovery distillation; distill+prune: both.",
     )
     student_layers: int | None = Field(2, gt=0, description="Layers of the student (distill); taken evenly.")
-    ffn_size: int | None = Field(None, gt=0, description="Narrower FFN for the student: the most important neurons.")
+    ffn_size: int | None = Field(
+        768, gt=0, description="Narrower FFN for the student: its most important neurons (none: the teacher's width)."
+    )
     heads_kept: int | None = Field(None, gt=0, description="Attention heads kept per layer (prune).")
     neurons_kept: int | None = Field(None, gt=0, description="FFN neurons kept per layer (prune).")
     trim_vocabulary: bool = Field(

@@ -95,9 +95,10 @@ def build_student(teacher, tok, policy: CompressionPolicy, train: datasets.Datas
     """(student, facts): layers copied and/or heads and FFN neurons removed, before any training."""
     facts = {"layers_kept": list(range(len(encoder_layers(teacher)))), "heads_removed": 0, "neurons_removed": 0}
     if "distill" in policy.method:
-        ffn = importance(teacher, _score_batches(tok, train, policy, max_length))[1] if policy.ffn_size else None
+        narrower = policy.ffn_size is not None and policy.ffn_size < teacher.config.intermediate_size
+        ffn = importance(teacher, _score_batches(tok, train, policy, max_length))[1] if narrower else None
         student, facts["layers_kept"] = make_student(teacher, policy.student_layers, policy.ffn_size, ffn)
-        if policy.ffn_size:
+        if narrower:
             facts["neurons_removed"] = (teacher.config.intermediate_size - policy.ffn_size) * policy.student_layers
     else:
         student = copy.deepcopy(teacher)
