@@ -37,7 +37,7 @@ from bench._common import ROOT, alternating_rounds, load_text, median, ratio_tex
 
 SMS = ROOT.parent / "shared" / "data" / "sms_spam.csv"
 STUDENTS = {  # name -> CompressionPolicy fields
-    "s2": {"student_layers": 2},
+    "s2": {"student_layers": 2, "ffn_size": None},
     "s2-ffn768": {"student_layers": 2, "ffn_size": 768},
     "s3-ffn768": {"student_layers": 3, "ffn_size": 768},
     "prune": {"method": "prune", "heads_kept": 6, "neurons_kept": 768, "recovery_epochs": 2},
