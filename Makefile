@@ -44,7 +44,7 @@ test-alerts: setup  ## The alert rules live: a real Prometheus (Debian's prometh
 test-llm: setup  ## The real SmolLM2-135M-Instruct checkpoint: GGUF conversion, LoRA SFT, evaluation against itself
 	$(BIN)/python -m pytest -q -m llm
 
-test-kinds: setup  ## The newer model kinds (named entities) end to end: flow, gate, registry, card, pyfunc
+test-kinds: setup  ## The newer model kinds (entities, answers) and compression, trained through the flow
 	$(BIN)/python -m pytest -q -m kinds
 
 test-ops: setup  ## Approval on a real Prefect server with a worker (suspend, resume); registry webhooks via a real MLflow server

@@ -13,6 +13,10 @@ from tasks.kinds.answers.predict import examples_from_pairs, predict, read_answe
 from tasks.kinds.answers.reader import Answer, QADataError, QAExample
 from tasks.kinds.answers.train import TrainConfig, fine_tune, resolve_checkpoint
 
+# Trains real (tiny) models: minutes on a loaded 2-core machine, so with the other model-kind tests in
+# `make test-kinds`, not in `make test`.
+pytestmark = pytest.mark.kinds
+
 WINDOWS = WindowConfig(max_length=48, stride=16)
 
 

@@ -22,6 +22,10 @@ from models.compression import (
 )
 from models.compression.distill import IGNORE
 
+# Trains real (tiny) models: minutes on a loaded 2-core machine, so with the other model-kind tests in
+# `make test-kinds`, not in `make test`.
+pytestmark = pytest.mark.kinds
+
 TEXTS = ["win a free prize now", "call me later at home", "urgent claim your cash", "see you at lunch"]
 
 

@@ -12,6 +12,10 @@ from models.compression import CompressionPolicy, load_compressed
 from tasks.compress import compress
 from tests.test_compress_model import tiny_teacher
 
+# Trains real (tiny) models: minutes on a loaded 2-core machine, so with the other model-kind tests in
+# `make test-kinds`, not in `make test`.
+pytestmark = pytest.mark.kinds
+
 SPAM = ["win a free prize now {}", "urgent claim your cash {}", "txt stop to end {}"]
 HAM = ["call me later at home {}", "see you at lunch {}", "ok i am on my way {}"]
 

@@ -15,6 +15,10 @@ from models.token_classifier import owners, plan, windows  # noqa: E402
 from tasks.kinds.entities.reader import Sentence  # noqa: E402
 from tasks.kinds.entities.windows import IGNORE, labelled  # noqa: E402
 
+# Trains real (tiny) models: minutes on a loaded 2-core machine, so with the other model-kind tests in
+# `make test-kinds`, not in `make test`.
+pytestmark = pytest.mark.kinds
+
 NAMES = ["Bob", "Alice", "Carol"]
 PLACES = ["Paris", "Berlin", "Tokyo"]
 FILLER = ["we", "met", "in", "today", "and", "then", "went", "home", "with", "."]

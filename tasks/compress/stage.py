@@ -161,28 +161,30 @@ def compress(
     student.save_pretrained(str(workdir / STUDENT))
     tok.save_pretrained(str(workdir / STUDENT))
     student_metric = _macro_f1(student, tok, splits["test"], max_length)
-    verdict = judge(policy, teacher_metric, student_metric, baseline_metric)
-    result = CompressResult(
+    metrics = {"teacher_metric": teacher_metric, "student_metric": student_metric, "baseline_metric": baseline_metric}
+    facts |= {"tokens_removed": tokens_removed, "max_length": max_length, "global_step": trained.global_step}
+    facts |= {"resumed_from_step": trained.resumed_from_step, "seconds": round(time.perf_counter() - started, 1)}
+    result = _result(policy, teacher_dir, teacher, student, workdir, metrics, facts)
+    (workdir / RESULT).write_text(result.model_dump_json(indent=2))
+    return result
+
+
+def _result(policy: CompressionPolicy, teacher_dir: Path, teacher, student, workdir: Path, metrics: dict, facts: dict):
+    """The stage's record: what the student is beside the teacher, both scores, and the floor's verdict."""
+    verdict = judge(policy, metrics["teacher_metric"], metrics["student_metric"], metrics["baseline_metric"])
+    teacher_metric = metrics["teacher_metric"]
+    return CompressResult(
         student_dir=str(workdir / STUDENT),
         method=policy.method,
-        max_length=max_length,
         teacher_parameters=sum(p.numel() for p in teacher.parameters()),
         student_parameters=sum(p.numel() for p in student.parameters()),
         teacher_layers=teacher.config.num_hidden_layers,
         student_layers=student.config.num_hidden_layers,
-        tokens_removed=tokens_removed,
         teacher_size_mb=_size_mb(teacher_dir),
         student_size_mb=_size_mb(workdir / STUDENT),
-        teacher_metric=teacher_metric,
-        student_metric=student_metric,
-        baseline_metric=baseline_metric,
-        kept_ratio=student_metric / teacher_metric if teacher_metric else 0.0,
+        kept_ratio=metrics["student_metric"] / teacher_metric if teacher_metric else 0.0,
         passed=verdict.passed,
         reason=verdict.reason,
-        global_step=trained.global_step,
-        resumed_from_step=trained.resumed_from_step,
-        seconds=round(time.perf_counter() - started, 1),
+        **metrics,
         **facts,
     )
-    (workdir / RESULT).write_text(result.model_dump_json(indent=2))
-    return result
