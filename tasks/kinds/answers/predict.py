@@ -50,10 +50,12 @@ def window_logits(runner: Runner, features: Mapping[str, list], batch_size: int 
     starts, ends = [], []
     for lo in range(0, len(features["input_ids"]), batch_size):
         arrays = {k: np.asarray(features[k][lo : lo + batch_size], dtype=np.int64) for k in keys}
-        width = int(arrays["attention_mask"].sum(axis=1).max())
-        s, e = runner({k: v[:, :width] for k, v in arrays.items()})
-        starts.extend(s)
-        ends.extend(e)
+        lengths = arrays["attention_mask"].sum(axis=1)
+        s, e = runner({k: v[:, : int(lengths.max())] for k, v in arrays.items()})
+        # Each window's own positions only: a batch's padding must not take n-best slots from real tokens, or a
+        # question's answer would depend on which questions share its batch.
+        starts.extend(row[: int(n)] for row, n in zip(s, lengths, strict=True))
+        ends.extend(row[: int(n)] for row, n in zip(e, lengths, strict=True))
     return starts, ends
 
 
