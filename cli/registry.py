@@ -29,7 +29,9 @@ SeedOpt = Annotated[
 
 
 def predict(
-    texts: Annotated[list[str], typer.Argument(help="Texts to classify, or prompts for a generator.")],
+    texts: Annotated[
+        list[str], typer.Argument(help="Texts to classify or tag, prompts, or questions (with --context).")
+    ],
     model: Annotated[
         str | None,
         typer.Option(
@@ -38,6 +40,12 @@ def predict(
             metavar="NAME@ALIAS",
             help=f"Registered model and alias or version: NAME@alias or NAME/3 [default: the config's "
             f"registry.model_name@{CHAMPION}]",
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context", metavar="TEXT", help="For a question answerer: the passage the questions (TEXTS) are about."
         ),
     ] = None,
     max_new_tokens: MaxNewTokensOpt = None,
@@ -49,7 +57,8 @@ def predict(
     workspace: WorkspaceOpt = None,
     tracking_uri: TrackingUriOpt = None,
 ) -> None:
-    """Classify texts, or answer prompts, with a registered model (loaded the way any MLflow user would).
+    """Classify texts, tag entities, answer prompts, or answer questions about --context, with a registered model
+    (loaded the way any MLflow user would).
 
     A generator (task: generation) answers each prompt through its registered pyfunc; the generation options
     are its params. Put a line break in a prompt with $'...' in bash, e.g. $'Instruction.\\nReview: ...'.
@@ -68,6 +77,10 @@ def predict(
         fail(f"{uri} in {cfg.workspace.root}: {e.message}")
     params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
     params = {k: v for k, v in params.items() if v is not None}
+    if context is not None:  # a question answerer: {question, context} rows (models/answers_pyfunc.py)
+        rows = pd.DataFrame({"question": texts, "context": [context] * len(texts)})
+        typer.echo(loaded.predict(rows).to_string(index=False))
+        return
     if not _is_generator(loaded):
         if params:
             given = "/".join("--" + k.replace("_", "-") for k in params)

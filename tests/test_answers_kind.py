@@ -165,3 +165,13 @@ def test_a_question_answerer_runs_through_the_flow_gate_registry_and_card(tmp_pa
     out = served.predict(pd.DataFrame([{"question": "where does bob live ?", "context": "bob lives in oslo ."}]))
     assert list(out.columns) == ["answer", "start", "end", "score", "no_answer"]
     assert out["no_answer"][0] or "bob lives in oslo ."[out["start"][0] : out["end"][0]] == out["answer"][0]
+
+    # The command line asks the same model: questions as TEXTS, the passage as --context.
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    model = f"{result.registered.name}/{result.registered.version}"
+    args = ["predict", "--workspace", str(tmp_path / "ws"), "--model", model, "--context", "bob lives in oslo ."]
+    said = CliRunner().invoke(app, [*args, "where does bob live ?"], catch_exceptions=False)
+    assert said.exit_code == 0 and "no_answer" in said.output, said.output
