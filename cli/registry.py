@@ -65,7 +65,6 @@ def predict(
     """
     cfg = resolve(config, set_, workspace, tracking_uri)
     import mlflow
-    import pandas as pd
 
     from core.tracking import Tracking
 
@@ -76,7 +75,13 @@ def predict(
     except mlflow.exceptions.MlflowException as e:  # no such model, version or alias in this registry
         fail(f"{uri} in {cfg.workspace.root}: {e.message}")
     params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
-    params = {k: v for k, v in params.items() if v is not None}
+    _answer(loaded, uri, texts, context, {k: v for k, v in params.items() if v is not None})
+
+
+def _answer(loaded, uri: str, texts: list[str], context: str | None, params: dict) -> None:
+    """Ask the loaded pyfunc in the input its kind takes, and print what it says."""
+    import pandas as pd
+
     if context is not None:  # a question answerer: {question, context} rows (models/answers_pyfunc.py)
         rows = pd.DataFrame({"question": texts, "context": [context] * len(texts)})
         typer.echo(loaded.predict(rows).to_string(index=False))

@@ -37,7 +37,7 @@ class CompressionPolicy(BaseModel):
     seed: int = 0
     quality_floor: float = Field(0.97, gt=0, le=1, description="Student metric >= floor x the teacher's.")
     target_speedup: float = Field(3.0, gt=0, description="int8 student vs int8 teacher at batch 1 (reported).")
-    target_size_ratio: float = Field(1 / 3, gt=0, le=1, description="int8 student size / int8 teacher size.")
+    target_size_ratio: float = Field(0.333, gt=0, le=1, description="int8 student size / int8 teacher size.")
 
     @model_validator(mode="after")
     def _method_has_its_settings(self) -> CompressionPolicy:
