@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from models.span_reader import Span
+from models.span_reader import decode as decode_span
 from tasks.kinds.answers.metrics import Scoring, score_one
 from tasks.kinds.answers.reader import QAExample
 
@@ -24,41 +25,10 @@ class DecodeConfig(BaseModel):
     null_threshold: float | None = Field(None, description="answer '' when null score - best span score > this")
 
 
-@dataclass(frozen=True)
-class Span:
-    """One decoded answer; text '' (start = end = -1) means "no answer"."""
-
-    text: str
-    start: int
-    end: int
-    score: float  # softmax probability of the chosen answer among the n-best candidates and the null answer
-    null_margin: float  # null score minus best span score: what the no-answer threshold compares against
-
-
-def _candidates(start: np.ndarray, end: np.ndarray, offsets: list, cfg: DecodeConfig):
-    for s in np.argsort(start)[::-1][: cfg.n_best]:
-        for e in np.argsort(end)[::-1][: cfg.n_best]:
-            if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > cfg.max_answer_tokens:
-                continue
-            yield float(start[s] + end[e]), offsets[s][0], offsets[e][1]
-
-
-def decode_example(context: str, windows: Sequence[tuple[np.ndarray, np.ndarray, list]], cfg: DecodeConfig) -> Span:
-    """Best span over all windows of one question (windows: start logits, end logits, offset map)."""
-    spans, null = [], np.inf
-    for start, end, offsets in windows:
-        null = min(null, float(start[0] + end[0]))  # [CLS]: the least confident window's no-answer score counts
-        spans.extend(_candidates(start, end, offsets, cfg))
-    if not spans:
-        return Span("", -1, -1, 1.0, np.inf)
-    best = max(spans, key=lambda c: c[0])
-    scores = np.array([c[0] for c in spans] + [null])
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    margin = null - best[0]
-    if cfg.null_threshold is not None and margin > cfg.null_threshold:
-        return Span("", -1, -1, float(probs[-1]), margin)
-    return Span(context[best[1] : best[2]], best[1], best[2], float(probs[int(np.argmax(scores[:-1]))]), margin)
+# One decoder for training-time evaluation and for the registered pyfunc (which ships `models/` only): the span,
+# its n-best search over windows and the no-answer margin live in `models/span_reader.py`; `DecodeConfig` carries
+# the same three settings its `ReaderSettings` does.
+decode_example = decode_span
 
 
 def decode(
