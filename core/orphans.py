@@ -9,8 +9,10 @@ Runs owned by another host are left alone: from here nobody can tell whether tha
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import psutil
@@ -42,8 +44,10 @@ def _owner_gone(tags: dict[str, str]) -> bool:
         return False
 
 
-def mark_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark RUNNING MLflow runs of dead processes KILLED, and their Prefect flow runs Crashed. Returns the run ids."""
+def mark_orphans(client: MlflowClient, experiment_id: str, logger: Callable[[], logging.Logger]) -> list[str]:
+    """Mark RUNNING MLflow runs of dead processes KILLED, and their Prefect flow runs Crashed. Returns the run ids.
+
+    `logger` gives the logger to warn on (`core.reporting.logger`): passed in, so this module stands on no other."""
     running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
     orphans = [run for run in running if _owner_gone(run.data.tags)]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -55,15 +59,13 @@ def mark_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
         client.set_terminated(run.info.run_id, status="KILLED")
         if flow_run := tags.get("prefect.flow_run_id"):
             flow_runs.add(flow_run)
-    from core import reporting
-
     if flow_runs:
         try:
             crash_flow_runs(sorted(flow_runs), "its process ended without reporting (killed?); found by a later run")
         except Exception as e:  # housekeeping must never fail the run that found the orphans
-            reporting.logger().warning("could not mark Prefect flow runs %s crashed: %s", sorted(flow_runs), e)
+            logger().warning("could not mark Prefect flow runs %s crashed: %s", sorted(flow_runs), e)
     if orphans:
-        reporting.logger().warning(
+        logger().warning(
             "marked %d run(s) of ended processes as killed: %s",
             len(orphans),
             ", ".join(f"{r.info.run_name} ({r.info.run_id[:8]})" for r in orphans),

@@ -18,6 +18,7 @@ import mlflow
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import reporting
 from core.orphans import mark_orphans, process_tags
 from core.run_context import flow_run_id
 from core.workspace import Workspace
@@ -138,7 +139,7 @@ def open_pipeline_run(tracking: Tracking, run_name: str, params: dict, tags: dic
     """The parent MLflow run of one flow run; stage runs nest under it."""
     experiment_id = tracking.activate()
     client = tracking.client()
-    mark_orphans(client, experiment_id)  # runs a killed process left RUNNING
+    mark_orphans(client, experiment_id, reporting.logger)  # runs a killed process left RUNNING
     all_tags = {"zero2one.stage": "pipeline", **process_tags(), **tags}
     if run_id := flow_run_id():
         all_tags["prefect.flow_run_id"] = run_id

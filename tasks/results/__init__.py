@@ -3,12 +3,12 @@
 A stage imports the results of the stages before it from here (`from tasks.results import ...`), never the stage
 itself, so stages do not stand on each other, and a service or a test that only reads a result loads no torch,
 MLflow or transformers. Modules: `common`, `data` (prepared splits, tokenizers), one per model kind
-(`classification`, `generation`, `entities`), and
-`registry` (versions, the gate's verdict, promotions). Registry tag, alias and event names live in
-`core/registry_names.py`; configs that more than one stage reads in `tasks/stage_configs.py`.
+(`classification`, `generation`, `entities`, `answers`), `scores` (every kind's scores and rule results,
+which the gate's verdict holds) and `registry` (versions, the gate's verdict, promotions). Registry tag, alias and
+event names live in `core/registry_names.py`; configs that more than one stage reads in `tasks/stage_configs.py`.
 """
 
-from tasks.results.answers import AnsweringModel, AnswerScores, AnswersReport, OptimizedReader, PreparedQuestions
+from tasks.results.answers import AnsweringModel, AnswersReport, OptimizedReader, PreparedQuestions
 from tasks.results.classification import (
     BaselineModel,
     Compression,
@@ -17,24 +17,22 @@ from tasks.results.classification import (
     FinetunedModel,
     OptimizedModel,
     Parity,
-    RuleResult,
-    Scores,
     TrialResult,
     TuneResult,
     with_settings,
 )
 from tasks.results.common import METRIC_LABELS, SPLITS, C, Messages, PretrainedModel, TunedModel, Variant
 from tasks.results.data import ArrowSplits, PreparedData, PreparedInstructions, RetrainData, TokenizerArtifact
-from tasks.results.entities import EntityReport, EntityScores, OptimizedTagger, PreparedEntities, TaggedModel
+from tasks.results.entities import EntityReport, OptimizedTagger, PreparedEntities, TaggedModel
 from tasks.results.generation import (
     DecoderArtifact,
     GenerationParity,
     GenerationReport,
-    GenerationScores,
     InstructionTunedModel,
     OptimizedGenerator,
 )
 from tasks.results.registry import Champion, GateVerdict, Lineage, Promotion, RegisteredModel
+from tasks.results.scores import AnswerScores, EntityScores, GenerationScores, RuleResult, Scores
 
 # Any model kind's result of each box of the flow (a new kind adds its types here).
 Prepared = PreparedData | PreparedInstructions | PreparedEntities | PreparedQuestions

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from tasks.results.common import TunedModel
 from tasks.results.data import ArrowSplits
+from tasks.results.scores import AnswerScores
 
 
 class PreparedQuestions(ArrowSplits):
@@ -19,15 +20,6 @@ class PreparedQuestions(ArrowSplits):
     no_answer: dict[str, int]  # split -> questions marked is_impossible
     repaired: int = 0  # answer_starts moved to the nearest copy of their text (answer_data.offsets=repair)
     corpus_size: int  # distinct training contexts (the corpus folder)
-
-
-class AnswerScores(BaseModel):
-    """Exact match and token F1 as fractions (0-1, as the gate's other metrics): the max over a question's gold
-    answers; SQuAD v1.1's normalisation, or CMRC 2018's character-level scores for Chinese."""
-
-    exact_match: float
-    f1: float  # the gate's metric
-    questions: int = 0
 
 
 class AnsweringModel(TunedModel):

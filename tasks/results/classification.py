@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 
 from core.workspace import join
 from tasks.results.common import C, PretrainedModel, TunedModel, Variant
-
-
-class RuleResult(BaseModel):
-    """One quality or gate rule: passed or not, the value it judged, and why (`tasks/judging/quality.py`,
-    `gate_rules.py`).
-
-    `state` says whether the rule judged anything: "not judged" (too few rows to compare) and "not set" (a minimum
-    of 0, which every model reaches) pass, but screens show the state instead of "pass".
-    """
-
-    name: str
-    passed: bool
-    value: str
-    reason: str
-    state: Literal["judged", "not judged", "not set"] = "judged"
+from tasks.results.scores import RuleResult, Scores
 
 
 class EncoderArtifact(PretrainedModel):
@@ -90,14 +74,6 @@ class BaselineModel(BaseModel):
     uri: str
     c: float
     validation_macro_f1: float
-
-
-class Scores(BaseModel):
-    """A classifier's numbers on one set of rows (`tasks/judging/scoring.py`)."""
-
-    accuracy: float
-    macro_f1: float
-    per_class: dict[str, dict[str, float]] = {}
 
 
 class EvalReport(BaseModel):

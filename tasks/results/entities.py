@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from tasks.results.common import TunedModel
 from tasks.results.data import ArrowSplits
+from tasks.results.scores import EntityScores
 
 
 class PreparedEntities(ArrowSplits):
@@ -15,16 +16,6 @@ class PreparedEntities(ArrowSplits):
     types: list[str]
     scheme: str  # the source files' tag scheme, converted to IOB2
     corpus_size: int
-
-
-class EntityScores(BaseModel):
-    """Strict entity-level scores (seqeval, IOB2): an entity counts only where its span and type both match."""
-
-    precision: float
-    recall: float
-    f1: float  # micro F1 over all entities: the gate's metric
-    macro_f1: float  # the mean of the types' F1
-    per_type: dict[str, float] = {}  # type -> F1
 
 
 class TaggedModel(TunedModel):

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from core.workspace import join
 from tasks.results.common import PretrainedModel, TunedModel, Variant
+from tasks.results.scores import GenerationScores
 
 
 class DecoderArtifact(PretrainedModel):
@@ -21,15 +22,6 @@ class InstructionTunedModel(TunedModel):
     perplexity: float
     too_long: int  # chats longer than max_length (truncated or dropped, by policy)
     samples_per_second: float
-
-
-class GenerationScores(BaseModel):
-    """A generator's numbers on one set of prompts (`tasks/judging/scoring.py`)."""
-
-    exact_match: float  # share of answers equal to the reference (whitespace-trimmed)
-    chrf: float  # corpus chrF, 0-100
-    perplexity: float | None = None  # of the reference answers' tokens; None for retrieval
-    rouge_l: float | None = None  # mean ROUGE-L F1, 0-100 (rouge-score, stemmed); None where not computed
 
 
 class GenerationReport(BaseModel):

@@ -18,11 +18,8 @@ from core.registry_names import (
     GATE_RUN,
     GATE_VERDICT,
 )
-from tasks.results.answers import AnswerScores
-from tasks.results.classification import RuleResult, Scores
 from tasks.results.common import METRIC_LABELS
-from tasks.results.entities import EntityScores
-from tasks.results.generation import GenerationScores
+from tasks.results.scores import AnswerScores, EntityScores, GenerationScores, RuleResult, Scores
 
 
 class Lineage(BaseModel):
