@@ -19,18 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from core.errors import PipelineInputError
 from core.fingerprint import code_fingerprint
+from core.retry import RetryPolicy
 from core.run_context import flow_run_id
 from core.workspace import Workspace
 
 if TYPE_CHECKING:
     from prefect import Task
 
-# Prefect is imported inside stage_task only: every stage config imports RetryPolicy from here, and the CLI
-# validates the data source (tasks.data.prepare) before Prefect is imported, so that a typo fails in a second or two.
+# Prefect is imported inside stage_task only: the CLI validates the data source (tasks.data.prepare) before Prefect
+# is imported, so that a typo fails in a second or two. Stage configs import RetryPolicy from core/retry.py.
 
 
 def _stage_cache():
@@ -40,20 +39,6 @@ def _stage_cache():
     return (
         (INPUTS - "parent_run_id") + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=lambda ctx, params: code_fingerprint())
     )
-
-
-class RetryPolicy(BaseModel):
-    """Retries, delay with jitter, and a timeout for one stage."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    retries: int = Field(2, ge=0, description="Attempts after the first failure.")
-    delay_seconds: float = Field(5.0, ge=0, description="Wait before the first retry; doubles for each next one.")
-    jitter_factor: float = Field(0.5, ge=0, description="Random spread of the delay (0.5 = up to +50%).")
-    timeout_seconds: float | None = Field(None, gt=0, description="Fail the attempt after this long.")
-
-    def delays(self) -> list[float]:
-        return [self.delay_seconds * 2**i for i in range(max(self.retries, 1))]
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:

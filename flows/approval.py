@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 
 from prefect.input import RunInput
 
-from core.orchestration import RetryPolicy, stage_task
+from core.orchestration import stage_task
+from core.retry import RetryPolicy
 from core.tracking import Tracking, prefect_run_url
 from tasks.registry.approval import Pending, decide, mark_pending
 from tasks.results import GateVerdict, Promotion

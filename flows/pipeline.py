@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from core import reporting
 from core.fingerprint import code_version, hash_json
-from core.orchestration import RetryPolicy
 from core.registry_names import CHAMPION, GATE_VERDICT
+from core.retry import RetryPolicy
 from core.run_context import flow_run_id
 from core.tracking import Tracking, close_pipeline_run, prefect_run_url
 from flows.approval import await_approval, candidate

@@ -27,7 +27,7 @@ import fsspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from core.errors import PipelineInputError
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.workspace import Workspace
 
 FLOW_NAME = "stage"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from core.orchestration import RetryPolicy, stage_task
+from core.orchestration import stage_task
 from core.registry_names import DEFAULT_MODEL_NAME
+from core.retry import RetryPolicy
 from core.tracking import Tracking, TrackingConfig
 from core.workspace import DEFAULT_ROOT, Workspace
 from tasks.registry import approval, promotion

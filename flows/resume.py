@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from core.orchestration import RetryPolicy, stage_task
+from core.orchestration import stage_task
+from core.retry import RetryPolicy
 from core.run_context import flow_run_id
 from core.tracking import Tracking, open_pipeline_run
 

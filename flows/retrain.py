@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from core import reporting
 from core.errors import PipelineInputError
-from core.orchestration import RetryPolicy, stage_task
+from core.orchestration import stage_task
 from core.registry_names import DEFAULT_MODEL_NAME
+from core.retry import RetryPolicy
 from core.tracking import Tracking
 from core.workspace import Workspace
 from flows.approval import await_approval, suspendable_run_id

@@ -13,7 +13,8 @@ from typing import Any
 from prefect import flow
 
 from core.errors import PipelineInputError
-from core.orchestration import RetryPolicy, stage_task
+from core.orchestration import stage_task
+from core.retry import RetryPolicy
 from flows.placement import Outcome, dump_result, load_arguments, resolve_stage, write_outcome
 
 

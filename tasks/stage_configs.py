@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.orchestration import RetryPolicy
 from core.registry_names import CHALLENGER, DEFAULT_MODEL_NAMES
+from core.retry import RetryPolicy
 
 Metric = Literal["macro_f1", "accuracy"]
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import reporting
 from core.errors import PipelineInputError
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.data.integrity import check_merged_rows
 from tasks.data.label_names import renamed

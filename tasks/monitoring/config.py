@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from tasks.monitoring.policy import DriftPolicy
 
 

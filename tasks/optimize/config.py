@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 
 FILES = {"fp32": "model-fp32.onnx", "int8": "model-int8.onnx"}
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import TrainingArguments
 
 from core import reporting
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.run_context import flow_run_id
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace

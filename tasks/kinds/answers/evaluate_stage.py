@@ -12,7 +12,7 @@ import mlflow
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import reporting
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.storage import materialize
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core import reporting
 from core.fingerprint import code_fingerprint, hash_json
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.storage import materialize, publish_dir
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import reporting
 from core.errors import PipelineInputError
 from core.fingerprint import hash_json
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.kinds.answers.reader import Answer, QADataError, QAExample, read_qa
 from tasks.results import SPLITS, PreparedQuestions

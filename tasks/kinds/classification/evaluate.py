@@ -24,7 +24,7 @@ from sklearn.metrics import confusion_matrix
 
 from core import reporting
 from core.errors import PipelineInputError
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.storage import materialize, publish_dir
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import reporting
 from core.errors import PipelineInputError
 from core.fingerprint import hash_json
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.data.three_way_split import three_way_split
 from tasks.kinds.entities.reader import EntityDataError, ReaderConfig, Sentence, read_entities, read_folder

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core import reporting
 from core.errors import PipelineInputError
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.data.read import read_source, resolve_demo
 from tasks.data.three_way_split import three_way_split

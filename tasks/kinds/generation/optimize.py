@@ -32,7 +32,7 @@ from transformers.generation.streamers import BaseStreamer
 from core import reporting
 from core.errors import PipelineInputError
 from core.fingerprint import code_fingerprint, hash_json
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.storage import materialize, publish_dir
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 from core import reporting
 from core.errors import PipelineInputError
 from core.fingerprint import hash_json
-from core.orchestration import RetryPolicy
+from core.retry import RetryPolicy
 from core.storage import publish_dir
 from core.workspace import Workspace
 from tasks.data.loaders import load_corpus, load_splits
