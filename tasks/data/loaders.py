@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core.storage import materialize
-from tasks.results import ArrowSplits, BaselineModel, TokenizerArtifact
+from tasks.results.classification import BaselineModel
+from tasks.results.data import ArrowSplits, TokenizerArtifact
 
 if TYPE_CHECKING:
     import datasets

@@ -41,7 +41,8 @@ from tasks.data.split import (
     drop_repeats,
     where,
 )
-from tasks.results import SPLITS, PreparedData
+from tasks.results.common import SPLITS
+from tasks.results.data import PreparedData
 from tasks.stage_configs import SplitConfig
 
 __all__ = ["DataConfig", "prepare_data", "preflight_data"]

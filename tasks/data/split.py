@@ -16,7 +16,7 @@ import pandas as pd
 from core.errors import PipelineInputError
 from tasks.data.read import physical_lines
 from tasks.data.three_way_split import three_way_split
-from tasks.results import SPLITS
+from tasks.results.common import SPLITS
 
 if TYPE_CHECKING:
     from tasks.stage_configs import SplitConfig

@@ -18,7 +18,8 @@ from mlflow.entities.model_registry import ModelVersion
 from core.storage import publish_dir
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace, exists, join
-from tasks.results import GateVerdict, RegisteredModel, RuleResult
+from tasks.results.registry import GateVerdict, RegisteredModel
+from tasks.results.scores import RuleResult
 
 
 def freeze(rows: pd.DataFrame, uri: str) -> str:

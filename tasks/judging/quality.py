@@ -8,7 +8,7 @@ Both stages import it without importing each other. The bar itself (`QualityBar`
 
 from __future__ import annotations
 
-from tasks.results import RuleResult
+from tasks.results.scores import RuleResult
 from tasks.stage_configs import METRIC_NAMES, QualityBar
 
 

@@ -7,7 +7,10 @@ precision stays in MLflow metrics.
 
 from __future__ import annotations
 
-from tasks.results import EvalReport, GateVerdict, GenerationReport, GenerationScores, RuleResult, Scores
+from tasks.results.classification import EvalReport
+from tasks.results.generation import GenerationReport
+from tasks.results.registry import GateVerdict
+from tasks.results.scores import GenerationScores, RuleResult, Scores
 
 
 def _nums(s: Scores) -> dict:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tasks.kinds.generation.chats import prompt_text
-from tasks.results import GenerationScores, Messages, Scores
+from tasks.results.common import Messages
+from tasks.results.scores import GenerationScores, Scores
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

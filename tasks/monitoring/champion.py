@@ -27,7 +27,7 @@ from core.registry_names import (
 from core.tracking import Tracking
 from core.workspace import exists, join
 from tasks.registry.versions import NOT_FOUND, champion_version, model_dir
-from tasks.results import Champion
+from tasks.results.registry import Champion
 
 
 def find_champion(tracking: Tracking, name: str, alias: str = "champion") -> Champion:

@@ -23,7 +23,7 @@ from tasks.monitoring.config import MonitorConfig
 from tasks.monitoring.reports import ReportAbout
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.windows import WindowSource, describe_window, load_window
-from tasks.results import Champion
+from tasks.results.registry import Champion
 
 
 def _series_run(tracking: Tracking, experiment_id: str, model_name: str) -> str:

@@ -21,7 +21,7 @@ from tasks.monitoring.policy import accuracy_signal, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import INPUT_SIGNALS, MODEL_SIGNALS, inputs_report, model_report, signals_from
-from tasks.results import Champion
+from tasks.results.registry import Champion
 
 
 def _input_signals(

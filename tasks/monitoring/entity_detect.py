@@ -23,7 +23,7 @@ from tasks.monitoring.policy import Accuracy, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.signals import signals_from
-from tasks.results import Champion
+from tasks.results.registry import Champion
 
 
 def _sentences(data_uri: str, splits: tuple[str, ...]) -> list[Sentence]:

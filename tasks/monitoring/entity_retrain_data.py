@@ -22,7 +22,8 @@ from core.workspace import Workspace, join
 from tasks.data.three_way_split import three_way_split
 from tasks.kinds.entities.reader import EntityDataError, read_entities
 from tasks.monitoring.windows import WindowSource
-from tasks.results import Champion, RetrainData
+from tasks.results.data import RetrainData
+from tasks.results.registry import Champion
 
 FILES = {"train": "train.conll", "validation": "dev.conll", "test": "test.conll"}
 

@@ -27,7 +27,7 @@ from tasks.monitoring.policy import Accuracy, DriftPolicy, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading
 from tasks.monitoring.results import DriftReport, Signal
 from tasks.monitoring.signals import signals_from
-from tasks.results import Champion
+from tasks.results.registry import Champion
 
 MAX_NEW_TOKENS = 48  # answers generated for reference prompts, as `evaluate_generation.max_new_tokens` defaults
 

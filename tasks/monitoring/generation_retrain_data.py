@@ -23,7 +23,8 @@ from tasks.data.three_way_split import three_way_split
 from tasks.kinds.generation.chats import prompt_key
 from tasks.monitoring.generation_reference import load_chat_reference, with_references
 from tasks.monitoring.windows import WindowSource, load_window
-from tasks.results import Champion, RetrainData
+from tasks.results.data import RetrainData
+from tasks.results.registry import Champion
 
 
 def _prompt_chat(row: pd.Series) -> list[dict[str, str]]:

@@ -15,7 +15,8 @@ from core.workspace import Workspace
 from tasks.data.three_way_split import three_way_split
 from tasks.monitoring.champion import load_reference
 from tasks.monitoring.windows import WindowSource, load_window
-from tasks.results import Champion, RetrainData
+from tasks.results.data import RetrainData
+from tasks.results.registry import Champion
 
 
 def _new_rows(window: pd.DataFrame, reference: dict[str, pd.DataFrame], dropped: dict[str, int]) -> pd.DataFrame:

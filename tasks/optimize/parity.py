@@ -6,7 +6,7 @@ import numpy as np
 
 from tasks.judging.scoring import score
 from tasks.optimize.config import OptimizeConfig
-from tasks.results import Parity
+from tasks.results.classification import Parity
 
 
 def check_parity(

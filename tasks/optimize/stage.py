@@ -25,7 +25,9 @@ from tasks.optimize.config import OptimizeConfig
 from tasks.optimize.latency import latency_rows, torch_runner
 from tasks.optimize.parity import check_parity
 from tasks.optimize.variants import build_variants
-from tasks.results import FinetunedModel, OptimizedModel, Parity, PreparedData, Variant
+from tasks.results.classification import FinetunedModel, OptimizedModel, Parity
+from tasks.results.common import Variant
+from tasks.results.data import PreparedData
 
 
 def _check_model(model_dir: Path, data: PreparedData) -> dict:

@@ -21,7 +21,7 @@ from core import reporting
 from core.errors import PipelineInputError
 from core.tracking import Tracking
 from tasks.registry.promotion import APPROVAL, APPROVAL_BY, APPROVAL_REASON, promote
-from tasks.results import Promotion
+from tasks.results.registry import Promotion
 
 APPROVAL_FLOW_RUN = "zero2one.approval.flow_run_id"  # the suspended flow run waiting for the answer ("" if none)
 APPROVAL_DEADLINE = "zero2one.approval.deadline"  # ISO time; no answer by then: rejected as timed out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.results import ArrowSplits
+from tasks.results.data import ArrowSplits
 
 CARD_SAMPLES = 5  # sample answers on a generator's card (all of them are in the evaluation run)
 

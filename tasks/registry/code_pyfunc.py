@@ -16,7 +16,7 @@ from core.registry_names import LINEAGE_OPTIMIZE_RUN, SERVED_RUNTIME, SERVING_VA
 from core.storage import materialize
 from core.tracking import stage_run
 from tasks.registry.versioning import challenger, lineage_tags, record_config
-from tasks.results import RegisteredModel
+from tasks.results.registry import RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 

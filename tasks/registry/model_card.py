@@ -25,7 +25,10 @@ from core.registry_names import (
 from core.tracking import Tracking, prefect_run_url
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.registry import kind_of
-from tasks.results import ArrowSplits, EvalReport, GateVerdict, GenerationReport, RegisteredModel
+from tasks.results.classification import EvalReport
+from tasks.results.data import ArrowSplits
+from tasks.results.generation import GenerationReport
+from tasks.results.registry import GateVerdict, RegisteredModel
 
 CARD_PATH = "model_card.md"
 

@@ -14,7 +14,7 @@ import time
 from core.registry_names import CHAMPION, HISTORY_PREFIX, PREVIOUS_CHAMPION, PROMOTED_EVENT, model_resource_id
 from core.tracking import Tracking
 from tasks.registry.promotion import history, history_run
-from tasks.results import Promotion
+from tasks.results.registry import Promotion
 
 OUTSIDE = "moved outside zero2one"
 

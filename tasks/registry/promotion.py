@@ -52,7 +52,7 @@ from core.registry_names import (
 )
 from core.run_context import flow_run_id
 from core.tracking import Tracking
-from tasks.results import GateVerdict, Promotion
+from tasks.results.registry import GateVerdict, Promotion
 
 VERDICT_TAG = GATE_VERDICT
 LOCK_TIMEOUT_SECONDS = 120.0

@@ -23,17 +23,10 @@ from __future__ import annotations
 from core.tracking import Tracking
 from core.workspace import Workspace
 from tasks.kinds.registry import kind_of
-from tasks.results import (
-    EvalReport,
-    FinetunedModel,
-    GenerationReport,
-    InstructionTunedModel,
-    Lineage,
-    OptimizedModel,
-    PreparedData,
-    PreparedInstructions,
-    RegisteredModel,
-)
+from tasks.results.classification import EvalReport, FinetunedModel, OptimizedModel
+from tasks.results.data import PreparedData, PreparedInstructions
+from tasks.results.generation import GenerationReport, InstructionTunedModel
+from tasks.results.registry import Lineage, RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 

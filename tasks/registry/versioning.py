@@ -30,16 +30,10 @@ from core.registry_names import (
 from core.run_context import flow_run_id
 from core.tracking import Tracking
 from core.workspace import Workspace
-from tasks.results import (
-    EvalReport,
-    FinetunedModel,
-    GenerationReport,
-    InstructionTunedModel,
-    Lineage,
-    PreparedData,
-    PreparedInstructions,
-    RegisteredModel,
-)
+from tasks.results.classification import EvalReport, FinetunedModel
+from tasks.results.data import PreparedData, PreparedInstructions
+from tasks.results.generation import GenerationReport, InstructionTunedModel
+from tasks.results.registry import Lineage, RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 CONFIG_JSON = "pipeline_config.json"  # on the register run: the pipeline config the version was trained with

@@ -19,7 +19,7 @@ from core.registry_names import CHAMPION, KIND, LINEAGE_BASELINE_URI, LINEAGE_CH
 from core.storage import materialize
 from core.tracking import Tracking
 from core.workspace import exists, join
-from tasks.results import RegisteredModel
+from tasks.results.registry import RegisteredModel
 
 if TYPE_CHECKING:
     from models.baseline_onnx import BaselineClassifier

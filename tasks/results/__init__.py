@@ -1,8 +1,9 @@
 """The contract between stages: every stage's result type (pydantic only), one module per concern.
 
-A stage imports the results of the stages before it from here (`from tasks.results import ...`), never the stage
-itself, so stages do not stand on each other, and a service or a test that only reads a result loads no torch,
-MLflow or transformers. Modules: `common`, `data` (prepared splits, tokenizers), one per model kind
+A stage imports the results of the stages before it from here, or from the module here that defines the type
+(`from tasks.results.data import PreparedData`: it then stands on that leaf alone), never from the stage itself, so
+stages do not stand on each other, and a service or a test that only reads a result loads no torch, MLflow or
+transformers. Modules: `common`, `data` (prepared splits, tokenizers), one per model kind
 (`classification`, `generation`, `entities`, `answers`), `scores` (every kind's scores and rule results,
 which the gate's verdict holds) and `registry` (versions, the gate's verdict, promotions). Registry tag, alias and
 event names live in `core/registry_names.py`; configs that more than one stage reads in `tasks/stage_configs.py`.

@@ -25,7 +25,8 @@ from core.workspace import Workspace
 from models.device import describe_device
 from models.encoder import EncoderShape, build_masked_lm, count_parameters, load_masked_lm
 from tasks.data.loaders import load_corpus, load_splits, load_tokenizer
-from tasks.results import EncoderArtifact, PreparedData, TokenizerArtifact
+from tasks.results.classification import EncoderArtifact
+from tasks.results.data import PreparedData, TokenizerArtifact
 from tasks.training.common import (
     OptimConfig,
     TrainingConfig,

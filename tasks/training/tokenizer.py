@@ -25,7 +25,7 @@ from core.storage import publish_dir
 from core.workspace import Workspace
 from tasks.data.loaders import load_corpus
 from tasks.data.text_script import CJK_THRESHOLD, cjk_share
-from tasks.results import PreparedData, TokenizerArtifact
+from tasks.results.data import PreparedData, TokenizerArtifact
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -9,7 +9,8 @@ from core.tracking import Tracking
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.answers.evaluate_stage import evaluation_rows
 from tasks.registry.card_parts import CARD_SAMPLES, data_lines, where_served
-from tasks.results import AnswersReport, GateVerdict, PreparedQuestions, RegisteredModel
+from tasks.results.answers import AnswersReport, PreparedQuestions
+from tasks.results.registry import GateVerdict, RegisteredModel
 
 SCORING = {"squad": "SQuAD v1.1 normalisation", "cmrc": "CMRC 2018 character-level"}
 

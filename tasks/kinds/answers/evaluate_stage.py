@@ -19,7 +19,8 @@ from core.workspace import Workspace
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.answers.judging_stage import answer_rules, lexical, lexical_answers, read, samples, score, texts
 from tasks.kinds.answers.prepare_stage import questions
-from tasks.results import AnsweringModel, AnswerScores, AnswersReport, PreparedQuestions
+from tasks.results.answers import AnsweringModel, AnswersReport, PreparedQuestions
+from tasks.results.scores import AnswerScores
 from tasks.stage_configs import QualityBar
 
 

@@ -25,7 +25,9 @@ from tasks.kinds.answers.features import WindowConfig, train_features
 from tasks.kinds.answers.judging_stage import read, score, texts
 from tasks.kinds.answers.prepare_stage import questions
 from tasks.kinds.answers.train import TrainConfig, fine_tune, load_reader
-from tasks.results import AnsweringModel, EncoderArtifact, PreparedQuestions, TokenizerArtifact
+from tasks.results.answers import AnsweringModel, PreparedQuestions
+from tasks.results.classification import EncoderArtifact
+from tasks.results.data import TokenizerArtifact
 from tasks.training.common import OptimConfig, TrainingConfig, TrainingJob, report_stage, training_run
 from tasks.training.skeleton import TrainingStage
 

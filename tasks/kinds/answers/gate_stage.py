@@ -25,7 +25,8 @@ from tasks.kinds.answers.judging_stage import answer_rules, lexical, lexical_ans
 from tasks.kinds.answers.prepare_stage import questions, rows_to_questions, sample
 from tasks.kinds.answers.reader import QAExample
 from tasks.registry.versions import champion_to_beat, model_dir
-from tasks.results import AnswersReport, GateVerdict, OptimizedReader, PreparedQuestions, RegisteredModel
+from tasks.results.answers import AnswersReport, OptimizedReader, PreparedQuestions
+from tasks.results.registry import GateVerdict, RegisteredModel
 from tasks.stage_configs import GateConfig
 
 

@@ -9,7 +9,7 @@ from tasks.judging.quality import minimum
 from tasks.kinds.answers import baselines
 from tasks.kinds.answers.metrics import score as corpus_score
 from tasks.kinds.answers.reader import QAExample
-from tasks.results import AnswerScores, RuleResult
+from tasks.results.scores import AnswerScores, RuleResult
 from tasks.stage_configs import QualityBar
 
 

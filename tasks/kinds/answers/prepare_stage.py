@@ -23,7 +23,8 @@ from core.fingerprint import hash_json
 from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.kinds.answers.reader import Answer, QADataError, QAExample, read_qa
-from tasks.results import SPLITS, PreparedQuestions
+from tasks.results.answers import PreparedQuestions
+from tasks.results.common import SPLITS
 
 FOLDER_FILES = {"train": ("train",), "validation": ("dev", "validation", "valid"), "test": ("test",)}
 _CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -18,7 +18,8 @@ from core.tracking import Tracking
 from core.workspace import Workspace
 from tasks.kinds.answers.evaluate_stage import evaluation_rows
 from tasks.registry.code_pyfunc import register_code_pyfunc
-from tasks.results import AnsweringModel, AnswersReport, Lineage, OptimizedReader, PreparedQuestions, RegisteredModel
+from tasks.results.answers import AnsweringModel, AnswersReport, OptimizedReader, PreparedQuestions
+from tasks.results.registry import Lineage, RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 PYFUNC_CODE = Path(models.__file__).parent / "answers_pyfunc.py"

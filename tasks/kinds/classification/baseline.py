@@ -21,7 +21,7 @@ from core.storage import materialize, publish_dir
 from core.workspace import Workspace, exists, join
 from models import baseline
 from models.baseline_onnx import META_FILE
-from tasks.results import BaselineModel
+from tasks.results.classification import BaselineModel
 
 
 def train_baseline(splits: datasets.DatasetDict, labels: list[str], fingerprint: str, ws: Workspace) -> BaselineModel:

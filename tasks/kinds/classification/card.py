@@ -10,7 +10,9 @@ from tasks.judging.report_rows import evaluation_rows, verdict_rows
 from tasks.kinds.classification.registry import CONFUSION_PNG
 from tasks.kinds.classification.truncation_report import truncation_line
 from tasks.registry.card_parts import data_lines, where_served
-from tasks.results import EvalReport, GateVerdict, PreparedData, RegisteredModel
+from tasks.results.classification import EvalReport
+from tasks.results.data import PreparedData
+from tasks.results.registry import GateVerdict, RegisteredModel
 
 
 def card_sections(data: PreparedData, report: EvalReport, verdict: GateVerdict) -> list[str]:

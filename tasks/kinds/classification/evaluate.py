@@ -36,7 +36,9 @@ from tasks.judging.report_rows import evaluation_rows, rule_rows
 from tasks.judging.scoring import confusion_figure, score
 from tasks.kinds.classification.baseline import train_baseline
 from tasks.kinds.classification.truncation_report import truncation_line
-from tasks.results import BaselineModel, EvalReport, FinetunedModel, PreparedData, RuleResult, Scores
+from tasks.results.classification import BaselineModel, EvalReport, FinetunedModel
+from tasks.results.data import PreparedData
+from tasks.results.scores import RuleResult, Scores
 from tasks.stage_configs import QualityBar
 
 

@@ -20,7 +20,8 @@ from tasks.kinds.kind import ModelKind, Sections
 from tasks.monitoring.detect import detect_for_champion
 from tasks.monitoring.retrain_data import write_retrain_data
 from tasks.optimize.stage import optimize
-from tasks.results import EvalReport, PreparedData
+from tasks.results.classification import EvalReport
+from tasks.results.data import PreparedData
 from tasks.training.pretrain import pretrain
 from tasks.training.tokenizer import train_tokenizer
 

@@ -24,17 +24,10 @@ from tasks.judging.report_rows import evaluation_rows
 from tasks.judging.scoring import confusion_figure
 from tasks.kinds.classification.registry import CONFUSION_PNG, log_classifier
 from tasks.registry.versioning import challenger, lineage_tags, record_config, served_tags
-from tasks.results import (
-    EvalReport,
-    FinetunedModel,
-    GenerationReport,
-    InstructionTunedModel,
-    Lineage,
-    OptimizedModel,
-    PreparedData,
-    PreparedInstructions,
-    RegisteredModel,
-)
+from tasks.results.classification import EvalReport, FinetunedModel, OptimizedModel
+from tasks.results.data import PreparedData, PreparedInstructions
+from tasks.results.generation import GenerationReport, InstructionTunedModel
+from tasks.results.registry import Lineage, RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 

@@ -36,7 +36,9 @@ from core.run_context import flow_run_id
 from core.storage import materialize
 from core.tracking import Tracking, stage_run
 from tasks.data.loaders import load_splits
-from tasks.results import EvalReport, PreparedData, RegisteredModel
+from tasks.results.classification import EvalReport
+from tasks.results.data import PreparedData
+from tasks.results.registry import RegisteredModel
 
 PYFUNC_CODE = Path(models.__file__).parent / "pyfunc_model.py"
 CONFUSION_PNG = "confusion_matrix.png"  # on the version's run, titled with its name and version

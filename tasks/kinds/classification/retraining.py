@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.recipes import choose_recipe
-from tasks.results import Champion, RetrainData
+from tasks.results.data import RetrainData
+from tasks.results.registry import Champion
 
 
 def retrain_settings(raw: dict, finetune: FinetuneConfig, champion: Champion, data: RetrainData, repretrain: bool):

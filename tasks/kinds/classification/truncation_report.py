@@ -6,7 +6,7 @@ should know how many of the scored texts were cut, and how.
 
 from __future__ import annotations
 
-from tasks.results import EvalReport
+from tasks.results.classification import EvalReport
 
 
 def truncation_line(report: EvalReport) -> str:

@@ -9,7 +9,8 @@ from core.tracking import Tracking
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.entities.evaluate import evaluation_rows
 from tasks.registry.card_parts import CARD_SAMPLES, data_lines, where_served
-from tasks.results import EntityReport, GateVerdict, PreparedEntities, RegisteredModel
+from tasks.results.entities import EntityReport, PreparedEntities
+from tasks.results.registry import GateVerdict, RegisteredModel
 
 
 def _verdict_rows(verdict: GateVerdict) -> list[dict]:

@@ -17,7 +17,7 @@ from core.workspace import Workspace
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.entities.judging import baselines, entity_rules, samples, score
 from tasks.kinds.entities.prepare import sentences
-from tasks.results import EntityReport, PreparedEntities, TaggedModel
+from tasks.results.entities import EntityReport, PreparedEntities, TaggedModel
 from tasks.stage_configs import QualityBar
 
 

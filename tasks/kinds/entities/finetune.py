@@ -19,7 +19,9 @@ from core.tracking import Tracking
 from core.workspace import Workspace
 from tasks.kinds.entities.prepare import sentences
 from tasks.kinds.entities.train import EntityTrainConfig, train_entities
-from tasks.results import EncoderArtifact, PreparedEntities, TaggedModel, TokenizerArtifact
+from tasks.results.classification import EncoderArtifact
+from tasks.results.data import TokenizerArtifact
+from tasks.results.entities import PreparedEntities, TaggedModel
 from tasks.training.common import OptimConfig, TrainingConfig, TrainingJob, report_stage, training_run
 from tasks.training.skeleton import TrainingStage
 

@@ -22,7 +22,8 @@ from tasks.kinds.entities.judging import baselines, entity_rules, score
 from tasks.kinds.entities.prepare import sentences
 from tasks.kinds.entities.reader import Sentence
 from tasks.registry.versions import champion_to_beat, model_dir
-from tasks.results import EntityReport, GateVerdict, OptimizedTagger, PreparedEntities, RegisteredModel
+from tasks.results.entities import EntityReport, OptimizedTagger, PreparedEntities
+from tasks.results.registry import GateVerdict, RegisteredModel
 from tasks.stage_configs import GateConfig
 
 

@@ -6,7 +6,7 @@ from tasks.judging.quality import minimum
 from tasks.kinds.entities.baselines import CRFConfig, CRFTagger, Memorizer
 from tasks.kinds.entities.metrics import entity_scores
 from tasks.kinds.entities.reader import Sentence
-from tasks.results import EntityScores, RuleResult
+from tasks.results.scores import EntityScores, RuleResult
 from tasks.stage_configs import QualityBar
 
 

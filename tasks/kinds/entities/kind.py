@@ -18,7 +18,7 @@ from tasks.kinds.entities.retraining import retrain_settings
 from tasks.kinds.kind import ModelKind, Sections
 from tasks.monitoring.entity_detect import detect_for_champion
 from tasks.monitoring.entity_retrain_data import write_entity_retrain_data
-from tasks.results import EntityReport, PreparedEntities
+from tasks.results.entities import EntityReport, PreparedEntities
 from tasks.training.pretrain import pretrain
 from tasks.training.tokenizer import train_tokenizer
 

@@ -21,7 +21,7 @@ from core.workspace import Workspace
 from tasks.kinds.entities.judging import score
 from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier
 from tasks.kinds.entities.prepare import sentences
-from tasks.results import OptimizedTagger, PreparedEntities, TaggedModel
+from tasks.results.entities import OptimizedTagger, PreparedEntities, TaggedModel
 
 
 class EntityOptimizeConfig(BaseModel):

@@ -21,7 +21,8 @@ from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
 from tasks.data.three_way_split import three_way_split
 from tasks.kinds.entities.reader import EntityDataError, ReaderConfig, Sentence, read_entities, read_folder
-from tasks.results import SPLITS, PreparedEntities
+from tasks.results.common import SPLITS
+from tasks.results.entities import PreparedEntities
 from tasks.stage_configs import SplitConfig
 
 

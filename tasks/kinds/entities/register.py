@@ -18,7 +18,8 @@ from core.tracking import Tracking
 from core.workspace import Workspace
 from tasks.kinds.entities.evaluate import evaluation_rows
 from tasks.registry.code_pyfunc import register_code_pyfunc
-from tasks.results import EntityReport, Lineage, OptimizedTagger, PreparedEntities, RegisteredModel, TaggedModel
+from tasks.results.entities import EntityReport, OptimizedTagger, PreparedEntities, TaggedModel
+from tasks.results.registry import Lineage, RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 PYFUNC_CODE = Path(models.__file__).parent / "entity_pyfunc.py"

@@ -4,7 +4,8 @@ labelled ones (`ModelKind.retrain_settings`; the `retrain` flow validates the re
 from __future__ import annotations
 
 from tasks.kinds.entities.finetune import EntityFinetuneConfig
-from tasks.results import Champion, RetrainData
+from tasks.results.data import RetrainData
+from tasks.results.registry import Champion
 
 
 def retrain_settings(

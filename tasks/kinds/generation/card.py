@@ -8,7 +8,9 @@ from core.registry_names import SERVED_CHRF, SERVED_EXACT_MATCH, SERVED_RUNTIME
 from core.tracking import Tracking
 from tasks.judging.report_rows import generation_rows, generation_verdict_rows
 from tasks.registry.card_parts import CARD_SAMPLES, data_lines, where_served
-from tasks.results import ArrowSplits, GateVerdict, GenerationReport, RegisteredModel
+from tasks.results.data import ArrowSplits
+from tasks.results.generation import GenerationReport
+from tasks.results.registry import GateVerdict, RegisteredModel
 
 
 def card_sections(data: ArrowSplits, report: GenerationReport, verdict: GateVerdict) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from core.errors import PipelineInputError
-from tasks.results import Messages
+from tasks.results.common import Messages
 
 if TYPE_CHECKING:
     import datasets

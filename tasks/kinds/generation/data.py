@@ -36,7 +36,8 @@ from core.workspace import Workspace, exists
 from tasks.data.read import read_source, resolve_demo
 from tasks.data.three_way_split import three_way_split
 from tasks.kinds.generation.chats import prompt_key
-from tasks.results import SPLITS, PreparedInstructions
+from tasks.results.common import SPLITS
+from tasks.results.data import PreparedInstructions
 from tasks.stage_configs import SplitConfig
 
 ROLES = ("system", "user", "assistant")

@@ -36,7 +36,10 @@ from tasks.judging.report_rows import generation_rows
 from tasks.judging.scoring import retrieval_answers, score_answers
 from tasks.kinds.generation.chats import IGNORE, encode_chat, prompt_text
 from tasks.kinds.generation.llm_checkpoint import resolve_checkpoint
-from tasks.results import GenerationReport, GenerationScores, InstructionTunedModel, Messages, PreparedInstructions
+from tasks.results.common import Messages
+from tasks.results.data import PreparedInstructions
+from tasks.results.generation import GenerationReport, InstructionTunedModel
+from tasks.results.scores import GenerationScores
 from tasks.stage_configs import EvaluateGenerationConfig, QualityBar
 
 

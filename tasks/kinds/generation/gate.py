@@ -32,16 +32,11 @@ from tasks.judging.report_rows import generation_verdict_rows, rule_rows
 from tasks.judging.scoring import retrieval_answers, score_answers
 from tasks.kinds.generation.chats import prompt_key
 from tasks.registry.versions import champion_to_beat, load_generator
-from tasks.results import (
-    GateVerdict,
-    GenerationReport,
-    GenerationScores,
-    Messages,
-    OptimizedGenerator,
-    PreparedInstructions,
-    RegisteredModel,
-    RuleResult,
-)
+from tasks.results.common import Messages
+from tasks.results.data import PreparedInstructions
+from tasks.results.generation import GenerationReport, OptimizedGenerator
+from tasks.results.registry import GateVerdict, RegisteredModel
+from tasks.results.scores import GenerationScores, RuleResult
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig
 
 SCALE = {"chrf": 100.0, "exact_match": 1.0}  # the metric's range: the gate's fractions are multiplied by it

@@ -18,7 +18,7 @@ from tasks.kinds.generation.tokenizer import train_causal_tokenizer
 from tasks.kinds.kind import ModelKind, Sections
 from tasks.monitoring.generation_detect import detect_for_champion
 from tasks.monitoring.generation_retrain_data import write_generation_retrain_data
-from tasks.results import GenerationReport
+from tasks.results.generation import GenerationReport
 
 
 def headline(report: GenerationReport) -> dict[str, float]:

@@ -42,7 +42,9 @@ from models.onnx_export import ExportError
 from tasks.data.loaders import load_splits
 from tasks.judging.scoring import score_answers
 from tasks.kinds.generation.chats import encode_chat
-from tasks.results import GenerationParity, InstructionTunedModel, OptimizedGenerator, PreparedInstructions, Variant
+from tasks.results.common import Variant
+from tasks.results.data import PreparedInstructions
+from tasks.results.generation import GenerationParity, InstructionTunedModel, OptimizedGenerator
 
 STAGE = "optimize_generation"
 Precision = Literal["fp32", "int8"]

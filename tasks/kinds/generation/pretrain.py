@@ -29,7 +29,8 @@ from models.decoder import SHAPES, DecoderShape, build_causal_lm, context_length
 from models.device import describe_device
 from models.encoder import count_parameters
 from tasks.data.loaders import load_corpus, load_tokenizer
-from tasks.results import DecoderArtifact, PreparedInstructions, TokenizerArtifact
+from tasks.results.data import PreparedInstructions, TokenizerArtifact
+from tasks.results.generation import DecoderArtifact
 from tasks.training.common import (
     OptimConfig,
     TrainingConfig,

@@ -25,13 +25,9 @@ from tasks.judging.report_rows import generation_rows
 from tasks.kinds.generation.chats import prompt_text
 from tasks.kinds.generation.registry import log_generator
 from tasks.registry.versioning import challenger, lineage_tags, record_config, served_tags
-from tasks.results import (
-    GenerationReport,
-    InstructionTunedModel,
-    Lineage,
-    PreparedInstructions,
-    RegisteredModel,
-)
+from tasks.results.data import PreparedInstructions
+from tasks.results.generation import GenerationReport, InstructionTunedModel
+from tasks.results.registry import Lineage, RegisteredModel
 from tasks.stage_configs import RegisterConfig
 
 

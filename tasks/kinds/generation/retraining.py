@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.sft_recipe import choose_sft_recipe
-from tasks.results import Champion, RetrainData
+from tasks.results.data import RetrainData
+from tasks.results.registry import Champion
 
 
 def retrain_settings(raw: dict, sft: SftConfig, champion: Champion, data: RetrainData, repretrain: bool) -> dict:

@@ -49,7 +49,8 @@ from tasks.kinds.generation.chats import IGNORE, encode_chat, fit_to_context
 from tasks.kinds.generation.llm_checkpoint import conversion_record, resolve_checkpoint
 from tasks.kinds.generation.sft_config import SftConfig
 from tasks.kinds.generation.sft_recipe import SFT_RECIPES, SftPlan, check_prompts_fit, plan_sft
-from tasks.results import DecoderArtifact, InstructionTunedModel, PreparedInstructions, TokenizerArtifact
+from tasks.results.data import PreparedInstructions, TokenizerArtifact
+from tasks.results.generation import DecoderArtifact, InstructionTunedModel
 from tasks.training.common import (
     TrainingJob,
     report_stage,

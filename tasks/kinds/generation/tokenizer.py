@@ -26,7 +26,7 @@ from core.storage import publish_dir
 from core.workspace import Workspace
 from tasks.data.loaders import load_corpus, load_splits
 from tasks.kinds.generation.llm_checkpoint import resolve_checkpoint
-from tasks.results import PreparedInstructions, TokenizerArtifact
+from tasks.results.data import PreparedInstructions, TokenizerArtifact
 
 PAD, END = "<|pad|>", "<|end|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
