@@ -17,7 +17,7 @@ import pandas as pd
 
 from core.workspace import Workspace, join
 from tasks.kinds.entities.monitor import descriptor_rows, vocabulary
-from tasks.kinds.entities.reader import Sentence
+from tasks.kinds.entities.sentence import Sentence
 from tasks.monitoring.config import MonitorConfig, sample_rows
 from tasks.monitoring.policy import Accuracy, decide, too_small
 from tasks.monitoring.reports import ReportAbout, heading

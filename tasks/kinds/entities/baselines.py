@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 import sklearn_crfsuite
 from pydantic import BaseModel
 
-from tasks.kinds.entities.reader import Sentence
+from tasks.kinds.entities.sentence import Sentence
 
 
 class Memorizer:

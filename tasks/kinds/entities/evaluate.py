@@ -15,8 +15,9 @@ from core.storage import materialize
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
 from tasks.judging.report_rows import rule_rows
+from tasks.kinds.entities.evaluation import evaluation_rows
 from tasks.kinds.entities.judging import baselines, entity_rules, samples, score
-from tasks.kinds.entities.prepare import sentences
+from tasks.kinds.entities.splits import sentences
 from tasks.results.entities import EntityReport, PreparedEntities, TaggedModel
 from tasks.stage_configs import QualityBar
 
@@ -28,21 +29,6 @@ class EntityEvaluateConfig(BaseModel):
 
     samples: int = Field(8, ge=0, description="Test sentences with entities shown on the card, gold vs predicted.")
     retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-def evaluation_rows(report: EntityReport) -> list[dict]:
-    """The tagger beside its baselines: micro precision/recall/F1 and macro F1."""
-    named = (("fine-tuned", report.model), ("CRF (word features)", report.crf), ("memorization", report.memorization))
-    return [
-        {
-            "model": name,
-            "precision": round(s.precision, 4),
-            "recall": round(s.recall, 4),
-            "f1": round(s.f1, 4),
-            "macro_f1": round(s.macro_f1, 4),
-        }
-        for name, s in named
-    ]
 
 
 def evaluate_entities(

@@ -17,7 +17,7 @@ from core.checkpoints import local_checkpoint
 from core.errors import PipelineInputError
 from core.tracking import Tracking
 from core.workspace import Workspace
-from tasks.kinds.entities.prepare import sentences
+from tasks.kinds.entities.splits import sentences
 from tasks.kinds.entities.train import EntityTrainConfig, train_entities
 from tasks.results.classification import EncoderArtifact
 from tasks.results.data import TokenizerArtifact

@@ -19,8 +19,8 @@ from tasks.judging.gate_records import new_verdict, record_verdict
 from tasks.judging.gate_rules import champion_rule, evaluation_rule, parity_rule
 from tasks.judging.report_rows import rule_rows
 from tasks.kinds.entities.judging import baselines, entity_rules, score
-from tasks.kinds.entities.prepare import sentences
-from tasks.kinds.entities.reader import Sentence
+from tasks.kinds.entities.sentence import Sentence
+from tasks.kinds.entities.splits import sentences
 from tasks.registry.versions import champion_to_beat, model_dir
 from tasks.results.entities import EntityReport, OptimizedTagger, PreparedEntities
 from tasks.results.registry import GateVerdict, RegisteredModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tasks.judging.quality import minimum
 from tasks.kinds.entities.baselines import CRFConfig, CRFTagger, Memorizer
 from tasks.kinds.entities.metrics import entity_scores
-from tasks.kinds.entities.reader import Sentence
+from tasks.kinds.entities.sentence import Sentence
 from tasks.results.scores import EntityScores, RuleResult
 from tasks.stage_configs import QualityBar
 

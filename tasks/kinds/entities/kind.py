@@ -8,7 +8,8 @@ reads `text`/`label` splits). Retraining reads labelled sentences from a file: s
 from __future__ import annotations
 
 from tasks.kinds.entities import card
-from tasks.kinds.entities.evaluate import evaluate_entities, evaluation_rows
+from tasks.kinds.entities.evaluate import evaluate_entities
+from tasks.kinds.entities.evaluation import evaluation_rows
 from tasks.kinds.entities.finetune import finetune_entities
 from tasks.kinds.entities.gate import gate_entities
 from tasks.kinds.entities.optimize import optimize_entities
@@ -30,7 +31,7 @@ def headline(report: EntityReport) -> dict[str, float]:
 
 def sample_text(data: PreparedEntities) -> str | None:
     """A test sentence with an entity in it."""
-    from tasks.kinds.entities.prepare import sentences
+    from tasks.kinds.entities.splits import sentences
 
     return next((" ".join(s.words) for s in sentences(data, "test") if any(t != "O" for t in s.tags)), None)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tasks.kinds.entities.reader import Sentence
+from tasks.kinds.entities.sentence import Sentence
 from tasks.kinds.entities.spans import tags_to_spans
 
 

@@ -20,7 +20,7 @@ from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
 from tasks.kinds.entities.judging import score
 from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier
-from tasks.kinds.entities.prepare import sentences
+from tasks.kinds.entities.splits import sentences
 from tasks.results.entities import OptimizedTagger, PreparedEntities, TaggedModel
 
 

@@ -127,14 +127,3 @@ def _save(result: PreparedEntities, columns: dict[str, dict[str, list]]) -> None
     )
     datasets.Dataset.from_dict({"text": dd["train"]["text"]}).save_to_disk(result.corpus_uri)
     dd.save_to_disk(result.splits_uri)  # written last: its presence marks the folder complete
-
-
-def sentences(data: PreparedEntities, split: str) -> list[Sentence]:
-    """A prepared split as the reader's sentences (what the trainer, baselines and metrics take)."""
-    from tasks.data.loaders import load_splits
-
-    rows = load_splits(data)[split]
-    return [
-        Sentence(words=w, tags=t, source=f"{data.source} ({split} #{i})")
-        for i, (w, t) in enumerate(zip(rows["words"], rows["tags"], strict=True))
-    ]

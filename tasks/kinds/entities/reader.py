@@ -6,13 +6,14 @@ Every bad input is one line naming the file, the line and the value, raised whil
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from tasks.kinds.entities.schemes import SCHEMES, TagError, detect_scheme, to_iob2
+from tasks.kinds.entities.sentence import Sentence
 from tasks.kinds.entities.spans import spans_to_words
 
 SPLITS = {"train": ("train",), "dev": ("dev", "valid", "validation"), "test": ("test",)}
@@ -29,17 +30,6 @@ class ReaderConfig(BaseModel):
     repair_orphan_inside: bool = True  # an I-X that continues nothing becomes B-X; False refuses the file
     types: list[str] | None = None  # declared entity types; a tag of another type is refused
     skip_empty_sentences: bool = False  # two separator lines in a row: refused unless set (DOCSTART aside)
-
-
-@dataclass
-class Sentence:
-    """One sentence: words, their IOB2 tags, and where it came from (file:line of its first word)."""
-
-    words: list[str]
-    tags: list[str]
-    source: str = ""
-    text: str | None = None  # JSONL only: the original text ...
-    offsets: list[tuple[int, int]] = field(default_factory=list)  # ... and each word's character span in it
 
 
 @dataclass

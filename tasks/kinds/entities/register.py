@@ -16,7 +16,7 @@ from core.registry_names import (
 )
 from core.tracking import Tracking
 from core.workspace import Workspace
-from tasks.kinds.entities.evaluate import evaluation_rows
+from tasks.kinds.entities.evaluation import evaluation_rows
 from tasks.registry.code_pyfunc import register_code_pyfunc
 from tasks.results.entities import EntityReport, OptimizedTagger, PreparedEntities, TaggedModel
 from tasks.results.registry import Lineage, RegisteredModel

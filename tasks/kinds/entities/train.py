@@ -25,7 +25,7 @@ from transformers import (
 
 from models.token_classifier import META, subwords, windows
 from tasks.kinds.entities.metrics import entity_scores
-from tasks.kinds.entities.reader import Sentence
+from tasks.kinds.entities.sentence import Sentence
 from tasks.kinds.entities.windows import IGNORE, labelled
 
 
