@@ -40,8 +40,8 @@ from tasks.kinds.generation.tokenizer import CausalTokenizerConfig
 from tasks.kinds.registry import KINDS, kind
 from tasks.optimize import OptimizeConfig
 from tasks.stage_configs import EvaluateGenerationConfig, GateConfig, RegisterConfig
-from tasks.training.common import check_divisible
 from tasks.training.pretrain import PretrainConfig
+from tasks.training.settings import check_divisible
 from tasks.training.tokenizer import TokenizerConfig
 
 Task = Literal[tuple(KINDS)]  # the model kinds of tasks/kinds/registry.py

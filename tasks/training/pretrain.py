@@ -27,15 +27,8 @@ from models.encoder import EncoderShape, build_masked_lm, count_parameters, load
 from tasks.data.loaders import load_corpus, load_splits, load_tokenizer
 from tasks.results.classification import EncoderArtifact
 from tasks.results.data import PreparedData, TokenizerArtifact
-from tasks.training.common import (
-    OptimConfig,
-    TrainingConfig,
-    TrainingJob,
-    optim_params,
-    pretraining_arguments,
-    report_stage,
-    training_run,
-)
+from tasks.training.common import TrainingJob, optim_params, pretraining_arguments, report_stage, training_run
+from tasks.training.settings import OptimConfig, TrainingConfig
 from tasks.training.skeleton import TrainingStage
 
 

@@ -28,7 +28,8 @@ from tasks.kinds.answers.train import TrainConfig, fine_tune, load_reader
 from tasks.results.answers import AnsweringModel, PreparedQuestions
 from tasks.results.classification import EncoderArtifact
 from tasks.results.data import TokenizerArtifact
-from tasks.training.common import OptimConfig, TrainingConfig, TrainingJob, report_stage, training_run
+from tasks.training.common import TrainingJob, report_stage, training_run
+from tasks.training.settings import OptimConfig, TrainingConfig
 from tasks.training.skeleton import TrainingStage
 
 STAGE = "finetune_answers"

@@ -22,7 +22,8 @@ from tasks.kinds.entities.train import EntityTrainConfig, train_entities
 from tasks.results.classification import EncoderArtifact
 from tasks.results.data import TokenizerArtifact
 from tasks.results.entities import PreparedEntities, TaggedModel
-from tasks.training.common import OptimConfig, TrainingConfig, TrainingJob, report_stage, training_run
+from tasks.training.common import TrainingJob, report_stage, training_run
+from tasks.training.settings import OptimConfig, TrainingConfig
 from tasks.training.skeleton import TrainingStage
 
 STAGE = "finetune_entities"

@@ -31,14 +31,8 @@ from models.encoder import count_parameters
 from tasks.data.loaders import load_corpus, load_tokenizer
 from tasks.results.data import PreparedInstructions, TokenizerArtifact
 from tasks.results.generation import DecoderArtifact
-from tasks.training.common import (
-    OptimConfig,
-    TrainingConfig,
-    TrainingJob,
-    pretraining_arguments,
-    report_stage,
-    training_run,
-)
+from tasks.training.common import TrainingJob, pretraining_arguments, report_stage, training_run
+from tasks.training.settings import OptimConfig, TrainingConfig
 from tasks.training.skeleton import TrainingStage
 
 STAGE = "causal_pretrain"

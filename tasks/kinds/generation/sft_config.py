@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from models.lora import LoraSettings
-from tasks.training.common import RecipeOptim, TrainingConfig
+from tasks.training.settings import RecipeOptim, TrainingConfig
 
 
 class SftOptim(RecipeOptim):

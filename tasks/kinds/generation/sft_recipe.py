@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from core.errors import PipelineInputError
 from models.lora import LoraSettings
 from tasks.kinds.generation.sft_config import SftConfig
-from tasks.training.common import OptimConfig
+from tasks.training.settings import OptimConfig
 
 SftRecipeName = Literal["pretrained", "from-scratch"]
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
