@@ -20,7 +20,7 @@ from core.workspace import Workspace
 from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
 from tasks.data.prepare import DataConfig
-from tasks.kinds.answers.evaluate_stage import AnswerEvaluateConfig
+from tasks.kinds.answers.evaluation import AnswerEvaluateConfig
 from tasks.kinds.answers.finetune_stage import AnswerFinetuneConfig
 from tasks.kinds.answers.optimize_stage import AnswerOptimizeConfig
 from tasks.kinds.answers.prepare_stage import AnswerDataConfig

@@ -7,7 +7,7 @@ from core import reporting
 from core.registry_names import SERVED_ANSWER_F1, SERVED_RUNTIME
 from core.tracking import Tracking
 from tasks.judging.report_rows import rule_rows
-from tasks.kinds.answers.evaluate_stage import evaluation_rows
+from tasks.kinds.answers.evaluation import evaluation_rows
 from tasks.registry.card_parts import CARD_SAMPLES, data_lines, where_served
 from tasks.results.answers import AnswersReport, PreparedQuestions
 from tasks.results.registry import GateVerdict, RegisteredModel

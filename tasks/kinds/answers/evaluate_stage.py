@@ -9,49 +9,18 @@ question's gold answers. The verdict applies the gate's bar (`gate.min_value`, b
 from __future__ import annotations
 
 import mlflow
-from pydantic import BaseModel, ConfigDict, Field
 
 from core import reporting
-from core.retry import RetryPolicy
 from core.storage import materialize
 from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
 from tasks.judging.report_rows import rule_rows
+from tasks.kinds.answers.evaluation import AnswerEvaluateConfig, evaluation_rows
 from tasks.kinds.answers.judging_stage import answer_rules, lexical, lexical_answers, read, samples, score, texts
-from tasks.kinds.answers.prepare_stage import questions
+from tasks.kinds.answers.splits import questions
 from tasks.results.answers import AnsweringModel, AnswersReport, PreparedQuestions
 from tasks.results.scores import AnswerScores
 from tasks.stage_configs import QualityBar
-
-
-class AnswerEvaluateConfig(BaseModel):
-    """How the reader is scored on the test split (the gate reads the same caps)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_questions: int | None = Field(
-        200, gt=0, description="Seeded sample of test questions scored (null: all); a long article costs ~25 windows."
-    )
-    floor_questions: int = Field(
-        0, ge=0, description="Test questions the checkpoint with an untrained QA head reads (the floor); 0: skipped."
-    )
-    max_validation_questions: int | None = Field(
-        300, gt=0, description="Validation questions the lexical baseline's window width is chosen on."
-    )
-    seed: int = 0
-    samples: int = Field(8, ge=0, description="Test questions shown on the card, gold vs predicted.")
-    threads: int = Field(2, ge=1)
-    retry: RetryPolicy = RetryPolicy(retries=1)
-
-
-def evaluation_rows(report: AnswersReport) -> list[dict]:
-    """The reader beside its baselines: exact match and F1."""
-    named = [("fine-tuned", report.model), (f"lexical (window {report.lexical_width})", report.lexical)]
-    named += [("untrained head (floor)", report.floor)] if report.floor else []
-    return [
-        {"model": who, "exact_match": round(s.exact_match, 4), "f1": round(s.f1, 4), "questions": s.questions}
-        for who, s in named
-    ]
 
 
 def _floor(cfg: AnswerEvaluateConfig, model: AnsweringModel, test, scoring: str) -> AnswerScores | None:

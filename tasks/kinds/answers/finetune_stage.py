@@ -23,7 +23,7 @@ from core.workspace import Workspace
 from tasks.kinds.answers.decode import tune_null_threshold
 from tasks.kinds.answers.features import WindowConfig, train_features
 from tasks.kinds.answers.judging_stage import read, score, texts
-from tasks.kinds.answers.prepare_stage import questions
+from tasks.kinds.answers.splits import questions
 from tasks.kinds.answers.train import TrainConfig, fine_tune, load_reader
 from tasks.results.answers import AnsweringModel, PreparedQuestions
 from tasks.results.classification import EncoderArtifact

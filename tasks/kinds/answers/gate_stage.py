@@ -20,10 +20,10 @@ from core.workspace import Workspace, exists, join
 from tasks.judging.gate_records import new_verdict, record_verdict
 from tasks.judging.gate_rules import champion_rule, evaluation_rule, parity_rule
 from tasks.judging.report_rows import rule_rows
-from tasks.kinds.answers.evaluate_stage import AnswerEvaluateConfig
+from tasks.kinds.answers.evaluation import AnswerEvaluateConfig
 from tasks.kinds.answers.judging_stage import answer_rules, lexical, lexical_answers, read, score, texts
-from tasks.kinds.answers.prepare_stage import questions, rows_to_questions, sample
 from tasks.kinds.answers.reader import QAExample
+from tasks.kinds.answers.splits import questions, rows_to_questions, sample
 from tasks.registry.versions import champion_to_beat, model_dir
 from tasks.results.answers import AnswersReport, OptimizedReader, PreparedQuestions
 from tasks.results.registry import GateVerdict, RegisteredModel

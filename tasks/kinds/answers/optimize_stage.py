@@ -20,7 +20,7 @@ from core.tracking import Tracking, stage_run
 from core.workspace import Workspace
 from tasks.kinds.answers.export import export_onnx, quantize_int8, span_agreement
 from tasks.kinds.answers.judging_stage import read, score, texts
-from tasks.kinds.answers.prepare_stage import questions
+from tasks.kinds.answers.splits import questions
 from tasks.results.answers import AnsweringModel, OptimizedReader, PreparedQuestions
 
 VARIANTS = ("int8", "fp32")  # in the order they are tried

@@ -22,7 +22,8 @@ from core.errors import PipelineInputError
 from core.fingerprint import hash_json
 from core.retry import RetryPolicy
 from core.workspace import Workspace, exists
-from tasks.kinds.answers.reader import Answer, QADataError, QAExample, read_qa
+from tasks.kinds.answers.reader import QADataError, QAExample, read_qa
+from tasks.kinds.answers.splits import questions, rows_to_questions, sample  # noqa: F401 (re-exported)
 from tasks.results.answers import PreparedQuestions
 from tasks.results.common import SPLITS
 
@@ -180,32 +181,3 @@ def _save(result: PreparedQuestions, columns: dict[str, dict[str, list]]) -> Non
     contexts = list(dict.fromkeys(columns["train"]["context"]))
     datasets.Dataset.from_dict({"text": contexts}).save_to_disk(result.corpus_uri)
     dd.save_to_disk(result.splits_uri)  # written last: its presence marks the folder complete
-
-
-def rows_to_questions(rows) -> list[QAExample]:
-    """Arrow rows (a split of `PreparedQuestions`) as the reader's questions."""
-    return [
-        QAExample(
-            id=i, question=q, context=c, answers=tuple(Answer(t, s) for t, s in zip(texts, starts, strict=True)),
-            doc_id=d,
-        )
-        for i, q, c, texts, starts, d in zip(
-            rows["id"], rows["question"], rows["context"], rows["answer_texts"], rows["answer_starts"], rows["doc_id"],
-            strict=True,
-        )
-    ]  # fmt: skip
-
-
-def sample(examples: list[QAExample], limit: int | None, seed: int) -> list[QAExample]:
-    """A seeded sample of `limit` questions, in file order (all of them when `limit` is None or not smaller)."""
-    if limit is None or len(examples) <= limit:
-        return examples
-    keep = set(random.Random(seed).sample(range(len(examples)), limit))
-    return [ex for i, ex in enumerate(examples) if i in keep]
-
-
-def questions(data: PreparedQuestions, split: str, limit: int | None = None, seed: int = 0) -> list[QAExample]:
-    """A prepared split as the reader's questions; `limit`: a seeded sample of that many, in file order."""
-    from tasks.data.loaders import load_splits
-
-    return sample(rows_to_questions(load_splits(data)[split]), limit, seed)

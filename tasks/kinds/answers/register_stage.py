@@ -16,7 +16,7 @@ from core.registry_names import (
 )
 from core.tracking import Tracking
 from core.workspace import Workspace
-from tasks.kinds.answers.evaluate_stage import evaluation_rows
+from tasks.kinds.answers.evaluation import evaluation_rows
 from tasks.registry.code_pyfunc import register_code_pyfunc
 from tasks.results.answers import AnsweringModel, AnswersReport, OptimizedReader, PreparedQuestions
 from tasks.results.registry import Lineage, RegisteredModel
