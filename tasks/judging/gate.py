@@ -11,6 +11,7 @@ from core.tracking import Tracking
 from core.workspace import Workspace
 from tasks.kinds.registry import kind_of
 from tasks.results import (
+    Compression,
     EvalReport,
     GateVerdict,
     GenerationReport,
@@ -34,12 +35,15 @@ def gate(
     optimization_passed: bool | None = None,
     generation: EvaluateGenerationConfig | None = None,
     optimized: OptimizedModel | OptimizedGenerator | None = None,
+    compression: Compression | None = None,
 ) -> GateVerdict:
     """Judge `registered` on the frozen set with its kind's gate and record the verdict.
 
     `optimized` (the optimize stage's result) is the parity rule; `optimization_passed` is the older way to say only
     whether it passed. `generation` is how a generator's gate generates (the evaluate_generation settings).
+    `compression` (the compress stage's result, classifiers only) is the compression rule: which model the floor chose.
     """
     parity = optimized if optimized is not None else optimization_passed
     judge = kind_of(report).gate
-    return judge(cfg, data, registered, report, tracking, ws, parent_run_id, parity, settings=generation)
+    extra = {"compression": compression} if compression is not None else {}  # only the kinds that compress take it
+    return judge(cfg, data, registered, report, tracking, ws, parent_run_id, parity, settings=generation, **extra)

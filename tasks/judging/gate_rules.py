@@ -7,7 +7,7 @@ it compared.
 
 from __future__ import annotations
 
-from tasks.results import EvalReport, GenerationReport, OptimizedGenerator, OptimizedModel, RuleResult
+from tasks.results import Compression, EvalReport, GenerationReport, OptimizedGenerator, OptimizedModel, RuleResult
 from tasks.stage_configs import METRIC_NAMES, GateConfig
 
 
@@ -89,3 +89,35 @@ def parity_rule(optimized: OptimizedModel | OptimizedGenerator | bool | None) ->
         why += "optimize.enabled=false or optimize_generation.enabled=false)"
     value = f"onnx-{optimized.variant}" if optimized.passed else "pytorch (no graph passed)"
     return RuleResult(name="parity", passed=optimized.passed, value=value, reason=why)
+
+
+def compression_rule(
+    compression: Compression, checkpoint_uri: str | None, optimized: OptimizedModel | bool | None
+) -> RuleResult:
+    """The compress stage's floor (#27): a student that kept it serves; one below it never does, the teacher does.
+
+    Passes when the registered checkpoint is the one the floor chose: the student that kept `quality_floor` of the
+    teacher and beat TF-IDF, or the teacher when every candidate was refused (the reason names the rule that refused
+    each). Fails when anything else was registered: a refused student must not reach serving by any path.
+    """
+    if compression.passed:
+        who, expected = "student", compression.uri
+        value = (
+            f"student serves: {compression.teacher_layers} -> {compression.student_layers} layers, "
+            f"{compression.kept_ratio:.1%} of the teacher kept"
+        )
+    else:
+        who, expected, value = "teacher", compression.teacher_uri, "student refused: the teacher serves"
+    if checkpoint_uri != expected:
+        return RuleResult(
+            name="compression",
+            passed=False,
+            value=f"{checkpoint_uri} registered",
+            reason=f"the compress stage chose the {who} ({expected}), but {checkpoint_uri} was registered; "
+            f"{compression.reason}",
+        )
+    onnx = isinstance(optimized, OptimizedModel) and optimized.passed and optimized.onnx_file
+    graph = f"{optimized.variant} ONNX graph" if onnx else "PyTorch model"
+    return RuleResult(
+        name="compression", passed=True, value=value, reason=f"{compression.reason}; the {who}'s {graph} is registered"
+    )

@@ -10,9 +10,11 @@ Rules (all must pass): the evaluate stage passed; on the frozen set the challeng
 rules as the evaluate verdict, `tasks/judging/quality.py`); it beats the champion by `margin`
 (`compare: beat`) or is at most `margin` worse (`compare: not_worse`); it is not worse than the
 champion on the newest test rows alone (after drift: the labeled window's held-out rows; with fewer than
-`newest_min_rows` the rule is "not judged", shown as such); and, when the optimization stage ran, an ONNX
-graph passed its parity check. A minimum of 0 shows as "not set". The verdict and every rule's value and
-reason become tags on the model version and on its MLflow run, and a Prefect markdown artifact.
+`newest_min_rows` the rule is "not judged", shown as such); when the optimization stage ran, an ONNX
+graph passed its parity check; and, when the compress stage ran, the registered checkpoint is the one its floor
+chose (`compression`: the student that kept it, else the teacher, with the rule that refused each candidate).
+A minimum of 0 shows as "not set". The verdict and every rule's value and reason become tags on the model version
+and on its MLflow run, and a Prefect markdown artifact.
 
 Where the baseline beats the challenger, it is registered as a version of its own (tagged
 `zero2one.kind=baseline`, with its own verdict on the same rows), never promoted automatically:
@@ -38,18 +40,19 @@ from pydantic import BaseModel
 from core import reporting
 from core.errors import PipelineInputError
 from core.fingerprint import hash_json
-from core.registry_names import GATE_CHALLENGER, LINEAGE_DATA_URI, read_tag
+from core.registry_names import GATE_CHALLENGER, LINEAGE_CHECKPOINT_URI, LINEAGE_DATA_URI, read_tag
 from core.tracking import Tracking
 from core.workspace import Workspace, exists, join
 from tasks.data.loaders import load_baseline
 from tasks.judging.gate_records import new_verdict, record_verdict, tag_version
-from tasks.judging.gate_rules import champion_rule, evaluation_rule, newest_rule, parity_rule
+from tasks.judging.gate_rules import champion_rule, compression_rule, evaluation_rule, newest_rule, parity_rule
 from tasks.judging.quality import baseline_rule, min_rule
 from tasks.judging.report_rows import rule_rows, verdict_rows
 from tasks.judging.scoring import score
 from tasks.kinds.classification.registry import register_baseline
 from tasks.registry.versions import champion_to_beat, load_predictor
 from tasks.results import (
+    Compression,
     EvalReport,
     GateVerdict,
     OptimizedGenerator,
@@ -81,10 +84,12 @@ def gate_classifier(
     parent_run_id: str | None = None,
     parity: OptimizedModel | bool | None = None,
     settings: None = None,  # a classifier's gate needs no settings beyond `cfg`
+    compression: Compression | None = None,
 ) -> GateVerdict:
     """Run challenger, champion and TF-IDF baseline on the frozen set, apply the rules, and record the verdict.
 
     `parity` is the optimize stage's result (or only whether it passed; None when it did not run): the parity rule.
+    `compression` is the compress stage's result (None when it did not run): the compression rule.
     """
     tracking.activate()
     client = tracking.client()
@@ -92,6 +97,8 @@ def gate_classifier(
     eval_set, sources = frozen_eval_set(data, champion)
     judged, labels_differ = _judge(cfg, client, tracking, registered, champion, report, eval_set, data.labels)
     rules = _rules(cfg, judged, report, champion, labels_differ, parity)
+    if compression is not None:
+        rules.append(compression_rule(compression, read_tag(registered.tags, LINEAGE_CHECKPOINT_URI), parity))
     fingerprint = hash_json(eval_set[["text", "label"]].values.tolist())
     verdict = new_verdict(
         registered, champion, rules, cfg.metric, judged.scores, "baseline", eval_set, fingerprint, sources, ws
