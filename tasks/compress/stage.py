@@ -128,12 +128,14 @@ def compress(
     baseline_metric: float | None = None,
     unlabelled: Sequence[str] = (),
     logits_dir: str | Path | None = None,
+    callbacks: Sequence = (),
 ) -> CompressResult:
     """Distil and/or prune the classifier in `teacher_dir`; the student is saved in `workdir/student`.
 
     `baseline_metric`: the strong baseline's test macro-F1 the student must beat (the gate's rule); `unlabelled`:
     extra texts the student learns the teacher's logits on; `logits_dir`: where the teacher's logits are cached
-    (default `workdir`; share one folder between candidates of the same teacher).
+    (default `workdir`; share one folder between candidates of the same teacher); `callbacks`: extra Trainer callbacks
+    (the pipeline's fault injection).
     """
     policy = policy or CompressionPolicy()
     teacher_dir, workdir = Path(teacher_dir), Path(workdir)
@@ -156,7 +158,9 @@ def compress(
         tok, tokens_removed = trim_vocabulary(student, tok, corpus, workdir / "tokenizer")
     data = _distillation_data(tok, splits, logits, unlabelled)
     epochs = policy.epochs if "distill" in policy.method else policy.recovery_epochs
-    trained = distill_student(student, tok, data, splits["validation"], policy, epochs, max_length, workdir)
+    trained = distill_student(
+        student, tok, data, splits["validation"], policy, epochs, max_length, workdir, callbacks=callbacks
+    )
     student = trained.model.eval()
     student.save_pretrained(str(workdir / STUDENT))
     tok.save_pretrained(str(workdir / STUDENT))

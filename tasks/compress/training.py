@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -69,6 +70,7 @@ def distill_student(
     epochs: float,
     max_length: int,
     workdir: Path,
+    callbacks: Sequence = (),
 ) -> Trained:
     """Train `student` on `train` (text, label, teacher_logits); resumes from `workdir/trainer`'s newest checkpoint."""
     train_set = _tokenized(train, tok, max_length)
@@ -86,6 +88,7 @@ def distill_student(
         compute_metrics=_macro_f1,
         temperature=policy.temperature,
         alpha=policy.alpha,
+        callbacks=list(callbacks),
     )
     trainer.train(resume_from_checkpoint=resume)
     resumed = int(Path(resume).name.split("-")[-1]) if resume else None
