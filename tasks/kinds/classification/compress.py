@@ -139,10 +139,12 @@ def _log_candidate(tried) -> None:
 
 
 def _row(tried) -> dict:
-    r = tried.result
-    verdict = "not trained" if r is None else "passed" if r.passed else f"refused ({tried.failed_rule})"
-    numbers = {} if r is None else {"parameters": r.student_parameters, "macro-F1": round(r.student_metric, 4)}
-    return {"candidate": tried.name, "block parameters": tried.block_parameters, **numbers, "verdict": verdict}
+    """One line of the stage's Prefect table: the candidate, its size, its score and its verdict."""
+    r, row = tried.result, {"candidate": tried.name, "block parameters": tried.block_parameters}
+    if r is None:
+        return row | {"parameters": "-", "macro-F1": "-", "verdict": "not trained"}
+    verdict = "passed" if r.passed else f"refused ({tried.failed_rule})"
+    return row | {"parameters": r.student_parameters, "macro-F1": round(r.student_metric, 4), "verdict": verdict}
 
 
 def _log_run(cfg: CompressConfig, choice, baseline: float | None) -> None:
