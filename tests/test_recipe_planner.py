@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.kinds.classification.config import FinetuneConfig
+from tasks.kinds.classification.config import LABEL_SMOOTHING, FinetuneConfig
 from tasks.kinds.classification.recipe_trainer import RecipeTrainer, is_head
 from tasks.kinds.classification.recipes import HEAD_LEARNING_RATE, MAX_EPOCHS, DataShape, plan_finetune
 
@@ -29,8 +29,10 @@ def test_many_classes_get_a_head_rate_and_a_schedule_sized_to_the_classes():
     assert plan.epochs == 9  # 1000 views / a median of 117 examples
     assert plan.total_steps == math.ceil(BANKING77.n_train / 32) * 9 and plan.from_config == []
     assert plan.class_weights is None  # 187/35 rows: 5.3x, under the 10x that counts as imbalanced
+    assert plan.label_smoothing == LABEL_SMOOTHING and plan.patience == 5  # half of 9 evaluations, rounded up
     text = plan.describe()
     assert "77 classes with a median of 117" in text and "77-way head" in text and "macro_f1" in text
+    assert "label smoothing 0.1" in text
 
 
 def test_few_examples_per_class_stop_at_the_maximum():
@@ -41,6 +43,7 @@ def test_few_examples_per_class_stop_at_the_maximum():
 def test_two_balanced_classes_keep_the_recipe():
     plan = plan_finetune(PRETRAINED, DataShape.balanced(3876), (73, "p99"))
     assert (plan.epochs, plan.optim.learning_rate, plan.head_learning_rate, plan.class_weights) == (3, 3e-5, None, None)
+    assert plan.label_smoothing == 0.0 and plan.patience == 2 and "smoothing" not in plan.describe()
     assert plan.reasons == [] and "the data asked for nothing else" in plan.describe()
     sms = plan_finetune(PRETRAINED, SMS, (73, "p99"))  # 6.7x: not weighted, so SMS trains as it was measured
     assert (sms.epochs, sms.head_learning_rate, sms.class_weights) == (3, None, None)
@@ -54,16 +57,26 @@ def test_imbalanced_classes_weight_the_loss_in_either_recipe():
     assert "16.7x the smallest" in plan.describe()
     scratch = plan_finetune(FinetuneConfig(), DataShape(class_counts=[500, 20]), (30, "p99"))
     assert scratch.class_weights is not None and scratch.head_learning_rate is None and scratch.epochs == 6
+    assert scratch.label_smoothing == 0.0  # the from-scratch recipe keeps its measured loss
 
 
 def test_settings_in_the_config_win_over_the_data():
     cfg = FinetuneConfig(
-        base_model="x", epochs=2, class_weights="none", optim={"head_learning_rate": 1e-4, "learning_rate": 5e-5}
+        base_model="x",
+        epochs=2,
+        class_weights="none",
+        label_smoothing=0.0,
+        early_stopping_patience=1,
+        optim={"head_learning_rate": 1e-4, "learning_rate": 5e-5},
     )
     plan = plan_finetune(cfg, BANKING77, (40, "p99"))
     assert (plan.epochs, plan.head_learning_rate, plan.optim.learning_rate) == (2, 1e-4, 5e-5)
+    assert (plan.label_smoothing, plan.patience) == (0.0, 1)
     assert plan_finetune(cfg, RARE, (40, "p99")).class_weights is None
-    assert plan.from_config == ["optim.learning_rate", "optim.head_learning_rate", "epochs", "class_weights"]
+    assert plan.from_config == [
+        "optim.learning_rate", "optim.head_learning_rate", "epochs", "class_weights", "label_smoothing",
+        "early_stopping_patience",
+    ]  # fmt: skip
     forced = plan_finetune(FinetuneConfig(base_model="x", class_weights="balanced"), SMS, (40, "p99"))
     assert forced.class_weights == [round(3876 / (2 * 3370), 4), round(3876 / (2 * 506), 4)]
     again = FinetuneConfig.model_validate_json(cfg.model_dump_json())  # deployments and torchrun get JSON
@@ -128,3 +141,34 @@ def test_class_weights_find_a_rare_class_and_the_head_has_its_own_rate(tmp_path)
 def _names(trainer, group) -> list[str]:
     ids = {id(p) for p in group["params"]}
     return [n for n, p in trainer.model.named_parameters() if id(p) in ids]
+
+
+@pytest.mark.parametrize("weights", [None, [0.5, 2.0]])
+def test_label_smoothing_reaches_the_loss_weighted_or_not(tmp_path, weights):
+    from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+    torch.manual_seed(0)
+    tiny = BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+        initializer_range=3.0,
+    )
+    args = TrainingArguments(str(tmp_path), label_smoothing_factor=0.1, report_to=[], use_cpu=True)
+    trainer = RecipeTrainer(model=BertForSequenceClassification(tiny).eval(), args=args, class_weights=weights)
+    ids, labels = torch.randint(0, 30, (6, 5), generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 3)
+    loss = trainer.compute_loss(trainer.model, {"input_ids": ids, "labels": labels})
+    logits = trainer.model(input_ids=ids)["logits"]
+    w = torch.tensor(weights) if weights else None
+    smoothed = torch.nn.functional.cross_entropy(logits, labels, weight=w, label_smoothing=0.1)
+    assert float(loss) == pytest.approx(float(smoothed), rel=1e-4)
+    assert float(loss) != pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels, weight=w)), rel=1e-3)
+
+
+def test_early_stopping_waits_half_the_evaluations_of_a_many_class_schedule():
+    steps = plan_finetune(FinetuneConfig(base_model="x", eval_steps=100), BANKING77, (40, "p99"))
+    assert steps.patience == math.ceil(steps.total_steps / 100 / 2)  # counted in evaluations, not epochs
+    short = plan_finetune(FinetuneConfig(base_model="x", epochs=3), BANKING77, (40, "p99"))
+    assert short.patience == 2  # never below the usual patience

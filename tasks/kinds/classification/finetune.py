@@ -104,6 +104,7 @@ def _arguments(job: FinetuneJob, plan: FinetunePlan):
         metric_for_best_model=job.cfg.metric,
         greater_is_better=True,
         train_sampling_strategy="group_by_length" if job.cfg.group_by_length else "random",
+        label_smoothing_factor=plan.label_smoothing,
         **schedule,
     )
 
@@ -158,7 +159,7 @@ def train_classifier(job: FinetuneJob) -> TrainedClassifier:
             desc="tokenizing",
         )
     splits = splits.rename_column("label", "labels")
-    callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=plan.patience)]
     if fault := step_fault_callback("finetune", Path(job.faults_dir)):
         callbacks.append(fault)
     trainer = RecipeTrainer(

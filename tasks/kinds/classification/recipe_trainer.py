@@ -65,5 +65,10 @@ class RecipeTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        loss = F.cross_entropy(logits.float(), labels, weight=self.class_weights.to(logits.device))
+        loss = F.cross_entropy(
+            logits.float(),
+            labels,
+            weight=self.class_weights.to(logits.device),
+            label_smoothing=self.args.label_smoothing_factor,
+        )
         return (loss, outputs) if return_outputs else loss

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.kinds.classification.config import HEAD_LEARNING_RATE, MULTI_CLASS, FinetuneConfig
+from tasks.kinds.classification.config import HEAD_LEARNING_RATE, LABEL_SMOOTHING, MULTI_CLASS, FinetuneConfig
 from tasks.training.common import OptimConfig
 
 RecipeName = Literal["pretrained", "from-scratch"]
@@ -37,6 +37,7 @@ LENGTH_SAMPLE = 20_000  # texts tokenized to find the 99th percentile (1-2 s on 
 VIEWS_PER_CLASS = 1000  # examples of the median class the schedule shows the model (examples x epochs)
 MAX_EPOCHS = 10  # the most epochs the data may ask for; early stopping usually ends sooner
 IMBALANCE_RATIO = 10.0  # largest class / smallest class from which the loss is weighted per class
+PATIENCE = 2  # evaluations without a better validation metric before early stopping, unless the data say otherwise
 
 
 class DataShape(BaseModel):
@@ -90,6 +91,7 @@ class FinetunePlan(BaseModel):
     optim: OptimConfig
     head_learning_rate: float | None = Field(None, description="The head's own rate; None: optim.learning_rate.")
     class_weights: list[float] | None = Field(None, description="Loss weight per label id; None: unweighted.")
+    label_smoothing: float = Field(0.0, description="Share of each target spread over the other classes.")
     max_length: int
     length_source: str
     eval_steps: int | None = Field(description="Evaluate every N steps; None: once per epoch.")
@@ -110,11 +112,12 @@ class FinetunePlan(BaseModel):
             if self.class_weights
             else "unweighted"
         )
+        smoothing = f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else ""
         return (
             f"fine-tuning recipe '{self.recipe}' ({self.why}): learning rate {o.learning_rate:.3g}, "
             f"head learning rate {head}, {self.epochs:g} epochs at most ({self.total_steps} steps of "
             f"{o.batch_size}), warmup {o.warmup_steps} steps{share}, weight decay {o.weight_decay:g}, "
-            f"loss {weights}, max_length {self.max_length} tokens ({self.length_source}), "
+            f"loss {weights}{smoothing}, max_length {self.max_length} tokens ({self.length_source}), "
             f"evaluation {evaluation}, stopping after {self.patience} evaluations without a better validation "
             f"{self.metric} and keeping the best; "
             f"because {'; '.join(self.reasons) or 'the data asked for nothing else'}; "
@@ -169,11 +172,23 @@ def _data_choices(cfg: FinetuneConfig, name: RecipeName, shape: DataShape) -> di
             f"{k} classes with a median of {shape.median:g} training examples: {chosen['epochs']:g} epochs show "
             f"the median class ~{VIEWS_PER_CLASS} times (between {RECIPES[name].epochs:g} and {MAX_EPOCHS})"
         )
+    if cfg.early_stopping_patience is None and multi:
+        chosen["patience_share"] = 0.5
+        reasons.append(
+            "a many-class head's validation score dips in the first half of the decaying schedule and peaks late: "
+            "early stopping waits half the evaluations"
+        )
     if cfg.optim.head_learning_rate is not None:
         chosen["head"] = cfg.optim.head_learning_rate
     elif multi:
         chosen["head"] = HEAD_LEARNING_RATE
         reasons.append(f"a new {k}-way head learns from random weights: its own rate {HEAD_LEARNING_RATE:g}")
+    if cfg.label_smoothing is None and multi:
+        chosen["smoothing"] = LABEL_SMOOTHING
+        reasons.append(
+            f"a {k}-way head fits its training examples long before validation peaks: label smoothing "
+            f"{LABEL_SMOOTHING:g} keeps its targets soft"
+        )
     balanced = cfg.class_weights == "balanced"
     if cfg.class_weights == "auto" and shape.imbalance >= IMBALANCE_RATIO:
         balanced = True
@@ -184,6 +199,14 @@ def _data_choices(cfg: FinetuneConfig, name: RecipeName, shape: DataShape) -> di
     if balanced:
         chosen["weights"] = [round(shape.n_train / (k * max(1, c)), 4) for c in shape.class_counts]
     return chosen | {"reasons": reasons}
+
+
+def _patience(share: float | None, total_steps: int, eval_steps: int | None, epochs: float) -> int:
+    """Evaluations without improvement before stopping: `PATIENCE`, or `share` of all the run's evaluations."""
+    if share is None:
+        return PATIENCE
+    evaluations = total_steps / eval_steps if eval_steps else epochs
+    return max(PATIENCE, math.ceil(share * evaluations))
 
 
 def plan_finetune(cfg: FinetuneConfig, data: int | DataShape, max_length: tuple[int, str]) -> FinetunePlan:
@@ -198,6 +221,8 @@ def plan_finetune(cfg: FinetuneConfig, data: int | DataShape, max_length: tuple[
     explicit = [k for k in explicit if getattr(optim, k.split(".")[1]) is not None]
     explicit += [k for k in ("epochs", "max_length", "eval_steps") if getattr(cfg, k) is not None]
     explicit += ["class_weights"] if cfg.class_weights != "auto" else []
+    explicit += ["label_smoothing"] if cfg.label_smoothing is not None else []
+    explicit += ["early_stopping_patience"] if cfg.early_stopping_patience is not None else []
     chosen = _data_choices(cfg, name, shape)
     epochs = cfg.epochs if cfg.epochs is not None else chosen.get("epochs", recipe.epochs)
     steps_per_epoch = max(1, math.ceil(shape.n_train / optim.batch_size) // optim.gradient_accumulation_steps)
@@ -223,6 +248,7 @@ def plan_finetune(cfg: FinetuneConfig, data: int | DataShape, max_length: tuple[
         optim=OptimConfig(**resolved),
         head_learning_rate=chosen.get("head"),
         class_weights=chosen.get("weights"),
+        label_smoothing=cfg.label_smoothing if cfg.label_smoothing is not None else chosen.get("smoothing", 0.0),
         max_length=max_length[0],
         length_source=max_length[1],
         eval_steps=eval_steps,
@@ -230,5 +256,5 @@ def plan_finetune(cfg: FinetuneConfig, data: int | DataShape, max_length: tuple[
         from_config=explicit,
         reasons=chosen["reasons"],
         metric=cfg.metric,
-        patience=cfg.early_stopping_patience,
+        patience=cfg.early_stopping_patience or _patience(chosen.get("patience_share"), total, eval_steps, epochs),
     )
