@@ -1,10 +1,11 @@
 """The HTTP service's entry point: `create_app(cfg)` is what `zero2one serve` and the tests run under uvicorn.
 
-Routes: `POST /predict` (classifier champions), the OpenAI-compatible `POST /v1/completions`,
-`POST /v1/chat/completions` and `GET /v1/models` (generator champions), `GET /health`, `GET /ready`, `GET /metrics`,
-`POST /admin/reload`. The parts live in `serving/service.py` (the `Service` class: start-up, shutdown, auth, common
-routes), `serving/classifier_api.py` (the micro-batched predict path), `serving/openai_api.py` and
-`serving/generation_engine.py` (continuous batching of generation requests).
+Routes: `POST /predict` (classifier, entity tagger and question answerer champions), the OpenAI-compatible
+`POST /v1/completions`, `POST /v1/chat/completions` and `GET /v1/models` (generator champions), `GET /health`,
+`GET /ready`, `GET /metrics`, `POST /admin/reload`. The parts live in `serving/service.py` (the `Service` class:
+start-up, shutdown, auth, common routes), `serving/classifier_api.py` (the micro-batched predict path),
+`serving/entities_api.py` and `serving/answers_api.py` (a tagger's and a question answerer's predict paths),
+`serving/openai_api.py` and `serving/generation_engine.py` (continuous batching of generation requests).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.prediction_log import log_uri
 from core.tracking import Tracking, TrackingConfig
 from core.workspace import Workspace
-from serving.classifier_api import ClassifierAPI, PredictResponse
+from serving.answers_api import AnswersAPI, AnswersResponse, PredictBody
+from serving.classifier_api import ClassifierAPI, PredictRequest, PredictResponse
 from serving.config import ServeConfig
 from serving.entities_api import EntitiesResponse
 from serving.journal import PredictionJournal, flush_until_stopped
@@ -54,6 +55,7 @@ class Service:
         self.metrics.flush_interval.set(cfg.log_flush_seconds)
         self.metrics.model_loaded.set_function(lambda: float(self.holder.current is not None))
         self.classifier = ClassifierAPI(cfg, self.holder, self.journal, self.metrics)
+        self.answers = AnswersAPI(cfg, self.holder, self.journal, self.metrics)
         self.openai = OpenAIAPI(cfg, self.holder, self.journal, self.metrics)
         self.webhooks = RegistryWebhooks(cfg, self.holder, self.metrics, tracking)
         self._stopping = asyncio.Event()
@@ -127,6 +129,14 @@ class Service:
     async def prometheus(self) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def predict(self, body: PredictBody) -> PredictResponse | EntitiesResponse | AnswersResponse:
+        """`/predict`: texts to a classifier or a tagger (`classifier_api.py`), {question, context} pairs to a
+        question answerer (`answers_api.py`)."""
+        if body.pairs is not None:
+            return await self.answers.predict(body.pairs)
+        self.answers.refuse_texts()
+        return await self.classifier.predict(PredictRequest.model_construct(texts=body.texts))
+
     async def reload(self) -> dict:
         """For a Prefect automation on `zero2one.model.promoted`: check the alias now instead of at the next poll."""
         changed = await self.holder.refresh()
@@ -156,9 +166,9 @@ class Service:
         auth = [Depends(self.authorize)]
         app.add_api_route(
             "/predict",
-            self.classifier.predict,
+            self.predict,
             methods=["POST"],
-            response_model=PredictResponse | EntitiesResponse,
+            response_model=PredictResponse | EntitiesResponse | AnswersResponse,
             dependencies=auth,
         )
         app.add_api_route("/v1/completions", self.openai.completions, methods=["POST"], dependencies=auth)
