@@ -1,15 +1,19 @@
 """Extractive question answering as a model kind: a pretrained encoder fine-tuned into a span reader, judged on
 SQuAD (or CMRC) F1 against a lexical baseline, served as ONNX int8 where its answers agree with PyTorch's.
 
-Not built yet (said where they are asked for): the from-scratch path (our tokenizer + MLM pretraining reads
-`text`/`label` splits), drift monitoring (the per-answer descriptors exist: `monitor.py`) and retraining.
+Served on `POST /predict` as {question, context} pairs (`serving/answers_api.py`); watched by question, context and
+answer length, no-answer rate and confidence against its held-out questions (`tasks/monitoring/answer_detect.py`);
+retrained on newly labelled questions from a file merged with its own (`tasks/monitoring/answer_retrain_data.py`):
+served questions carry no gold answers.
+
+Not built yet (the config says so where it is asked for): the from-scratch path (our tokenizer + MLM pretraining
+reads `text`/`label` splits).
 """
 
 from __future__ import annotations
 
 import json
 
-from core.errors import PipelineInputError
 from tasks.kinds.answers import card
 from tasks.kinds.answers.evaluate_stage import evaluate_answers, evaluation_rows
 from tasks.kinds.answers.finetune_stage import finetune_answers
@@ -17,7 +21,10 @@ from tasks.kinds.answers.gate_stage import gate_answers
 from tasks.kinds.answers.optimize_stage import optimize_answers
 from tasks.kinds.answers.prepare_stage import prepare_questions
 from tasks.kinds.answers.register_stage import EXAMPLE, register_answers
+from tasks.kinds.answers.retraining import retrain_settings
 from tasks.kinds.kind import ModelKind, Sections
+from tasks.monitoring.answer_detect import detect_for_champion
+from tasks.monitoring.answer_retrain_data import write_answer_retrain_data
 from tasks.results import AnswersReport, PreparedQuestions
 from tasks.training.pretrain import pretrain
 from tasks.training.tokenizer import train_tokenizer
@@ -52,13 +59,6 @@ def try_it(workspace: str, model: str, sample: str | None) -> str:
     return f'mlflow.pyfunc.load_model("models:/{model}").predict([{json.dumps(row, ensure_ascii=False)}])'
 
 
-def _not_yet(what: str):
-    def refuse(*args, **kwargs):
-        raise PipelineInputError(f"{what} is not built for question answerers yet (tasks/kinds/answers/kind.py)")
-
-    return refuse
-
-
 ANSWERS = ModelKind(
     name="answers",
     report=AnswersReport,
@@ -79,8 +79,8 @@ ANSWERS = ModelKind(
     card_figure=card.card_figure,
     sample_text=sample_text,
     try_it=try_it,
-    detect_drift=_not_yet("drift monitoring"),
-    retrain_data=_not_yet("retraining"),
-    retrain_settings=_not_yet("retraining"),
+    detect_drift=detect_for_champion,
+    retrain_data=write_answer_retrain_data,
+    retrain_settings=retrain_settings,
     from_scratch=False,
 )
