@@ -26,6 +26,11 @@ from serving.metrics import ServiceMetrics
 from serving.model_holder import LoadedModel, ModelHolder
 
 PAIRS_SHAPE = '{"pairs": [{"question": ..., "context": ...}]}'
+OTHERS = {  # what to send the other kinds instead of pairs
+    "classification": 'a classifier: send {"texts": [...]}',
+    "entities": 'an entity tagger: send {"texts": [...]}',
+    "generation": "a generator: use POST /v1/completions or /v1/chat/completions",
+}
 
 
 class Pair(BaseModel):
@@ -114,8 +119,7 @@ class AnswersAPI:
         if (model := self.holder.current) is None:
             raise HTTPException(503, f"no model loaded: models:/{cfg.model_name}@{cfg.alias} does not exist yet")
         if reader_of(model) is None:
-            what = "a generator: use POST /v1/completions" if model.generator is not None else f"a {model.task} model"
-            raise HTTPException(400, f"{model.name} v{model.version} is {what}; pairs are for a question answerer")
+            raise HTTPException(400, f"{model.name} v{model.version} is {OTHERS.get(model.task, model.task)}")
         answer = await asyncio.to_thread(answer_and_journal, model, self.journal, pairs)
         self.metrics.texts.inc(len(pairs))
         return answer

@@ -131,5 +131,5 @@ def test_pairs_sent_to_a_classifier_are_refused_before_compute():
         current = LoadedModel("clf", "3", classifier=object())
 
     api = AnswersAPI(ServeConfig(), Holder(), journal=None, metrics=None)
-    with pytest.raises(HTTPException, match="clf v3 is a classification model; pairs are for a question answerer"):
+    with pytest.raises(HTTPException, match=r'clf v3 is a classifier: send \{"texts": \[...\]\}'):
         asyncio.run(api.predict([Pair(question="q", context="c")]))
