@@ -28,8 +28,8 @@ from tasks.kinds.classification.compress import CompressConfig
 from tasks.kinds.classification.config import FinetuneConfig
 from tasks.kinds.classification.evaluate import EvaluateConfig
 from tasks.kinds.classification.tune import TuneConfig
+from tasks.kinds.entities.config import EntityFinetuneConfig
 from tasks.kinds.entities.evaluate import EntityEvaluateConfig
-from tasks.kinds.entities.finetune import EntityFinetuneConfig
 from tasks.kinds.entities.optimize import EntityOptimizeConfig
 from tasks.kinds.entities.prepare import EntityDataConfig
 from tasks.kinds.generation.data import InstructionDataConfig

@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from tasks.monitoring.config import MonitorConfig
+from tasks.monitoring.policy import auc_threshold
 from tasks.monitoring.results import Signal
 
 DESCRIPTORS = ("text_length", "non_letter_pct")
@@ -33,15 +33,6 @@ MODEL_SIGNALS = {
     "oov_words_pct": ("oov_words_pct", "inputs"),
     "embeddings": ("embeddings", "model"),
 }
-
-
-def auc_threshold(configured: float, n_ref: int, n_cur: int) -> float:
-    """A random classifier's 95th-percentile ROC AUC on the held-out half, if that is above `configured`.
-
-    Same idea as Evidently's bootstrap for small data, in closed form, so the threshold is known.
-    """
-    a, b = max(n_ref // 2, 1), max(n_cur // 2, 1)
-    return max(configured, 0.5 + 1.645 * math.sqrt((a + b + 1) / (12 * a * b)))
 
 
 def signals_from(snapshot, names: dict[str, tuple[str, str]]) -> list[Signal]:

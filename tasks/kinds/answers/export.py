@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.kinds.answers.decode import Span
-from tasks.kinds.answers.predict import INPUT_KEYS, Runner
+from models.span_reader import Span
+from tasks.kinds.answers.features import INPUT_KEYS, Runner
 
 
 def export_onnx(model, tokenizer, path: str | Path) -> Path:

@@ -9,11 +9,16 @@ stays affordable while the model still learns to point at [CLS] where there is n
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from tasks.kinds.answers.reader import QAExample
+
+# What a runner (PyTorch or ONNX Runtime) takes and gives: a batch of window arrays -> (start_logits, end_logits).
+Runner = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class WindowConfig(BaseModel):

@@ -6,16 +6,13 @@ arrays to (start_logits, end_logits); PyTorch and ONNX Runtime each provide one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from tasks.kinds.answers.decode import DecodeConfig, Span, decode
-from tasks.kinds.answers.features import WindowConfig, eval_features
+from tasks.kinds.answers.features import INPUT_KEYS, Runner, WindowConfig, eval_features
 from tasks.kinds.answers.reader import QADataError, QAExample
-
-Runner = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def torch_runner(model, threads: int = 2) -> Runner:

@@ -11,37 +11,22 @@ import shutil
 from pathlib import Path
 
 import mlflow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from core.checkpoints import local_checkpoint
 from core.errors import PipelineInputError
 from core.tracking import Tracking
 from core.workspace import Workspace
+from tasks.kinds.entities.config import EntityFinetuneConfig
 from tasks.kinds.entities.splits import sentences
 from tasks.kinds.entities.train import EntityTrainConfig, train_entities
 from tasks.results.classification import EncoderArtifact
 from tasks.results.data import TokenizerArtifact
 from tasks.results.entities import PreparedEntities, TaggedModel
 from tasks.training.common import TrainingJob, report_stage, training_run
-from tasks.training.settings import OptimConfig, TrainingConfig
 from tasks.training.skeleton import TrainingStage
 
 STAGE = "finetune_entities"
-
-
-class EntityFinetuneConfig(TrainingConfig):
-    """Fine-tune a token classifier. Sized for CPU: MiniLM-L6 on WNUT-17 runs an epoch in minutes on 2 cores."""
-
-    base_model: str | None = Field(
-        None, description="Encoder checkpoint: a folder, a hub name or pkg:<module>; default: the pretrained encoder."
-    )
-    epochs: float = Field(3.0, gt=0, description="Passes over the training sentences (the best epoch is kept).")
-    max_length: int | None = Field(
-        None, gt=8, description="Sub-tokens per window; unset: the longest training sentence, within the model."
-    )
-    overlap: int = Field(16, ge=0, description="Sub-tokens consecutive windows of a long sentence share.")
-    warmup_share: float = Field(0.1, ge=0, lt=1, description="Linear warmup as a share of all steps.")
-    optim: OptimConfig = OptimConfig(batch_size=16, learning_rate=1e-4)  # small encoders want more than 5e-5
 
 
 class EntityJob(TrainingJob):

@@ -3,7 +3,7 @@ labelled ones (`ModelKind.retrain_settings`; the `retrain` flow validates the re
 
 from __future__ import annotations
 
-from tasks.kinds.entities.finetune import EntityFinetuneConfig
+from tasks.kinds.entities.config import EntityFinetuneConfig
 from tasks.results.data import RetrainData
 from tasks.results.registry import Champion
 
