@@ -145,7 +145,7 @@ def test_stages_import_results_from_the_contract_not_from_each_other():
         if path in contract:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            module = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
             if module.startswith("tasks.") and module != MOD and not module.startswith(MOD + "."):
                 wrong = names & {a.name for a in node.names}
                 assert not wrong, f"{path.relative_to(ROOT)} imports {wrong} from {node.module}"
