@@ -21,23 +21,16 @@ HEAVY = ("torch", "transformers", "mlflow", "datasets", "pandas", "sklearn", "on
 MOD = "tasks.results"  # the contract
 
 
-def test_the_contract_module_imports_no_heavy_library_and_loads_fast():
-    """Measured 0.09 s with pydantic (-X importtime, idle machine); the bound leaves room for a loaded CI runner."""
+def test_the_contract_module_imports_no_heavy_library():
+    """A stage's result types load without torch, MLflow or Prefect (a worker or a client reads them cheaply).
+
+    No wall-time bound here: it failed at load 4-6 on a 0.21 CPU-s import; speed belongs in bench/.
+    """
     code = "import json, sys, tasks.results; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     heavy = sorted(set(json.loads(out.stdout.strip().splitlines()[-1])) & set(HEAVY))
     assert heavy == [], f"importing tasks.results loaded {heavy}"
-    # `import time: self | cumulative | name`, microseconds; top-level imports are not indented
-    cumulative = {
-        line.split("|")[2].strip(): int(line.split("|")[1])
-        for line in out.stderr.splitlines()
-        if line.startswith("import time:")
-        and line.split("|")[1].strip().isdigit()
-        and not line.split("|")[2].startswith("  ")
-    }
-    seconds = (cumulative.get("pydantic", 0) + cumulative["tasks.results"]) / 1e6
-    assert seconds < 0.5, f"importing tasks.results (with pydantic) took {seconds:.3f} s"
 
 
 PACKAGES = ("core", "models", "tasks", "flows", "serving", "cli")  # the project's code, bottom to top

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from models.lora import LoraSettings
-from tasks.training.common import RecipeOptim, TrainingConfig
+from tasks.training.settings import RecipeOptim, TrainingConfig
 
 MULTI_CLASS = 3  # from this many classes the pretrained recipe gives the head its own rate and sizes the epochs
 HEAD_LEARNING_RATE = 3e-3  # the new head's rate with the pretrained recipe on multi-class data

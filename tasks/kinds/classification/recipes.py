@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.kinds.classification.config import HEAD_LEARNING_RATE, LABEL_SMOOTHING, MULTI_CLASS, FinetuneConfig
-from tasks.training.common import OptimConfig
+from tasks.training.settings import OptimConfig
 
 RecipeName = Literal["pretrained", "from-scratch"]
 LENGTH_SAMPLE = 20_000  # texts tokenized to find the 99th percentile (1-2 s on one core)
