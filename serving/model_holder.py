@@ -34,11 +34,14 @@ class LoadedModel:
     generator: object | None = None  # models.generator.TextGenerator
     runtime: object | None = None  # a generator's decoding runtime (serving.kv_batches.Runtime)
     tagger: object | None = None  # models.token_classifier.Tagger (an entity tagger)
+    reader: object | None = None  # models.span_reader.SpanReader (a question answerer)
 
     @property
     def task(self) -> str:
         if self.tagger is not None:
             return "entities"
+        if self.reader is not None:
+            return "answers"
         return "generation" if self.generator is not None else "classification"
 
     @property
@@ -82,11 +85,13 @@ class ModelHolder:
         # ONNX graph when the optimization stage chose one and PyTorch otherwise. Serving then calls that predictor
         # directly: the pyfunc's DataFrame in / DataFrame out costs more than the forward pass of a small model.
         # The pyfunc says what it is: a generator's carries `generator` (models/generator_pyfunc.py), a classifier's
-        # `classifier` (models/pyfunc_model.py), a tagger's `tagger` (models/entity_pyfunc.py); each kind's routes
-        # serve what its pyfunc carries.
+        # `classifier` (models/pyfunc_model.py), a tagger's `tagger` (models/entity_pyfunc.py), a question answerer's
+        # `reader` (models/answers_pyfunc.py); each kind's routes serve what its pyfunc carries.
         inner = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}").unwrap_python_model()
         if getattr(inner, "tagger", None) is not None:  # models/entity_pyfunc.py
             return LoadedModel(self.name, version, None, tagger=inner.tagger)
+        if getattr(inner, "reader", None) is not None:  # models/answers_pyfunc.py
+            return LoadedModel(self.name, version, None, reader=inner.reader)
         if getattr(inner, "generator", None) is not None:
             onnx_dir = getattr(inner, "onnx_dir", None)  # None: no graph passed parity, or registered before one could
             runtime = runtime_for(inner.generator, onnx_dir, self.generation_runtime, f"{self.name} v{version}")

@@ -137,7 +137,8 @@ def check_drift(
     reporting.markdown("drift-check", markdown(report), description=f"{report.status} on {report.window_rows} rows")
     if report.reports:
         run_url = tracking.run_url(report.mlflow_run_id)
-        reporting.link("drift-report", f"{run_url}/artifacts/monitor/inputs.html", "Evidently drift report (MLflow)")
+        first = report.reports[0]  # each kind's own first report: inputs.html, or model.html where inputs are not text
+        reporting.link("drift-report", f"{run_url}/artifacts/monitor/{first}", "Evidently drift report (MLflow)")
     return report
 
 
