@@ -162,7 +162,11 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         )
         # Gate, card and promotion read the registry as it is now: reused only by this flow run once resumed.
         gate_args = (config.gate, data, registered, report)
-        gate_kwargs = {"optimized": optimized, "generation": cfgs.evaluate}  # the parity rule; how a generator answers
+        gate_kwargs = {  # the parity rule; how a generator answers; the compress stage's floor
+            "optimized": optimized,
+            "generation": cfgs.evaluate,
+            "compression": compression,
+        }
         verdict = stage.tracked(gate, config.gate.retry, *gate_args, cache=THIS_RUN, **gate_kwargs)
         as_run = config.model_copy(update={"finetune": finetune_cfg} if tuned else {})  # tuned settings, as it ran
         card_args = (card_config(as_run), data, registered, report, verdict, tracking)

@@ -36,8 +36,9 @@ def test_the_contract_module_imports_no_heavy_library():
 PACKAGES = ("core", "models", "tasks", "flows", "serving", "cli")  # the project's code, bottom to top
 LAYER = {"core": 0, "models": 1, "tasks": 2, "flows": 3, "serving": 3, "cli": 4}  # flows and serving: side by side
 # Whole-project import graph, type-only imports included: 17 floors on 2026-12-06 after the Task abstraction (the
-# kind registry stands between the flow and the stages); 16 once stages import leaves, not siblings. It may not grow.
-MAX_FLOORS = 16
+# kind registry stands between the flow and the stages); 16 once stages import leaves, not siblings; 15 once the
+# recipes and the compress stage import leaf modules. It may not grow.
+MAX_FLOORS = 15
 
 
 def _imports(path: Path, module: str, modules: set[str]) -> set[str]:

@@ -22,8 +22,8 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from models.compression import CompressionPolicy, judge, make_student, teacher_logits
-from models.compression.distill import IGNORE
+from models.compression.distill import IGNORE, make_student, teacher_logits
+from models.compression.policy import CompressionPolicy, judge
 from models.compression.prune import encoder_layers, importance, prune
 from models.compression.vocab import trim_vocabulary
 from tasks.compress.result import CompressResult

@@ -12,7 +12,8 @@ from sklearn.metrics import f1_score
 from transformers import DataCollatorWithPadding, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from models.compression import CompressionPolicy, DistillationTrainer
+from models.compression.distill import DistillationTrainer
+from models.compression.policy import CompressionPolicy
 
 
 class Trained(BaseModel):
