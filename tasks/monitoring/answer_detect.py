@@ -28,9 +28,8 @@ from core.workspace import Workspace, join
 from tasks.kinds.answers.monitor import COLUMNS, descriptors
 from tasks.kinds.answers.reader import QAExample
 from tasks.monitoring.config import MonitorConfig, sample_rows
-from tasks.monitoring.entity_detect import descriptors_report
 from tasks.monitoring.policy import Accuracy, decide, too_small
-from tasks.monitoring.reports import ReportAbout, heading
+from tasks.monitoring.reports import ReportAbout, descriptors_report, heading
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.signals import signals_from
 from tasks.results.registry import Champion

@@ -20,7 +20,7 @@ from tasks.kinds.entities.monitor import descriptor_rows, vocabulary
 from tasks.kinds.entities.sentence import Sentence
 from tasks.monitoring.config import MonitorConfig, sample_rows
 from tasks.monitoring.policy import Accuracy, decide, too_small
-from tasks.monitoring.reports import ReportAbout, heading
+from tasks.monitoring.reports import ReportAbout, descriptors_report, heading
 from tasks.monitoring.results import DriftReport
 from tasks.monitoring.signals import signals_from
 from tasks.results.registry import Champion
@@ -34,24 +34,6 @@ def _sentences(data_uri: str, splits: tuple[str, ...]) -> list[Sentence]:
 def _rows(tagger, words: list[list[str]], types: list[str], vocab: set[str]) -> pd.DataFrame:
     tags, scores = zip(*tagger.tag(words), strict=True) if words else ((), ())
     return pd.DataFrame(descriptor_rows(list(zip(words, tags, scores, strict=True)), types, vocab))
-
-
-def descriptors_report(cfg: MonitorConfig, ref: pd.DataFrame, cur: pd.DataFrame, title: str, text: str):
-    """One ValueDrift test per descriptor column, current against reference."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-
-    from tasks.monitoring.report_layout import Titled
-
-    columns = [c for c in ref.columns if c != "words"]
-    method = cfg.numeric_method(len(ref), len(cur))
-    metrics = [ValueDrift(column=c, method=method, threshold=cfg.num_threshold) for c in columns]
-    report = Report([Titled(title=title, text=text, shares=len(ref) != len(cur), items=metrics)], include_tests=True)
-    definition = DataDefinition(numerical_columns=columns)
-    return report.run(
-        Dataset.from_pandas(cur[columns], data_definition=definition),
-        Dataset.from_pandas(ref[columns], data_definition=definition),
-    )
 
 
 def detect_for_champion(

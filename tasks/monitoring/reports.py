@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pandas as pd
 from pydantic import BaseModel
+
+from tasks.monitoring.config import MonitorConfig
 
 
 class ReportAbout(BaseModel):
@@ -44,3 +47,21 @@ def heading(about: ReportAbout, what: str, reference: str, pool_rows: int, n_ref
         f"**Reference**: {reference}{where}, {pool_rows:,} rows{ref_sample}.{shares}"
     )
     return f"{what} of {model}", text
+
+
+def descriptors_report(cfg: MonitorConfig, ref: pd.DataFrame, cur: pd.DataFrame, title: str, text: str):
+    """One ValueDrift test per descriptor column, current against reference."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    from tasks.monitoring.report_layout import Titled
+
+    columns = [c for c in ref.columns if c != "words"]
+    method = cfg.numeric_method(len(ref), len(cur))
+    metrics = [ValueDrift(column=c, method=method, threshold=cfg.num_threshold) for c in columns]
+    report = Report([Titled(title=title, text=text, shares=len(ref) != len(cur), items=metrics)], include_tests=True)
+    definition = DataDefinition(numerical_columns=columns)
+    return report.run(
+        Dataset.from_pandas(cur[columns], data_definition=definition),
+        Dataset.from_pandas(ref[columns], data_definition=definition),
+    )
