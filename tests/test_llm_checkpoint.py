@@ -90,6 +90,11 @@ def test_the_pretrained_recipe_fills_every_unset_setting_and_caps_cpu_steps() ->
     assert plan.max_length == 300 and plan.on_too_long == "truncate"  # the data's p99, the longer 1% cut
     assert plan.max_steps == 40 and plan.optim.warmup_steps == 2  # 3% of the 40 steps it will take
     assert "capped at 40 steps on CPU" in plan.describe()
+    assert plan.neftune_noise_alpha == 0 and "NEFTune" not in plan.describe()  # measured: no gain at 40 steps
+    noisy = plan_sft(
+        cfg.model_copy(update={"neftune_noise_alpha": 5.0}), n_train=3200, context=8192, p99=300, on_gpu=False
+    )
+    assert noisy.neftune_noise_alpha == 5.0 and "NEFTune noise alpha 5" in noisy.describe()
     gpu = plan_sft(cfg, n_train=3200, context=8192, p99=300, on_gpu=True)
     assert gpu.max_steps == -1 and gpu.optim.warmup_steps == 12  # one epoch: 400 steps
     mine = SftConfig(

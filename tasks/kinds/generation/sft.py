@@ -124,6 +124,7 @@ def _sft_args(job: SftJob, plan: SftPlan) -> SFTConfig:
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         train_sampling_strategy="group_by_length" if cfg.batching == "group_by_length" else "random",
+        neftune_noise_alpha=plan.neftune_noise_alpha or None,
     )
     return SFTConfig(
         **args.to_dict(),

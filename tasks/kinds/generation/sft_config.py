@@ -51,4 +51,7 @@ class SftConfig(TrainingConfig):
         "padding_free", description="padding_free: chats end to end, no pad tokens; or padded batches."
     )
     lora: LoraSettings | None = Field(None, description="Adapters (method lora); unset: the recipe's.")
+    neftune_noise_alpha: float | None = Field(
+        None, ge=0, description="NEFTune: noise on the input embeddings while training (0: none); unset: the recipe's."
+    )
     optim: SftOptim = SftOptim(batch_size=16)

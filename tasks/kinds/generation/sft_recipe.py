@@ -39,6 +39,7 @@ class SftRecipe(BaseModel):
     on_too_long: Literal["error", "truncate", "drop"]
     length_from_data: bool  # max_length unset: the data's p99 (else the model's context)
     max_steps_cpu: int | None = None
+    neftune_noise_alpha: float = 0.0
 
 
 SFT_RECIPES: dict[str, SftRecipe] = {
@@ -84,6 +85,7 @@ class SftPlan(BaseModel):
     optim: OptimConfig
     on_too_long: Literal["error", "truncate", "drop"]
     max_length: int
+    neftune_noise_alpha: float = 0.0
     reasons: list[str]
 
     def describe(self) -> str:
@@ -117,6 +119,9 @@ def plan_sft(cfg: SftConfig, n_train: int, context: int, p99: int | None, on_gpu
         ratio = cfg.optim.warmup_ratio if cfg.optim.warmup_ratio is not None else r.warmup_ratio
         warmup = math.ceil(ratio * steps)
     lr = cfg.optim.learning_rate or r.learning_rate
+    neftune = cfg.neftune_noise_alpha if cfg.neftune_noise_alpha is not None else r.neftune_noise_alpha
+    if neftune:
+        reasons.append(f"NEFTune noise alpha {neftune:g}")
     reasons.append(f"{steps} steps of {batch} chats, learning rate {lr:g}, warmup {warmup} steps")
     optim = OptimConfig(
         **(cfg.optim.model_dump(exclude={"warmup_ratio"}) | {"learning_rate": lr, "warmup_steps": warmup})
@@ -130,6 +135,7 @@ def plan_sft(cfg: SftConfig, n_train: int, context: int, p99: int | None, on_gpu
         optim=optim,
         on_too_long=cfg.on_too_long or r.on_too_long,
         max_length=max_length,
+        neftune_noise_alpha=neftune,
         reasons=reasons,
     )
 
