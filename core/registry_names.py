@@ -85,6 +85,10 @@ SERVED_CHRF = "zero2one.metrics.served_test_chrf"
 SERVED_EXACT_MATCH = "zero2one.metrics.served_test_exact_match"
 SERVED_ENTITY_F1 = "zero2one.metrics.served_test_entity_f1"
 SERVED_ANSWER_F1 = "zero2one.metrics.served_test_answer_f1"
+# ... and PyTorch's score on those same rows (the parity run may read fewer rows than the evaluation): the served
+# score is compared with this one, like for like, never with the evaluation's number on the whole test split
+SERVED_PYTORCH_SAME_ROWS = "zero2one.metrics.served_pytorch_same_rows"
+SERVED_ROWS = "zero2one.metrics.served_rows"
 COMPRESSION = "zero2one.compression"  # a compressed student: teacher, what was removed, what it kept
 TASK = "zero2one.task"  # the model kind: "classification", "generation", "entities"
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from core.registry_names import LINEAGE_OPTIMIZE_RUN, SERVED_RUNTIME, SERVING_VARIANT
+from core.registry_names import (
+    LINEAGE_OPTIMIZE_RUN,
+    SERVED_PYTORCH_SAME_ROWS,
+    SERVED_ROWS,
+    SERVED_RUNTIME,
+    SERVING_VARIANT,
+)
 from core.storage import materialize
 from core.tracking import stage_run
 from tasks.registry.versioning import challenger, lineage_tags, record_config
@@ -25,6 +31,19 @@ def requirements(onnx: bool) -> list[str]:
     comes from transformers either way."""
     runtime = "onnxruntime" if onnx else "torch"
     return [f"{p}=={pkg_version(p).split('+')[0]}" for p in ("mlflow", runtime, "transformers", "pandas", "numpy")]
+
+
+def served_score_tags(optimized, pytorch_f1: float, served_tag: str) -> dict[str, str]:
+    """What serves and its F1; a graph's comes from the optimize stage's parity rows, so PyTorch's F1 on those same
+    rows goes beside it (`pytorch_f1`, the evaluation's, may be over more rows and is not comparable)."""
+    if optimized is None or not optimized.onnx_file:
+        return {SERVED_RUNTIME: "pytorch", served_tag: f"{pytorch_f1:.4f}"}
+    return {
+        SERVED_RUNTIME: f"onnx-{optimized.variant}",
+        served_tag: f"{optimized.f1[optimized.variant]:.4f}",
+        SERVED_PYTORCH_SAME_ROWS: f"{optimized.f1['pytorch']:.4f}",
+        SERVED_ROWS: str(optimized.eval_size),
+    }
 
 
 def register_code_pyfunc(
@@ -42,13 +61,11 @@ def register_code_pyfunc(
     data, model, report, lineage, tracking, ws, parent_run_id, optimized = run_args
     tags = lineage_tags(data, model, report, lineage) | kind_tags
     artifacts = {"model": str(materialize(model.uri))}
-    served, f1 = "pytorch", report.model.f1
     if optimized is not None:
         tags |= {LINEAGE_OPTIMIZE_RUN: optimized.mlflow_run_id, SERVING_VARIANT: optimized.variant}
         if optimized.onnx_file:  # the pyfunc runs this graph on ONNX Runtime
             artifacts["onnx"] = str(materialize(optimized.uri) / optimized.onnx_file)
-            served, f1 = f"onnx-{optimized.variant}", optimized.f1[optimized.variant]
-    tags |= {SERVED_RUNTIME: served, served_tag: f"{f1:.4f}"}
+    tags |= served_score_tags(optimized, report.model.f1, served_tag)
     with stage_run(tracking, "register", parent_run_id, tags) as run:
         mlflow.log_metrics(metrics)
         info = mlflow.pyfunc.log_model(

@@ -25,6 +25,8 @@ from core.registry_names import (
     SERVED_CHRF,
     SERVED_EXACT_MATCH,
     SERVED_MACRO_F1,
+    SERVED_PYTORCH_SAME_ROWS,
+    SERVED_ROWS,
     SERVED_RUNTIME,
 )
 from core.run_context import flow_run_id
@@ -70,7 +72,11 @@ def served_tags(optimized, pytorch: dict[str, float]) -> dict[str, str]:
     parity = optimized.parity[optimized.variant]
     metric = {SERVED_MACRO_F1: "macro_f1", SERVED_CHRF: "chrf", SERVED_EXACT_MATCH: "exact_match"}
     served = {tag: f"{getattr(parity, metric[tag]):.4f}" for tag in pytorch}
-    return {SERVED_RUNTIME: f"onnx-{optimized.variant}"} | served
+    first = metric[next(iter(pytorch))]  # the kind's headline metric: PyTorch on the parity rows = served + drop
+    same = {SERVED_PYTORCH_SAME_ROWS: f"{getattr(parity, first) + getattr(parity, first + '_drop'):.4f}"}
+    if (rows := getattr(optimized, "eval_size", None)) is not None:
+        same[SERVED_ROWS] = str(rows)
+    return {SERVED_RUNTIME: f"onnx-{optimized.variant}"} | served | same
 
 
 def record_config(lineage: Lineage, run_id: str) -> dict[str, str]:

@@ -51,7 +51,7 @@ def served_numbers(tags: dict[str, str], report: EvalReport) -> str:
     """What the service answers with and its test macro-F1 beside PyTorch's."""
     if (runtime := tags.get(SERVED_RUNTIME)) is None:  # registered before the tag existed
         return ""
-    served = where_served(runtime, f"macro-F1 {tags.get(SERVED_MACRO_F1)} (PyTorch {report.model.macro_f1:.4f})")
+    served = where_served(runtime, f"macro-F1 {tags.get(SERVED_MACRO_F1)} (PyTorch {report.model.macro_f1:.4f})", tags)
     return served + (f" Compressed ({tags[COMPRESSION]})." if COMPRESSION in tags else "")
 
 

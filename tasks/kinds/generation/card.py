@@ -59,7 +59,7 @@ def served_numbers(tags: dict[str, str], report: GenerationReport) -> str:
         return ""
     numbers = f"chrF {tags.get(SERVED_CHRF)} (PyTorch {report.model.chrf:.4f}), exact match "
     numbers += f"{tags.get(SERVED_EXACT_MATCH)} (PyTorch {report.model.exact_match:.4f})"
-    return where_served(runtime, numbers)
+    return where_served(runtime, numbers, tags)
 
 
 def card_figure(registered: RegisteredModel, tracking: Tracking) -> str:
