@@ -40,12 +40,19 @@ def _squad(path: Path, articles: int = 60, seed: int = 0) -> Path:
     return path
 
 
-def test_the_presets_load_and_a_from_scratch_answers_run_is_refused_before_compute():
+def test_the_presets_load_and_a_from_scratch_answers_run_is_accepted():
+    from tasks.kinds.registry import kind
+
     config = load_config(ROOT / "configs" / "qa.yaml")
     assert config.task == "answers" and config.registry.model_name == "zero2one-answers"
     assert load_config(ROOT / "configs" / "qa-gpu.yaml").answer_evaluate.max_questions is None
-    with pytest.raises(PipelineInputError, match="no from-scratch path yet: set pretrain.enabled=false"):
-        load_config(None, ["task=answers", "answer_data.source=x"])
+    scratch = load_config(ROOT / "configs" / "qa-scratch.yaml")
+    assert scratch.pretrain.enabled and scratch.answer_finetune.base_model is None and kind("answers").from_scratch
+    assert scratch.tokenizer_for_run().pretrained is None  # ours, trained on the contexts and questions
+    assert scratch.answer_finetune.max_length <= scratch.pretrain.shape.max_length  # windows fit the encoder
+    assert load_config(None, ["task=answers", "answer_data.source=x"]).pretrain.enabled  # the defaults: from scratch
+    with pytest.raises(PipelineInputError, match="pretrain.enabled=false needs answer_finetune.base_model"):
+        load_config(None, ["task=answers", "answer_data.source=x", "pretrain.enabled=false"])
 
 
 def test_prepare_splits_by_article_and_refuses_a_misplaced_answer_naming_it(tmp_path):
@@ -175,3 +182,42 @@ def test_a_question_answerer_runs_through_the_flow_gate_registry_and_card(tmp_pa
     args = ["predict", "--workspace", str(tmp_path / "ws"), "--model", model, "--context", "bob lives in oslo ."]
     said = CliRunner().invoke(app, [*args, "where does bob live ?"], catch_exceptions=False)
     assert said.exit_code == 0 and "no_answer" in said.output, said.output
+
+
+@pytest.mark.kinds
+def test_a_question_answerer_from_scratch_pretrains_on_its_contexts_and_is_judged(tmp_path, prefect_server):
+    """Tokenizer and masked-LM pretraining on the training contexts and questions (a few steps), a new QA head on
+    that encoder with windows cut to its positions, then evaluation against the lexical baseline and the gate."""
+    import json as json_
+
+    from flows.pipeline import pipeline
+
+    config = load_config(
+        ROOT / "configs" / "qa-scratch.yaml",
+        [
+            f"workspace.root={tmp_path / 'ws'}",
+            f"answer_data.source={_squad(tmp_path / 'qa.json')}",
+            "answer_data.max_train_questions=null",
+            "tokenizer.vocab_size=100",
+            "tokenizer.min_frequency=1",
+            "pretrain.shape.max_length=64",
+            "pretrain.max_steps=8",
+            "pretrain.save_steps=4",
+            "pretrain.optim.batch_size=16",
+            "pretrain.optim.warmup_steps=2",
+            "answer_finetune.epochs=1",
+            "answer_finetune.validation_questions=5",
+            "answer_evaluate.max_questions=20",
+            "answer_optimize.enabled=false",
+        ],
+    )
+    result = pipeline(config)
+    assert result.tokenizer.trained and result.encoder is not None and result.encoder.global_step == 8
+    assert result.model.base_model == result.encoder.uri  # the encoder pretrained here, no checkpoint
+    assert result.model.pretrain_run_id == result.encoder.mlflow_run_id
+    settings = json_.loads(next(Path(result.model.uri.removeprefix("file://")).glob("answers_meta.json")).read_text())
+    assert settings["max_length"] == 64 and settings["stride"] == 16  # 256 asked, the encoder has 64 positions
+    report = result.evaluation
+    assert report.test_size == result.data.sizes["test"] and 0 <= report.model.f1 <= 1 and report.lexical.f1 > 0
+    assert {r.name for r in result.verdict.rules} >= {"evaluation", "baseline", "champion", "min_f1"}
+    assert result.verdict.passed == (not result.verdict.reasons)

@@ -116,8 +116,9 @@ def test_the_retrain_config_fine_tunes_the_champions_checkpoint_on_the_merged_fo
     assert config.answer_finetune.base_model == found.model_dir and not config.pretrain.enabled
     checkpoint = found.model_copy(update={"checkpoint_uri": str(tmp_path / "checkpoint")})
     assert retrain_config(base, checkpoint, data, False).answer_finetune.base_model == str(tmp_path / "checkpoint")
-    with pytest.raises(PipelineInputError, match="no from-scratch path yet"):
-        retrain_config(base, found, data, repretrain=True)
+    again = retrain_config(base, found, data, repretrain=True)  # the from-scratch path: a new tokenizer and encoder
+    assert again.pretrain.enabled and again.answer_finetune.base_model is None
+    assert again.tokenizer_for_run().pretrained is None
 
 
 @pytest.mark.kinds

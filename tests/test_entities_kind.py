@@ -42,10 +42,16 @@ def _folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_preset_loads_and_a_from_scratch_entity_run_is_refused_before_compute():
-    assert load_config(ROOT / "configs" / "ner.yaml").task == "entities"
-    with pytest.raises(PipelineInputError, match="no from-scratch path yet: set pretrain.enabled=false"):
-        load_config(None, ["task=entities", "entity_data.source=x"])
+def test_the_presets_load_and_a_from_scratch_entity_run_is_accepted():
+    from tasks.kinds.registry import kind
+
+    assert load_config(ROOT / "configs" / "ner.yaml").task == "entities" and kind("entities").from_scratch
+    scratch = load_config(ROOT / "configs" / "ner-scratch.yaml")
+    assert scratch.pretrain.enabled and scratch.entity_finetune.base_model is None
+    assert scratch.tokenizer_for_run().pretrained is None and not scratch.tokenizer.lowercase  # ours, cased
+    assert load_config(None, ["task=entities", "entity_data.source=x"]).pretrain.enabled  # the defaults: from scratch
+    with pytest.raises(PipelineInputError, match="pretrain.enabled=false needs entity_finetune.base_model"):
+        load_config(None, ["task=entities", "entity_data.source=x", "pretrain.enabled=false"])
 
 
 def test_prepare_keeps_the_folders_splits_and_refuses_a_type_training_never_shows(tmp_path):
@@ -155,3 +161,38 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
     again = retrain(result.registered.name, new_data=WindowSource(uri=str(labelled)), pipeline_config=config)
     assert again.new_version != result.registered.version and sum(again.data.added.values()) > 0
     assert again.pipeline.model.base_model == result.model.uri  # fine-tuned further from the champion
+
+
+@pytest.mark.kinds
+def test_an_entity_tagger_from_scratch_pretrains_on_its_sentences_and_is_judged(tmp_path, prefect_server):
+    """Tokenizer and masked-LM pretraining on the training sentences (a few steps), a new token-classification head
+    on that encoder, then evaluation against the baselines and the gate: seconds of CPU, not a good model."""
+    from transformers import AutoModelForTokenClassification
+
+    from flows.pipeline import pipeline
+
+    config = load_config(
+        ROOT / "configs" / "ner-scratch.yaml",
+        [
+            f"workspace.root={tmp_path / 'ws'}",
+            f"entity_data.source={_folder(tmp_path)}",
+            "tokenizer.vocab_size=100",
+            "tokenizer.min_frequency=1",
+            "pretrain.max_steps=8",
+            "pretrain.save_steps=4",
+            "pretrain.optim.batch_size=16",
+            "pretrain.optim.warmup_steps=2",
+            "entity_finetune.epochs=2",
+            "entity_optimize.enabled=false",
+        ],
+    )
+    result = pipeline(config)
+    assert result.tokenizer.trained and result.encoder is not None and result.encoder.global_step == 8
+    assert result.model.base_model == result.encoder.uri  # the encoder pretrained here, no checkpoint
+    assert result.model.pretrain_run_id == result.encoder.mlflow_run_id
+    tagger = AutoModelForTokenClassification.from_pretrained(str(Path(result.model.uri.removeprefix("file://"))))
+    assert tagger.config.max_position_embeddings == 64 and tagger.config.id2label[0] == "O"  # the encoder's shape
+    report = result.evaluation
+    assert report.test_size == 24 and 0 <= report.model.f1 <= 1 and report.crf.f1 > 0
+    assert {r.name for r in result.verdict.rules} >= {"evaluation", "baseline", "champion", "min_f1"}
+    assert result.verdict.passed == (not result.verdict.reasons)

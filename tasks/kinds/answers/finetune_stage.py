@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 from pydantic import BaseModel, Field
 
+from core import reporting
 from core.checkpoints import local_checkpoint
 from core.errors import PipelineInputError
 from core.tracking import Tracking
@@ -43,7 +44,9 @@ class AnswerFinetuneConfig(TrainingConfig):
         None, description="Encoder checkpoint: a folder, a hub name or pkg:<module>; default: the pretrained encoder."
     )
     epochs: float = Field(2.0, gt=0, description="Passes over the training windows.")
-    max_length: int = Field(384, ge=32, description="Tokens per window, question included.")
+    max_length: int = Field(
+        384, ge=32, description="Tokens per window, question included; capped by the encoder's positions."
+    )
     doc_stride: int = Field(128, ge=0, description="Tokens consecutive windows of a long context share.")
     max_answer_length: int | None = Field(
         None, gt=0, description="Longest answer decoded, in tokens; unset: the 98th percentile of training answers."
@@ -77,6 +80,22 @@ class TrainedReader(BaseModel):
     processes: int = 1
 
 
+def fit_windows(cfg: AnswerFinetuneConfig, positions: int) -> WindowConfig:
+    """The windows as set, or cut to an encoder with fewer positions (a from-scratch encoder has the pretrain
+    shape's `max_length`, 64 by default): stride and question then a quarter of the window each, so the context keeps
+    half of it. Classification caps its `max_length` by the model the same way."""
+    negatives = cfg.negatives_per_question
+    if cfg.max_length <= positions:
+        return WindowConfig(max_length=cfg.max_length, stride=cfg.doc_stride, negatives_per_question=negatives)
+    reporting.logger().info(
+        "answer_finetune.max_length=%d is longer than the encoder's %d positions: windows of %d tokens",
+        cfg.max_length, positions, positions,
+    )  # fmt: skip
+    quarter = max(4, positions // 4)
+    return WindowConfig(max_length=positions, stride=min(cfg.doc_stride, quarter), max_question_tokens=min(64, quarter),
+                        negatives_per_question=negatives)  # fmt: skip
+
+
 def answer_token_cap(tokenizer, train) -> int:
     """The 98th percentile of the training answers in tokens, within 30..200 (COVID-QA's answers are sentences)."""
     lengths = [len(tokenizer(a.text, add_special_tokens=False)["input_ids"]) for ex in train for a in ex.answers[:1]]
@@ -108,9 +127,7 @@ def train_reader(job: AnswerJob) -> TrainedReader:
     cfg, out = job.cfg, Path(job.workdir) / "model"
     tokenizer, model = load_reader(job.base)
     train = questions(job.data, "train")
-    windows = WindowConfig(
-        max_length=cfg.max_length, stride=cfg.doc_stride, negatives_per_question=cfg.negatives_per_question
-    )
+    windows = fit_windows(cfg, model.config.max_position_embeddings)
     features = train_features(tokenizer, train, windows, seed=cfg.optim.seed)
     o = cfg.optim
     train_cfg = TrainConfig(
@@ -122,7 +139,10 @@ def train_reader(job: AnswerJob) -> TrainedReader:
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     cap = cfg.max_answer_length or answer_token_cap(tokenizer, train)
-    settings = ReaderSettings(max_length=cfg.max_length, stride=cfg.doc_stride, max_answer_tokens=cap)
+    settings = ReaderSettings(
+        max_length=windows.max_length, stride=windows.stride, max_question_tokens=windows.max_question_tokens,
+        max_answer_tokens=cap,
+    )  # fmt: skip
     SpanReader(tokenizer, None, settings).save_settings(out)
     validation_f1, threshold = _validate(out, job, settings)
     return TrainedReader(

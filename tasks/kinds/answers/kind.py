@@ -1,13 +1,14 @@
-"""Extractive question answering as a model kind: a pretrained encoder fine-tuned into a span reader, judged on
-SQuAD (or CMRC) F1 against a lexical baseline, served as ONNX int8 where its answers agree with PyTorch's.
+"""Extractive question answering as a model kind: an encoder (a checkpoint, or pretrained here) fine-tuned into a
+span reader, judged on SQuAD (or CMRC) F1 against a lexical baseline, served as ONNX int8 where its answers agree
+with PyTorch's.
 
 Served on `POST /predict` as {question, context} pairs (`serving/answers_api.py`); watched by question, context and
 answer length, no-answer rate and confidence against its held-out questions (`tasks/monitoring/answer_detect.py`);
 retrained on newly labelled questions from a file merged with its own (`tasks/monitoring/answer_retrain_data.py`):
 served questions carry no gold answers.
 
-Not built yet (the config says so where it is asked for): the from-scratch path (our tokenizer + MLM pretraining
-reads `text`/`label` splits).
+From scratch (`pretrain.enabled`, no `answer_finetune.base_model`): the classifier's tokenizer and masked-LM stages
+on the training contexts and questions (`pretraining.py`), then a question-answering head on that encoder.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from tasks.kinds.answers.finetune_stage import finetune_answers
 from tasks.kinds.answers.gate_stage import gate_answers
 from tasks.kinds.answers.optimize_stage import optimize_answers
 from tasks.kinds.answers.prepare_stage import prepare_questions
+from tasks.kinds.answers.pretraining import pretrain_answers, tokenize_answers
 from tasks.kinds.answers.register_stage import EXAMPLE, register_answers
 from tasks.kinds.answers.retraining import retrain_settings
 from tasks.kinds.kind import ModelKind, Sections
 from tasks.monitoring.answer_detect import detect_for_champion
 from tasks.monitoring.answer_retrain_data import write_answer_retrain_data
 from tasks.results import AnswersReport, PreparedQuestions
-from tasks.training.pretrain import pretrain
-from tasks.training.tokenizer import train_tokenizer
 
 
 def headline(report: AnswersReport) -> dict[str, float]:
@@ -64,8 +64,8 @@ ANSWERS = ModelKind(
     report=AnswersReport,
     sections=Sections("answer_data", "tokenizer", "pretrain", "answer_finetune", "answer_evaluate", "answer_optimize"),
     prepare=prepare_questions,
-    tokenizer=train_tokenizer,
-    pretrain=pretrain,
+    tokenizer=tokenize_answers,
+    pretrain=pretrain_answers,
     finetune=finetune_answers,
     evaluate=evaluate_answers,
     optimize=optimize_answers,
@@ -82,5 +82,4 @@ ANSWERS = ModelKind(
     detect_drift=detect_for_champion,
     retrain_data=write_answer_retrain_data,
     retrain_settings=retrain_settings,
-    from_scratch=False,
 )

@@ -1,8 +1,10 @@
-"""Named entities as a model kind: a pretrained encoder fine-tuned into a token classifier, judged on strict
-entity-level F1 against a CRF on word features, served as ONNX int8 where its tags agree with PyTorch's.
+"""Named entities as a model kind: an encoder (a checkpoint, or pretrained here) fine-tuned into a token classifier,
+judged on strict entity-level F1 against a CRF on word features, served as ONNX int8 where its tags agree with
+PyTorch's.
 
-Not built yet (the config says so where it is asked for): the from-scratch path (our tokenizer + MLM pretraining
-reads `text`/`label` splits). Retraining reads labelled sentences from a file: served texts carry no gold entities.
+From scratch (`pretrain.enabled`, no `entity_finetune.base_model`): the classifier's tokenizer and masked-LM stages on
+the training sentences (`pretraining.py`), then a token-classification head on that encoder. Retraining reads labelled
+sentences from a file: served texts carry no gold entities.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from tasks.kinds.entities.finetune import finetune_entities
 from tasks.kinds.entities.gate import gate_entities
 from tasks.kinds.entities.optimize import optimize_entities
 from tasks.kinds.entities.prepare import prepare_entities
+from tasks.kinds.entities.pretraining import pretrain_entities
 from tasks.kinds.entities.register import register_entities
 from tasks.kinds.entities.retraining import retrain_settings
 from tasks.kinds.kind import ModelKind, Sections
 from tasks.monitoring.entity_detect import detect_for_champion
 from tasks.monitoring.entity_retrain_data import write_entity_retrain_data
 from tasks.results.entities import EntityReport, PreparedEntities
-from tasks.training.pretrain import pretrain
 from tasks.training.tokenizer import train_tokenizer
 
 
@@ -48,7 +50,7 @@ ENTITIES = ModelKind(
     sections=Sections("entity_data", "tokenizer", "pretrain", "entity_finetune", "entity_evaluate", "entity_optimize"),
     prepare=prepare_entities,
     tokenizer=train_tokenizer,
-    pretrain=pretrain,
+    pretrain=pretrain_entities,
     finetune=finetune_entities,
     evaluate=evaluate_entities,
     optimize=optimize_entities,
@@ -65,5 +67,4 @@ ENTITIES = ModelKind(
     detect_drift=detect_for_champion,
     retrain_data=write_entity_retrain_data,
     retrain_settings=retrain_settings,
-    from_scratch=False,
 )
