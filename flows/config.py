@@ -19,6 +19,7 @@ from core.tracking import TrackingConfig
 from core.workspace import Workspace
 from flows.placement import PlacementConfig
 from flows.raw_config import ConfigFileError, load_raw, override_for
+from flows.section_defaults import keep_section_defaults
 from tasks.data.prepare import DataConfig
 from tasks.kinds.answers.evaluation import AnswerEvaluateConfig
 from tasks.kinds.answers.finetune_stage import AnswerFinetuneConfig
@@ -98,6 +99,12 @@ class PipelineConfig(BaseModel):
     answer_finetune: AnswerFinetuneConfig = AnswerFinetuneConfig()
     answer_evaluate: AnswerEvaluateConfig = AnswerEvaluateConfig()
     answer_optimize: AnswerOptimizeConfig = AnswerOptimizeConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sections_keep_their_defaults(cls, data: Any) -> Any:
+        """`--set entity_finetune.optim.seed=1` changes the seed, not the batch size and learning rate too."""
+        return keep_section_defaults(cls, data)
 
     @model_validator(mode="before")
     @classmethod

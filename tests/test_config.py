@@ -168,3 +168,20 @@ def test_only_a_demo_source_pretrains_on_the_demo_corpus():
     kept = tiny.model_dump(mode="json")
     kept["data"]["source"] = "elsewhere.csv"  # a retrain's config: the corpus it recorded stays as recorded
     assert PipelineConfig.model_validate(kept).data.corpus == "demo:corpus"
+
+
+def test_setting_one_value_of_a_section_keeps_the_sections_other_defaults():
+    """`--set entity_finetune.optim.seed=1` trained at batch 32 and learning rate 5e-4 (OptimConfig's class defaults)
+    instead of the section's 16 and 1e-4: seed-1 WNUT-17 runs measured a different recipe (found 2026-12-06)."""
+    ner = load_config("configs/ner.yaml", ["entity_finetune.optim.seed=1"]).entity_finetune.optim
+    assert (ner.seed, ner.batch_size, ner.learning_rate) == (1, 16, 1e-4)
+    base = load_config(None, ["pretrain.optim.seed=3", "sft.optim.learning_rate=0.01"])
+    assert (base.pretrain.optim.batch_size, base.pretrain.optim.learning_rate, base.pretrain.optim.warmup_steps) == (
+        64,
+        1e-3,
+        30,
+    )
+    assert (base.sft.optim.batch_size, base.sft.optim.learning_rate) == (16, 0.01)
+    assert load_config(None, ["evaluate.retry.delay_seconds=3"]).evaluate.retry.retries == 1
+    llm = load_config("configs/finetune-llm.yaml", ["sft.optim.seed=2"]).sft.optim
+    assert (llm.batch_size, llm.seed) == (8, 2)  # what the preset itself sets stays, too
