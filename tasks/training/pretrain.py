@@ -114,8 +114,13 @@ def build_trainer(job: PretrainJob) -> Trainer:
         train_set = load_corpus(job.data).map(
             _tokenize, batched=True, remove_columns=["text"], fn_kwargs=kwargs, desc="tokenizing corpus"
         )
-        eval_set = load_splits(job.data)["validation"].map(
-            _tokenize, batched=True, remove_columns=["text", "label"], fn_kwargs=kwargs, desc="tokenizing validation"
+        held_out = load_splits(job.data)["validation"]  # a classifier's has labels, another kind's text view not
+        eval_set = held_out.map(
+            _tokenize,
+            batched=True,
+            remove_columns=held_out.column_names,
+            fn_kwargs=kwargs,
+            desc="tokenizing validation",
         )
     callbacks = [cb for cb in [step_fault_callback("pretrain", Path(job.faults_dir))] if cb]
     return _TiedWeightsTrainer(

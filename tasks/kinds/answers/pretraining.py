@@ -2,7 +2,7 @@
 run on the kind's own text, the training contexts and questions; fine-tuning then starts from that encoder's folder.
 
 Both stages read a classifier's prepared data (`PreparedData`: a `text` corpus; the pretrain stage also a validation
-split whose `text` and `label` it drops after tokenizing), so each is handed a view of the questions in that shape,
+split), so each is handed a view of the questions in that shape,
 written once under `<workspace>/pretraining_text/<key>/`:
 - the tokenizer's: every distinct training context and every training question, whole (Chinese text has no spaces:
   the tokenizer stage makes each CJK ideograph a token, `tasks/training/tokenizer.py`);
@@ -15,17 +15,15 @@ written once under `<workspace>/pretraining_text/<key>/`:
 
 from __future__ import annotations
 
-from core.fingerprint import hash_json
 from core.tracking import Tracking
-from core.workspace import Workspace, exists
+from core.workspace import Workspace
+from tasks.data.text_view import text_view
 from tasks.kinds.answers.splits import questions
 from tasks.results.answers import PreparedQuestions
 from tasks.results.classification import EncoderArtifact
 from tasks.results.data import PreparedData, TokenizerArtifact
 from tasks.training.pretrain import PretrainConfig, pretrain
 from tasks.training.tokenizer import TokenizerConfig, train_tokenizer
-
-MAX_HELD_OUT = 2000  # held-out texts the pretrain stage scores once at its end
 
 
 def _texts(data: PreparedQuestions, split: str) -> tuple[list[str], list[str]]:
@@ -48,29 +46,7 @@ def pieces(tokenizer, texts: list[str], max_length: int) -> list[str]:
 
 
 def _view(data: PreparedQuestions, ws: Workspace, how: str, corpus: list[str], held_out: list[str]) -> PreparedData:
-    fingerprint = hash_json(data.fingerprint, how)
-    view = PreparedData(
-        uri=ws.uri("pretraining_text", fingerprint),
-        fingerprint=fingerprint,
-        sizes={"train": len(corpus), "validation": len(held_out)},
-        dropped={},
-        source=f"{data.source} ({how})",
-        labels=[],
-        corpus_size=len(corpus),
-    )
-    if not exists(view.splits_uri + "/dataset_dict.json"):
-        _save(view, corpus, held_out[:MAX_HELD_OUT])
-    return view
-
-
-def _save(view: PreparedData, corpus: list[str], held_out: list[str]) -> None:
-    """Corpus first, splits last (their presence marks the folder complete, as the prepare stages do)."""
-    import datasets
-
-    datasets.Dataset.from_dict({"text": corpus}).save_to_disk(view.corpus_uri)
-    # `label` only because the pretrain stage drops `text` and `label` from validation; nothing reads it.
-    validation = datasets.Dataset.from_dict({"text": held_out, "label": [0] * len(held_out)})
-    datasets.DatasetDict({"validation": validation}).save_to_disk(view.splits_uri)
+    return text_view(data.source, data.fingerprint, how, corpus, held_out, ws)
 
 
 def tokenizer_text(data: PreparedQuestions, ws: Workspace) -> PreparedData:
