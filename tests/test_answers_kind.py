@@ -86,6 +86,12 @@ def test_prepare_splits_by_article_and_refuses_a_misplaced_answer_naming_it(tmp_
     (folder / "dev.json").write_text((tmp_path / "qa.json").read_text().replace('"id": "a', '"id": "dev-a'))
     kept = prepare_questions(AnswerDataConfig(source=str(folder), max_train_questions=50), ws)
     assert kept.sizes["validation"] == 180 and kept.sizes["train"] == 50 and kept.articles["test"] >= 4
+    judged_on_dev = prepare_questions(AnswerDataConfig(source=str(folder), dev_file="test"), ws)
+    assert judged_on_dev.sizes["test"] == 180 and judged_on_dev.articles["validation"] >= 1  # cut from train
+    assert judged_on_dev.sizes["train"] + judged_on_dev.sizes["validation"] == 120
+    _squad(folder / "test.json", 20, seed=2)
+    with pytest.raises(PipelineInputError, match="dev_file=test, but the folder has a test file"):
+        prepare_questions(AnswerDataConfig(source=str(folder), dev_file="test"), ws)
 
 
 @pytest.fixture(scope="module")

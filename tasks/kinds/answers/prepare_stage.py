@@ -48,6 +48,11 @@ class AnswerDataConfig(BaseModel):
     )
     validation: float = Field(0.1, gt=0, lt=0.5, description="Share of questions cut for validation from one file.")
     test: float = Field(0.1, gt=0, lt=0.5, description="Share of questions cut for test from one file.")
+    dev_file: Literal["validation", "test"] = Field(
+        "validation",
+        description="What a folder's dev file is: validation, or test for a set that publishes no test file (CMRC "
+        "2018 and SQuAD report on dev); validation is then cut from train, by article.",
+    )
     seed: int = 42
     max_train_questions: int | None = Field(None, gt=0, description="Seeded sample of training questions (CPU).")
     scoring: Literal["auto", "squad", "cmrc"] = Field(
@@ -80,6 +85,10 @@ def read_splits(cfg: AnswerDataConfig) -> tuple[dict[str, list[QAExample]], int]
         files = {split: _folder_file(path, names) for split, names in FOLDER_FILES.items()}
         if files["train"] is None:
             raise PipelineInputError(f"{path}: a folder needs train.json or train.jsonl (and dev/test, optional)")
+        if cfg.dev_file == "test" and files["test"] is not None and files["validation"] is not None:
+            raise PipelineInputError(f"{path}: answer_data.dev_file=test, but the folder has a test file of its own")
+        if cfg.dev_file == "test" and files["test"] is None:
+            files["test"], files["validation"] = files["validation"], None
         splits = {split: _read(f, cfg, notes) for split, f in files.items() if f is not None}
     else:
         splits = {"train": _read(path, cfg, notes)}
