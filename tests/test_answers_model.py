@@ -1,11 +1,14 @@
 """A tiny random BERT reader end to end: fine-tune a few steps, predict, export to ONNX int8, agree on spans,
 describe answers for the monitor; and the lexical baseline picks the right sentence."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
 from core.checkpoints import local_checkpoint
+from models.int8_weights import quantize_weights_int8
 from tasks.kinds.answers import baselines, monitor
 from tasks.kinds.answers.decode import DecodeConfig
 from tasks.kinds.answers.export import export_onnx, onnx_runner, quantize_int8, span_agreement
@@ -82,6 +85,9 @@ def test_onnx_int8_agrees_with_pytorch(model, tokenizer, examples, tmp_path):
     int8 = read_answers(onnx_runner(tmp_path / "int8.onnx", 1), tokenizer, examples, WINDOWS, decoding)
     assert span_agreement(ref, same) == 1.0
     assert 0.0 <= span_agreement(ref, int8) <= 1.0
+    weights = quantize_weights_int8(fp32, tmp_path / "int8-weights.onnx")  # every MatMul, Q/K/V too: not fused
+    assert span_agreement(ref, read_answers(onnx_runner(weights, 1), tokenizer, examples, WINDOWS, decoding)) == 1.0
+    assert Path(weights).stat().st_size < fp32.stat().st_size
 
 
 def test_monitor_descriptors_and_drift(examples):

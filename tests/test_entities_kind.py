@@ -109,7 +109,7 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
     assert result.task == "entities" and result.evaluation.model.f1 > result.evaluation.memorization.f1 - 1
     assert result.registered.tags[TASK] == "entities" and result.verdict.metric == "f1"
     assert {r.name for r in result.verdict.rules} >= {"evaluation", "baseline", "champion", "parity", "min_f1"}
-    assert result.optimized is not None and set(result.optimized.agreement) == {"int8", "fp32"}
+    assert result.optimized is not None and set(result.optimized.agreement) == {"int8", "int8-weights", "fp32"}
     client = mlflow.MlflowClient(result.tracking_uri)
     card = client.download_artifacts(result.registered.run_id, "model_card.md", str(tmp_path))
     assert "strict entity match" in Path(card).read_text() and "CRF (word features)" in Path(card).read_text()

@@ -4,6 +4,7 @@ and ONNX fp32/int8 parity measured through the same tagger."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,9 @@ def test_int8_onnx_agrees_with_pytorch_on_the_tokens(trained, tmp_path):
     assert agreement(reference, fp32) == {"tokens": 1.0, "entity_tokens": 1.0}
     int8 = agreement(reference, [tags for tags, _ in Tagger.load(trained[0], files.int8).tag(words)])
     assert int8["tokens"] >= 0.95 and int8["entity_tokens"] >= 0.9
+    weights = agreement(reference, [tags for tags, _ in Tagger.load(trained[0], files.int8_weights).tag(words)])
+    assert weights["entity_tokens"] >= int8["entity_tokens"] and weights["tokens"] >= 0.99
+    assert Path(files.int8_weights).stat().st_size < Path(files.fp32).stat().st_size
     assert agreement([["B-x", "O", "O", "O"]], [["O", "O", "O", "O"]]) == {"tokens": 0.75, "entity_tokens": 0.0}
 
 

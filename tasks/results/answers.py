@@ -50,12 +50,13 @@ class AnswersReport(BaseModel):
 
 
 class OptimizedReader(BaseModel):
-    """The reader as ONNX graphs, gated on parity (`tasks/kinds/answers/optimize_stage.py`): the first of int8, fp32
-    whose decoded spans agree with PyTorch's on at least `min_agreement` of the questions serves; none: PyTorch."""
+    """The reader as ONNX graphs, gated on parity (`tasks/kinds/answers/optimize_stage.py`): the first of int8,
+    int8-weights and fp32 whose decoded spans agree with PyTorch's on at least `min_agreement` of the questions
+    serves; none: PyTorch."""
 
     uri: str
     onnx_file: str | None  # the served graph under `uri`
-    variant: str  # int8, fp32 or pytorch
+    variant: str  # int8, int8-weights, fp32 or pytorch
     passed: bool
     verdict: str
     reasons: list[str]

@@ -40,12 +40,12 @@ class EntityReport(BaseModel):
 
 
 class OptimizedTagger(BaseModel):
-    """The tagger as ONNX graphs, gated on parity (`tasks/kinds/entities/optimize.py`): the first of int8, fp32 whose
-    words agree with PyTorch's tags at least `min_agreement` of the time serves; none: PyTorch does."""
+    """The tagger as ONNX graphs, gated on parity (`tasks/kinds/entities/optimize.py`): the first of int8, int8-weights
+    and fp32 whose words agree with PyTorch's tags at least `min_agreement` of the time serves; none: PyTorch does."""
 
     uri: str
     onnx_file: str | None  # the served graph under `uri`
-    variant: str  # int8, fp32 or pytorch
+    variant: str  # int8, int8-weights, fp32 or pytorch
     passed: bool
     verdict: str
     reasons: list[str]

@@ -1,8 +1,9 @@
-"""The optimize_entities stage: the tagger as fused fp32 and dynamic int8 ONNX graphs, gated on parity.
+"""The optimize_entities stage: the tagger as fused fp32, dynamic int8 and int8-weight ONNX graphs, gated on parity.
 
 A graph serves only if it tags the parity sentences (the test split, capped) as PyTorch does on at least
-`min_agreement` of the words; int8 is tried first (smallest, fastest), then fp32; none: PyTorch serves and the
-gate's parity rule says why.
+`min_agreement` of the entity words; dynamic int8 is tried first (smallest, fastest), then int8 weights (smaller, as
+fast as fp32, and much closer to PyTorch: `models/int8_weights.py`), then fp32; none: PyTorch serves and the gate's
+parity rule says why.
 """
 
 from __future__ import annotations
@@ -52,15 +53,14 @@ def optimize_entities(
     files = export_token_classifier(model_dir, out / "onnx")
     test = sentences(data, "test")[: cfg.max_sentences]
     words, gold = [s.words for s in test], [s.tags for s in test]
-    taggers = {"pytorch": Tagger.load(model_dir)} | {
-        v: Tagger.load(model_dir, getattr(files, v)) for v in ("int8", "fp32")
-    }
+    graphs = files.graphs()
+    taggers = {"pytorch": Tagger.load(model_dir)} | {v: Tagger.load(model_dir, path) for v, path in graphs.items()}
     tagged = {v: [tags for tags, _ in t.tag(words)] for v, t in taggers.items()}  # each tagger once
     # Gated on the words either side tags as an entity: ~5% of WNUT-17's words, so all-word agreement of 99.7% still
     # let per-tensor int8 lose 2.3 points of entity F1 (docs/entities.md).
     agree = {v: agreement(tagged["pytorch"], tagged[v])["entity_tokens"] for v in taggers if v != "pytorch"}
     f1 = {v: score(gold, tags).f1 for v, tags in tagged.items()}
-    chosen = next((v for v in ("int8", "fp32") if agree[v] >= cfg.min_agreement), "pytorch")
+    chosen = next((v for v in graphs if agree[v] >= cfg.min_agreement), "pytorch")
     reasons = [
         f"{v}: {agree[v]:.4f} of words agree < {cfg.min_agreement}" for v in agree if agree[v] < cfg.min_agreement
     ]
@@ -69,14 +69,14 @@ def optimize_entities(
         mlflow.log_metrics({f"agreement_{v}": a for v, a in agree.items()} | {f"f1_{v}": x for v, x in f1.items()})
     result = OptimizedTagger(
         uri=uri,
-        onnx_file=Path(getattr(files, chosen)).name if chosen != "pytorch" else None,
+        onnx_file=Path(graphs[chosen]).name if chosen != "pytorch" else None,
         variant=chosen,
         passed=chosen != "pytorch",
         verdict=f"{chosen} serves" + (f" ({agree[chosen]:.4f} of entity words agree)" if chosen != "pytorch" else ""),
         reasons=reasons,
         agreement=agree,
         f1=f1,
-        sizes_mb={v: round(Path(getattr(files, v)).stat().st_size / 2**20, 1) for v in ("int8", "fp32")},
+        sizes_mb={v: round(Path(path).stat().st_size / 2**20, 1) for v, path in graphs.items()},
         eval_size=len(test),
         mlflow_run_id=run.info.run_id,
     )
