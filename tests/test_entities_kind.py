@@ -120,6 +120,7 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
             f"entity_finetune.base_model={tiny_encoder}",
             "entity_finetune.epochs=8",
             "entity_finetune.optim.learning_rate=0.005",
+            "entity_optimize.int8_weights=true",
         ],
     )
     result = pipeline(config)

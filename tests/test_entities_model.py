@@ -110,7 +110,7 @@ def test_int8_onnx_agrees_with_pytorch_on_the_tokens(trained, tmp_path):
     from models.token_classifier import Tagger
     from tasks.kinds.entities.onnx_int8 import agreement, export_token_classifier
 
-    files = export_token_classifier(trained[0], tmp_path)
+    files = export_token_classifier(trained[0], tmp_path, int8_weights=True)
     rng = random.Random(1)
     words = [_sentence(rng, rng.randint(2, 9)).words for _ in range(30)]
     reference = [tags for tags, _ in Tagger.load(trained[0]).tag(words)]

@@ -2,8 +2,8 @@
 
 Parity is judged on decoded answers, not logits (`export.py`): a graph serves only if it answers the parity questions
 (a seeded sample of test) with the same character span as PyTorch on at least `min_agreement` of them; dynamic int8
-is tried first (smallest, fastest), then int8 weights (smaller, as fast as fp32, much closer to PyTorch:
-`models/int8_weights.py`), then fp32; none: PyTorch serves and the gate's parity rule says why.
+is tried first (smallest, fastest), then, where `int8_weights` asks, int8 weights (`models/int8_weights.py`), then
+fp32; none: PyTorch serves and the gate's parity rule says why.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from tasks.kinds.answers.judging_stage import read, score, texts
 from tasks.kinds.answers.splits import questions
 from tasks.results.answers import AnsweringModel, OptimizedReader, PreparedQuestions
 
-VARIANTS = ("int8", "int8-weights", "fp32")  # in the order they are tried
-
 
 class AnswerOptimizeConfig(BaseModel):
     """Which graphs to build and how close to PyTorch they must answer."""
@@ -38,13 +36,19 @@ class AnswerOptimizeConfig(BaseModel):
         0.99, gt=0, le=1, description="Share of questions a graph must answer with PyTorch's exact span."
     )
     max_questions: int = Field(50, gt=0, description="Seeded sample of test questions the parity check reads.")
+    int8_weights: bool = Field(
+        False,
+        description="Also try int8 weights with fp32 arithmetic, before fp32: smaller than fp32 and closer to PyTorch "
+        "than dynamic int8 (96% of spans vs 52-64% on a weak COVID-QA reader), but slower than fp32 (docs/answers.md).",
+    )
     seed: int = 0
     threads: int = Field(2, ge=1)
     retry: RetryPolicy = RetryPolicy(retries=1)
 
 
-def export_graphs(model_dir: Path, out: Path) -> dict[str, Path]:
-    """fp32 (legacy exporter, eager attention), int8 (attention fused, then dynamic int8) and int8 weights."""
+def export_graphs(model_dir: Path, out: Path, int8_weights: bool = False) -> dict[str, Path]:
+    """fp32 (legacy exporter, eager attention), int8 (attention fused, then dynamic int8) and, where asked, int8
+    weights; in the order the stage tries them: smallest first."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir)).eval()
@@ -52,8 +56,10 @@ def export_graphs(model_dir: Path, out: Path) -> dict[str, Path]:
     int8 = out / "model_int8.onnx"
     quantize_int8(fp32, int8, model.config.num_attention_heads, model.config.hidden_size)
     Path(int8).with_suffix(".fused.onnx").unlink(missing_ok=True)  # the step between: not served
-    weights = Path(quantize_weights_int8(fp32, out / "model_int8-weights.onnx"))
-    return {"int8": int8, "int8-weights": weights, "fp32": fp32}
+    graphs = {"int8": int8}
+    if int8_weights:
+        graphs["int8-weights"] = Path(quantize_weights_int8(fp32, out / "model_int8-weights.onnx"))
+    return graphs | {"fp32": fp32}
 
 
 def optimize_answers(
@@ -68,16 +74,16 @@ def optimize_answers(
 
     key = hash_json(cfg.model_dump(exclude={"retry"}), model.uri, code_fingerprint())
     out, model_dir = ws.local_dir("optimize_answers", key), materialize(model.uri)
-    files = export_graphs(model_dir, out / "onnx")
+    files = export_graphs(model_dir, out / "onnx", cfg.int8_weights)
     test = questions(data, "test", cfg.max_questions, cfg.seed)
     readers = {"pytorch": SpanReader.load(model_dir, threads=cfg.threads)}
-    readers |= {v: SpanReader.load(model_dir, files[v], threads=cfg.threads) for v in VARIANTS}
+    readers |= {v: SpanReader.load(model_dir, path, threads=cfg.threads) for v, path in files.items()}
     spans = {v: read(r, test) for v, r in readers.items()}
-    agree = {v: span_agreement(spans["pytorch"], spans[v]) for v in VARIANTS}
+    agree = {v: span_agreement(spans["pytorch"], spans[v]) for v in files}
     f1 = {v: score(test, texts(s), data.scoring).f1 for v, s in spans.items()}
-    chosen = next((v for v in VARIANTS if agree[v] >= cfg.min_agreement), "pytorch")
+    chosen = next((v for v in files if agree[v] >= cfg.min_agreement), "pytorch")
     reasons = [
-        f"{v}: {agree[v]:.4f} of answers agree < {cfg.min_agreement}" for v in VARIANTS if agree[v] < cfg.min_agreement
+        f"{v}: {agree[v]:.4f} of answers agree < {cfg.min_agreement}" for v in files if agree[v] < cfg.min_agreement
     ]
     uri = publish_dir(out / "onnx", ws.uri("optimize_answers", key, "onnx"))
     with stage_run(tracking, "optimize_answers", parent_run_id, {"zero2one.task": "answers"}) as run:
@@ -91,7 +97,7 @@ def optimize_answers(
         reasons=reasons,
         agreement=agree,
         f1=f1,
-        sizes_mb={v: round(files[v].stat().st_size / 2**20, 1) for v in VARIANTS},
+        sizes_mb={v: round(path.stat().st_size / 2**20, 1) for v, path in files.items()},
         eval_size=len(test),
         mlflow_run_id=run.info.run_id,
     )
