@@ -10,6 +10,7 @@ the CPU seconds of the run (what it costs whatever else shares the cores) with t
 A workspace that already holds a registered version is read, not rerun: `--table` prints what is there.
 
     python bench/kinds_presets.py --work DIR [--presets ner,ner-scratch,qa,qa-scratch] [--seeds 0,1,2] [--table]
+        [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def seed_settings(preset: str, seed: int) -> list[str]:
     return [f"{section}.optim.seed={seed}"] + ([f"pretrain.optim.seed={seed}"] if config.pretrain.enabled else [])
 
 
-def run(preset: str, seed: int, folder: Path) -> dict:
+def run(preset: str, seed: int, folder: Path, extra: list[str]) -> dict:
     """One preset run in its own workspace and Prefect home; wall and CPU seconds of the child."""
     folder.mkdir(parents=True, exist_ok=True)
-    settings = [x for s in seed_settings(preset, seed) for x in ("--set", s)]
+    settings = [x for s in seed_settings(preset, seed) + extra for x in ("--set", s)]
     command = [str(Path(sys.executable).parent / "zero2one"), "run", "--config", f"configs/{preset}.yaml"]
     command += ["--workspace", str(folder / "ws"), *settings]
     env = os.environ | {"PREFECT_HOME": str(folder / "prefect")}
@@ -125,6 +126,7 @@ def main() -> None:
     p.add_argument("--presets", default=",".join(PRESETS))
     p.add_argument("--seeds", default="0")
     p.add_argument("--table", action="store_true", help="only read what the workspaces hold")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one more setting, every run")
     a = p.parse_args()
     rows = []
     for preset in a.presets.split(","):
@@ -132,7 +134,7 @@ def main() -> None:
             folder = a.work / f"{preset}-s{seed}"
             if not a.table and registered(folder) is None:
                 print(f"{preset} seed {seed}: running in {folder}", flush=True)
-                print(f"  {run(preset, seed, folder)}", flush=True)
+                print(f"  {run(preset, seed, folder, a.set)}", flush=True)
             found = row(preset, seed, folder)
             if found is not None:
                 rows.append(found)
