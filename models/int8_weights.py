@@ -4,7 +4,8 @@ Why beside dynamic int8: dynamic int8 also rounds every MatMul's activations to 
 where a model's top two scores are close (a tagger's rare entity words, a weakly trained reader's flat span logits)
 that flips argmaxes. On the WNUT-17 tagger (all 1,287 test sentences) dynamic per-channel int8 tagged 90.0% of the
 entity words as PyTorch does, these weights 99.2% (docs/entities.md). What it buys is a smaller file: only MatMul
-weights shrink (the embeddings and a fused Attention node's weights stay fp32); the arithmetic is no faster.
+weights shrink (the embeddings and a fused Attention node's weights stay fp32). It runs slower than the fp32 graph,
+its weights dequantized on every call: 1.1-1.7x PyTorch's speed where fp32 gives 1.7-1.9x (bench/kinds_latency.py).
 """
 
 from __future__ import annotations

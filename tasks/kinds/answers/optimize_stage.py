@@ -38,8 +38,9 @@ class AnswerOptimizeConfig(BaseModel):
     max_questions: int = Field(50, gt=0, description="Seeded sample of test questions the parity check reads.")
     int8_weights: bool = Field(
         False,
-        description="Also try int8 weights with fp32 arithmetic, before fp32: smaller than fp32 and closer to PyTorch "
-        "than dynamic int8 (96% of spans vs 52-64% on a weak COVID-QA reader), but slower than fp32 (docs/answers.md).",
+        description="Also try int8 weights with fp32 arithmetic, before fp32: smaller than fp32 and closer to "
+        "PyTorch than dynamic int8 (86-100% of spans vs 5-55% on weak COVID-QA readers), but slower than fp32 "
+        "(docs/answers.md).",
     )
     seed: int = 0
     threads: int = Field(2, ge=1)

@@ -36,8 +36,8 @@ class EntityOptimizeConfig(BaseModel):
     max_sentences: int = Field(300, gt=0, description="Test sentences the parity check tags.")
     int8_weights: bool = Field(
         False,
-        description="Also try int8 weights with fp32 arithmetic, before fp32: 25% smaller than fp32 and as close to "
-        "PyTorch (99.2% of WNUT-17's entity words), but slower than the fp32 graph (docs/entities.md).",
+        description="Also try int8 weights with fp32 arithmetic, before fp32: 25% smaller than fp32, tags 99.2% of "
+        "WNUT-17's entity words as PyTorch does (dynamic int8: 90%), but runs slower than fp32 (docs/entities.md).",
     )
     retry: RetryPolicy = RetryPolicy(retries=1)
 
