@@ -7,22 +7,20 @@ from __future__ import annotations
 
 from core.fingerprint import hash_json
 from core.workspace import Workspace, exists
-from tasks.results.data import PreparedData
+from tasks.results.data import ArrowSplits, PreparedData
 
 MAX_HELD_OUT = 2000  # held-out texts the pretrain stage scores once at its end
 
 
-def text_view(
-    source: str, fingerprint: str, how: str, corpus: list[str], held_out: list[str], ws: Workspace
-) -> PreparedData:
-    """The view of `corpus` (train) and `held_out` (validation, capped); reused when already written."""
-    key = hash_json(fingerprint, how)
+def text_view(data: ArrowSplits, how: str, corpus: list[str], held_out: list[str], ws: Workspace) -> PreparedData:
+    """The view of `corpus` (train) and `held_out` (validation, capped) made from `data`; reused when written."""
+    key = hash_json(data.fingerprint, how)
     view = PreparedData(
         uri=ws.uri("pretraining_text", key),
         fingerprint=key,
         sizes={"train": len(corpus), "validation": min(len(held_out), MAX_HELD_OUT)},
         dropped={},
-        source=f"{source} ({how})",
+        source=f"{data.source} ({how})",
         labels=[],
         corpus_size=len(corpus),
     )

@@ -2,8 +2,7 @@
 run on the kind's own text, the training contexts and questions; fine-tuning then starts from that encoder's folder.
 
 Both stages read a classifier's prepared data (`PreparedData`: a `text` corpus; the pretrain stage also a validation
-split), so each is handed a view of the questions in that shape,
-written once under `<workspace>/pretraining_text/<key>/`:
+split), so each is handed a view of the questions in that shape (`tasks/data/text_view.py`):
 - the tokenizer's: every distinct training context and every training question, whole (Chinese text has no spaces:
   the tokenizer stage makes each CJK ideograph a token, `tasks/training/tokenizer.py`);
 - the pretrain stage's: the contexts cut into pieces of at most the encoder's length in tokens of the trained
@@ -45,14 +44,10 @@ def pieces(tokenizer, texts: list[str], max_length: int) -> list[str]:
     return out
 
 
-def _view(data: PreparedQuestions, ws: Workspace, how: str, corpus: list[str], held_out: list[str]) -> PreparedData:
-    return text_view(data.source, data.fingerprint, how, corpus, held_out, ws)
-
-
 def tokenizer_text(data: PreparedQuestions, ws: Workspace) -> PreparedData:
     """The training contexts and questions, whole: what the WordPiece vocabulary is trained on."""
     contexts, asked = _texts(data, "train")
-    return _view(data, ws, "answers: contexts and questions", contexts + asked, [])
+    return text_view(data, "answers: contexts and questions", contexts + asked, [], ws)
 
 
 def pretraining_text(
@@ -66,7 +61,7 @@ def pretraining_text(
     for split in ("train", "validation"):
         contexts, asked = _texts(data, split)
         texts[split] = pieces(tok, contexts, max_length) + asked
-    return _view(data, ws, how, texts["train"], texts["validation"])
+    return text_view(data, how, texts["train"], texts["validation"], ws)
 
 
 def tokenize_answers(cfg: TokenizerConfig, data: PreparedQuestions, ws: Workspace) -> TokenizerArtifact:

@@ -26,7 +26,7 @@ def pretraining_text(data: PreparedEntities, ws: Workspace) -> PreparedData:
     from tasks.data.loaders import load_splits
 
     splits = load_splits(data)
-    return text_view(data.source, data.fingerprint, TEXT, splits["train"]["text"], splits["validation"]["text"], ws)
+    return text_view(data, TEXT, splits["train"]["text"], splits["validation"]["text"], ws)
 
 
 def pretrain_entities(
