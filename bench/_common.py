@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
+WNUT_TEST = ROOT.parent / "shared" / "data" / "ner" / "wnut17" / "test.conll"
 SCRATCH = Path(tempfile.mkdtemp(prefix="zero2one-bench-"))
 os.environ.setdefault("PREFECT_HOME", str(SCRATCH / "prefect"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -53,3 +54,11 @@ def load_text() -> str:
     """The machine's 1/5/15-minute load averages and cores: every printed timing says how busy the machine was."""
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def newest(workspace: Path, pattern: str) -> Path:
+    """The newest path under a finished preset run's workspace matching `pattern` (e.g. `finetune_entities/*/model`)."""
+    found = sorted(workspace.glob(pattern), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SystemExit(f"{workspace}: nothing matches {pattern}: is it the workspace of a finished preset run?")
+    return found[-1]

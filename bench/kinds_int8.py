@@ -18,31 +18,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import ROOT, load_text  # noqa: E402
-
-WNUT_TEST = ROOT.parent / "shared" / "data" / "ner" / "wnut17" / "test.conll"
-
-
-def _one(ws: Path, pattern: str) -> Path:
-    found = sorted(ws.glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SystemExit(f"{ws}: nothing matches {pattern}: is it the workspace of a finished preset run?")
-    return found[-1]
+from bench._common import WNUT_TEST, load_text, newest  # noqa: E402
 
 
 def weight_variants(fp32: Path, out: Path) -> dict[str, Path]:
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-
     from models.int8_weights import quantize_weights_int8
 
-    found = {"int8-weights (block 32)": Path(quantize_weights_int8(fp32, out / "w8_b32.onnx"))}
-    found["int8-weights (block 128)"] = Path(quantize_weights_int8(fp32, out / "w8_b128.onnx", block_size=128))
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, bits=8, accuracy_level=4)
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=32, is_symmetric=True, algo_config=config)
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(out / "w8_b32_acc4.onnx"), False)
-    return found | {"int8-weights (block 32, int8 arithmetic)": out / "w8_b32_acc4.onnx"}
+    return {
+        name: Path(quantize_weights_int8(fp32, out / f"w8_{i}.onnx", block, level))
+        for i, (name, block, level) in enumerate([
+            ("int8-weights (block 32)", 32, None),
+            ("int8-weights (block 128)", 128, None),
+            ("int8-weights (block 32, int8 arithmetic)", 32, 4),
+        ])
+    }  # fmt: skip
 
 
 def ffn_outputs(graph_path: Path) -> list[str]:
@@ -66,7 +55,7 @@ def entities(ws: Path, out: Path, threads: int) -> dict:
     from tasks.kinds.entities.onnx_int8 import agreement
     from tasks.kinds.entities.reader import read_entities
 
-    model_dir, fused = _one(ws, "finetune_entities/*/model"), _one(ws, "optimize_entities/*/onnx/model.fused.onnx")
+    model_dir, fused = newest(ws, "finetune_entities/*/model"), newest(ws, "optimize_entities/*/onnx/model.fused.onnx")
     options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     graphs = {"fp32": fused}
     for name, per_channel, exclude in (
@@ -107,14 +96,14 @@ def answers(ws: Path, out: Path, questions: int, threads: int) -> dict:
     from tasks.kinds.answers.judging_stage import read, score, texts
     from tasks.kinds.answers.splits import rows_to_questions, sample
 
-    model_dir, fp32 = _one(ws, "finetune_answers/*/model"), _one(ws, "optimize_answers/*/onnx/model.onnx")
+    model_dir, fp32 = newest(ws, "finetune_answers/*/model"), newest(ws, "optimize_answers/*/onnx/model.onnx")
     config = json.loads((model_dir / "config.json").read_text())
     graphs = {"fp32": fp32}
     for name, per_channel in (("dynamic int8, per tensor (the stage's)", False), ("dynamic int8, per channel", True)):
         graphs[name] = out / f"qa_dyn_{len(graphs)}.onnx"
         quantize_int8(fp32, graphs[name], config["num_attention_heads"], config["hidden_size"], per_channel)
     graphs |= {k: v for k, v in weight_variants(fp32, out).items() if "128" not in k}
-    split = datasets.load_from_disk(str(_one(ws, "answer_data/*/splits")))["test"]
+    split = datasets.load_from_disk(str(newest(ws, "answer_data/*/splits")))["test"]
     test = sample(rows_to_questions(split[:]), questions, 0)
     scoring = "cmrc" if any("\u4e00" <= ch <= "\u9fff" for ch in test[0].context[:200]) else "squad"
     spans = {"pytorch": read(SpanReader.load(model_dir, threads=threads), test)}

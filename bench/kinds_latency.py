@@ -17,16 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import ROOT, alternating_rounds, load_text, median, ratio_text, round_ratios  # noqa: E402
-
-WNUT_TEST = ROOT.parent / "shared" / "data" / "ner" / "wnut17" / "test.conll"
-
-
-def _one(ws: Path, pattern: str) -> Path:
-    found = sorted(ws.glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SystemExit(f"{ws}: nothing matches {pattern}: is it the workspace of a finished preset run?")
-    return found[-1]
+from bench._common import WNUT_TEST, alternating_rounds, load_text, median, newest, ratio_text, round_ratios  # noqa: E402
 
 
 def _timed(fn) -> float:
@@ -58,7 +49,7 @@ def entities(ws: Path, rounds: int, threads: int) -> dict:
     from models.token_classifier import Tagger
     from tasks.kinds.entities.reader import read_entities
 
-    model_dir, onnx_dir = _one(ws, "finetune_entities/*/model"), _one(ws, "optimize_entities/*/onnx")
+    model_dir, onnx_dir = newest(ws, "finetune_entities/*/model"), newest(ws, "optimize_entities/*/onnx")
     models = {"pytorch": Tagger.load(model_dir, threads=threads)}
     models |= {g: Tagger.load(model_dir, onnx_dir / f, threads=threads) for g, f in GRAPHS["entities"].items()}
     words = [s.words for s in read_entities(WNUT_TEST).sentences[:64]]
@@ -76,8 +67,8 @@ def answers(ws: Path, rounds: int, threads: int) -> dict:
 
     from models.span_reader import SpanReader
 
-    model_dir, onnx_dir = _one(ws, "finetune_answers/*/model"), _one(ws, "optimize_answers/*/onnx")
-    test = datasets.load_from_disk(str(_one(ws, "answer_data/*/splits")))["test"].select(range(4))
+    model_dir, onnx_dir = newest(ws, "finetune_answers/*/model"), newest(ws, "optimize_answers/*/onnx")
+    test = datasets.load_from_disk(str(newest(ws, "answer_data/*/splits")))["test"].select(range(4))
     models = {"pytorch": SpanReader.load(model_dir, threads=threads)}
     models |= {g: SpanReader.load(model_dir, onnx_dir / f, threads=threads) for g, f in GRAPHS["answers"].items()}
     wins = models["pytorch"].windows(test["question"], test["context"])

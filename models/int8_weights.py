@@ -14,17 +14,21 @@ import logging
 from pathlib import Path
 
 
-def quantize_weights_int8(src: str | Path, dst: str | Path, block_size: int = 32) -> str:
-    """`src`'s MatMul weights as symmetric int8 in blocks of `block_size` (MatMulNBits); writes and returns `dst`."""
+def quantize_weights_int8(
+    src: str | Path, dst: str | Path, block_size: int = 32, accuracy_level: int | None = None
+) -> str:
+    """`src`'s MatMul weights as symmetric int8 in blocks of `block_size` (MatMulNBits); writes and returns `dst`.
+
+    `accuracy_level` 4 makes the kernels round activations to int8 too, per block (ONNX Runtime's setting)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8)
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(src)), bits=8, block_size=block_size, is_symmetric=True, algo_config=config
-    )
+    settings = {"block_size": block_size, "is_symmetric": True, "accuracy_level": accuracy_level}
+    config = DefaultWeightOnlyQuantConfig(bits=8, **settings)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8, algo_config=config, **settings)
     quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
-    level, quiet.level = quiet.level, logging.WARNING  # it logs two INFO lines per MatMul
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # it logs two INFO lines per MatMul
     try:
         quantizer.process()
     finally:
