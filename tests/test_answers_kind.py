@@ -188,7 +188,7 @@ def test_a_question_answerer_runs_through_the_flow_gate_registry_and_card(tmp_pa
     args = ["predict", "--workspace", str(tmp_path / "ws"), "--model", model, "--context", "bob lives in oslo ."]
     said = CliRunner().invoke(app, [*args, "where does bob live ?"], catch_exceptions=False)
     assert said.exit_code == 0 and "no_answer" in said.output, said.output
-    from tests.test_entities_kind import mlflow_models_predict
+    from tests.test_serving import mlflow_models_predict
 
     pair = {"question": "where does bob live ?", "context": "bob lives in oslo ."}
     (answer,) = mlflow_models_predict(result.tracking_uri, f"models:/{model}", {"dataframe_records": [pair]}, tmp_path)

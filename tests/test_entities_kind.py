@@ -85,23 +85,6 @@ def tiny_encoder(tmp_path_factory) -> Path:
     return folder
 
 
-def mlflow_models_predict(tracking_uri: str, model_uri: str, payload: dict, cwd: Path) -> list:
-    """`mlflow models predict` as a user types it (the venv's mlflow, outside the repository): its predictions."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    (cwd / "input.json").write_text(json.dumps(payload))
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", model_uri, "-i", "input.json"]
-        + ["-t", "json", "--env-manager", "local"],
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, capture_output=True, text=True, timeout=300, cwd=cwd,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])["predictions"]
-
-
 @pytest.mark.kinds
 def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path, tiny_encoder, prefect_server):
     import mlflow
@@ -134,6 +117,8 @@ def test_an_entity_tagger_runs_through_the_flow_gate_registry_and_card(tmp_path,
     mlflow.set_tracking_uri(result.tracking_uri)
     found = mlflow.pyfunc.load_model(result.registered.model_uri).predict(pd.DataFrame({"text": ["Bob went to Paris"]}))
     assert all({"type", "start", "end", "text", "score"} <= set(e) for e in found["entities"][0])
+    from tests.test_serving import mlflow_models_predict
+
     version = f"models:/{result.registered.name}/{result.registered.version}"
     (said,) = mlflow_models_predict(result.tracking_uri, version, {"inputs": ["Bob went to Paris"]}, tmp_path)
     spans = [(e["type"], e["start"], e["end"], e["text"]) for e in said["entities"]]  # MLflow's own command line

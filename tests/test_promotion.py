@@ -10,10 +10,6 @@ TF-IDF baseline rule off (their 20-step encoder need not beat it); the baseline 
 from __future__ import annotations
 
 import contextvars
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -354,19 +350,9 @@ def test_champion_serves_through_pyfunc_and_the_mlflow_cli(lab, served, tmp_path
     assert "model/artifacts/model/model.safetensors" in files
     assert not any(f.endswith((".pkl", ".pickle", ".bin")) for f in files)
 
-    (tmp_path / "input.json").write_text(
-        json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}})
-    )
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.run(
-        [str(mlflow_cli), "models", "predict", "-m", "models:/served@champion", "--env-manager", "local"]
-        + ["-i", str(tmp_path / "input.json"), "-t", "json", "-o", str(tmp_path / "out.json")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MLFLOW_TRACKING_URI": lab.tracking.uri},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
+    from tests.test_serving import mlflow_models_predict
+
+    payload = {"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}
+    predictions = mlflow_models_predict(lab.tracking.uri, "models:/served@champion", payload, tmp_path)
     assert [p["label"] for p in predictions] == list(out["label"])
     assert all(abs(p["prob_positive"] - q) < 1e-5 for p, q in zip(predictions, out["prob_positive"], strict=True))

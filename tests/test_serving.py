@@ -336,6 +336,21 @@ def test_batch_size_limit_empty_texts_and_truncation_are_reported(registered):
         assert _metric(metrics, "zero2one_truncated_texts_total") == 1.0
 
 
+def mlflow_models_predict(tracking_uri: str, model_uri: str, given: dict | Path, cwd: Path) -> list:
+    """`mlflow models predict` as a user types it - the venv's `mlflow`, run outside the repository (the model
+    carries its own code) - on an input file or a payload written to one: its predictions."""
+    if isinstance(given, dict):
+        (cwd / "input.json").write_text(json.dumps(given))
+        given = cwd / "input.json"
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", model_uri, "-i", str(given)]
+        + ["-t", "json", "--env-manager", "local"],
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, capture_output=True, text=True, timeout=300, cwd=cwd,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])["predictions"]
+
+
 def test_mlflow_models_predict_on_the_champion_with_the_readme_input(registered, tmp_path):
     """Issue 12, item 15: the exact command and sample input the README gives, and plain lists in the pyfunc."""
     import mlflow
@@ -345,19 +360,8 @@ def test_mlflow_models_predict_on_the_champion_with_the_readme_input(registered,
 
     ws, reg, _ = registered
     tracking = Tracking.resolve(TrackingConfig(), Workspace(root=str(ws)))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.uri}
     example = ROOT / "serving" / "examples" / "predict_input.json"
-    out = subprocess.run(  # the venv's `mlflow`, run outside the repository: the model carries its own code
-        [str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", f"models:/{reg.name}@champion"]
-        + ["-i", str(example), "-t", "json", "--env-manager", "local"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    predictions = json.loads(out.stdout.strip().splitlines()[-1])["predictions"]
+    predictions = mlflow_models_predict(tracking.uri, f"models:/{reg.name}@champion", example, tmp_path)
     assert [p["label"] in {"negative", "neutral", "positive"} for p in predictions] == [True, True]
 
     tracking.activate()
